@@ -1,0 +1,74 @@
+// The contract between the WGSL kernel suite and the launcher: a kernel is WGSL text plus the
+// access mode of each storage binding, in binding order, and whether it takes a params block
+// (always the last binding, a uniform read at a per-dispatch dynamic offset). Builders are
+// memoized by their parameters so a hot loop never rebuilds or re-hashes shader text.
+
+export type Access = "read" | "rw";
+
+export interface Kernel {
+  /** Unique per distinct shader text: family name + builder parameters. */
+  readonly key: string;
+  readonly code: string;
+  /** Storage bindings 0..n-1 of group 0. */
+  readonly bindings: readonly Access[];
+  /** A params uniform at binding n (bindings.length), 256 bytes: up to 64 u32 words. */
+  readonly params: boolean;
+}
+
+/** Max 32-bit words in one dispatch's params block. */
+export const PARAM_WORDS = 64;
+
+/** Memoizes a kernel builder by its JSON-serializable arguments. */
+export function kernelFamily<A extends unknown[]>(
+  family: string,
+  build: (...args: A) => { code: string; bindings: readonly Access[]; params: boolean },
+): (...args: A) => Kernel {
+  const cache = new Map<string, Kernel>();
+  return (...args: A) => {
+    const key = args.length ? `${family}:${JSON.stringify(args)}` : family;
+    let k = cache.get(key);
+    if (!k) {
+      const b = build(...args);
+      k = { key, code: b.code, bindings: b.bindings, params: b.params };
+      cache.set(key, k);
+    }
+    return k;
+  };
+}
+
+/** WGSL declaring the params block at `binding`, with accessors pu (u32), pi (i32), pf (f32). */
+export function paramsDecl(binding: number): string {
+  return `
+@group(0) @binding(${binding}) var<uniform> P: array<vec4<u32>, ${PARAM_WORDS / 4}>;
+fn pu(i: u32) -> u32 { return P[i / 4u][i % 4u]; }
+fn pi(i: u32) -> i32 { return bitcast<i32>(P[i / 4u][i % 4u]); }
+fn pf(i: u32) -> f32 { return bitcast<f32>(P[i / 4u][i % 4u]); }
+`;
+}
+
+/** WGSL storage binding declaration. */
+export function storage(binding: number, name: string, access: Access, type: string): string {
+  return `@group(0) @binding(${binding}) var<storage, ${access === "rw" ? "read_write" : "read"}> ${name}: ${type};`;
+}
+
+/**
+ * Linear invocation index for 1-D work spread over a 2-D grid (dispatches wider than 65535
+ * workgroups fold into y). Use with `grid1d` on the host side.
+ */
+export function linearIndexFn(workgroupSize: number): string {
+  return `
+fn linearIndex(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
+  return (wid.y * nwg.x + wid.x) * ${workgroupSize}u + lid.x;
+}
+`;
+}
+
+/** The WGSL element type name for a dtype. */
+export function wgslType(dtype: "f32" | "f16" | "i32"): string {
+  return dtype;
+}
+
+/** `enable f16;` when a kernel touches f16 data. */
+export function enables(...dtypes: string[]): string {
+  return dtypes.includes("f16") ? "enable f16;\n" : "";
+}

@@ -1,0 +1,77 @@
+// Pipeline cache keyed by the kernel's parameters (Kernel.key), with explicit bind-group
+// layouts so the params block can use a dynamic offset, and a bind-group cache keyed by the
+// buffers bound (the pool hands the same buffers back every training step).
+import type { Kernel } from "../../shaders/kernel.ts";
+import { bufferId } from "./pool.ts";
+
+export interface CachedPipeline {
+  pipeline: GPUComputePipeline;
+  layout: GPUBindGroupLayout;
+  module: GPUShaderModule;
+  kernel: Kernel;
+}
+
+const GPUShaderStage_COMPUTE = 0x4;
+export const PARAM_SLOT_BYTES = 256;
+
+export class PipelineCache {
+  private pipelines = new Map<string, CachedPipeline>();
+  private bindGroups = new Map<string, GPUBindGroup>();
+
+  constructor(private device: GPUDevice) {}
+
+  get(kernel: Kernel): CachedPipeline {
+    let p = this.pipelines.get(kernel.key);
+    if (!p) {
+      const entries: GPUBindGroupLayoutEntry[] = kernel.bindings.map((a, i) => ({
+        binding: i,
+        visibility: GPUShaderStage_COMPUTE,
+        buffer: { type: a === "rw" ? "storage" : "read-only-storage" },
+      }));
+      if (kernel.params) {
+        entries.push({
+          binding: kernel.bindings.length,
+          visibility: GPUShaderStage_COMPUTE,
+          buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: PARAM_SLOT_BYTES },
+        });
+      }
+      const layout = this.device.createBindGroupLayout({ label: kernel.key, entries });
+      const module = this.device.createShaderModule({ label: kernel.key, code: kernel.code });
+      const pipeline = this.device.createComputePipeline({
+        label: kernel.key,
+        layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+        compute: { module, entryPoint: "main" },
+      });
+      p = { pipeline, layout, module, kernel };
+      this.pipelines.set(kernel.key, p);
+    }
+    return p;
+  }
+
+  bindGroup(p: CachedPipeline, buffers: readonly GPUBuffer[], paramsBuffer: GPUBuffer | null): GPUBindGroup {
+    let key = p.kernel.key;
+    for (const b of buffers) key += "|" + bufferId(b);
+    if (paramsBuffer) key += "|p" + bufferId(paramsBuffer);
+    let bg = this.bindGroups.get(key);
+    if (!bg) {
+      const entries: GPUBindGroupEntry[] = buffers.map((buffer, i) => ({ binding: i, resource: { buffer } }));
+      if (paramsBuffer) {
+        entries.push({ binding: buffers.length, resource: { buffer: paramsBuffer, offset: 0, size: PARAM_SLOT_BYTES } });
+      }
+      bg = this.device.createBindGroup({ layout: p.layout, entries });
+      if (this.bindGroups.size > 20000) this.bindGroups.clear();
+      this.bindGroups.set(key, bg);
+    }
+    return bg;
+  }
+
+  /** Drop cached bind groups (buffers were destroyed). */
+  clearBindGroups(): void {
+    this.bindGroups.clear();
+  }
+
+  /** Every compiled module, for getCompilationInfo() checks. */
+  all(): CachedPipeline[] {
+    return [...this.pipelines.values()];
+  }
+}

@@ -1,0 +1,19 @@
+// Public entry point of webslope: runtime, tensors, ops, autograd scopes and errors.
+export { Tensor, type TensorLike } from "./tensor.ts";
+export { init, flush, memoryStats, gpu, type GpuContext } from "./gpu/context.ts";
+export type { InitOptions } from "./gpu/device.ts";
+export type { MemoryStats } from "./gpu/pool.ts";
+export type { DType } from "./dtype.ts";
+export { tidy, noGrad, keep, isGradEnabled } from "./scope.ts";
+export { manualSeed, Generator } from "./random.ts";
+export { tensor, zeros, ones, full, zerosLike, onesLike, arange, randn, rand } from "./ops/creation.ts";
+export type { CreateOptions, RandomOptions } from "./ops/creation.ts";
+export {
+  add, sub, mul, div, neg, exp, log, sqrt, rsqrt, tanh, relu, gelu, pow, where, maskedFill, cast, compare,
+} from "./ops/elementwise.ts";
+export { sum, mean, max } from "./ops/reduce.ts";
+export { reshape, permute, transpose, slice, narrow, concat, split, expand } from "./ops/layout.ts";
+export { matmul, type MatmulOptions } from "./ops/matmul.ts";
+export { softmax, logSoftmax, type SoftmaxOptions } from "./ops/nn.ts";
+export type { Activation, OpName } from "./autograd/ops.ts";
+export * from "./errors.ts";

@@ -1,0 +1,193 @@
+// Layout ops: reshape (a view: shares storage), permute/transpose, slice/narrow, concat/split
+// and expand (broadcastTo), all through one strided-copy kernel, with their backward rules.
+import type { Rule } from "../autograd/graph.ts";
+import { record } from "../autograd/graph.ts";
+import { ShapeError, fmtShape } from "../errors.ts";
+import { gpu } from "../gpu/context.ts";
+import { isGradEnabled } from "../scope.ts";
+import { Tensor } from "../tensor.ts";
+import { COPY_MAX_RANK, COPY_WORKGROUP, stridedCopyKernel } from "../../shaders/layout.wgsl.ts";
+import { fill } from "./elementwise.ts";
+import { sumToShape } from "./reduce.ts";
+import { broadcastShapes, broadcastStrides, checkLive, grid1d, normAxis, numel, sameShape, stridesOf } from "./util.ts";
+
+/** Copies the index space `shape` from src (strided) into dst (strided). No autograd. */
+export function stridedCopy(
+  op: string, src: Tensor, dst: Tensor, shape: readonly number[],
+  srcStrides: readonly number[], dstStrides: readonly number[], srcOffset = 0, dstOffset = 0,
+): void {
+  if (shape.length > COPY_MAX_RANK) throw new ShapeError(op, `rank ${shape.length} is over the supported ${COPY_MAX_RANK}`);
+  const n = numel(shape);
+  if (n === 0) return;
+  const p = new Array<number>(22).fill(0);
+  p[0] = n; p[1] = shape.length; p[2] = srcOffset; p[3] = dstOffset;
+  shape.forEach((d, i) => { p[4 + i] = d; p[10 + i] = srcStrides[i]!; p[16 + i] = dstStrides[i]!; });
+  gpu().launcher.dispatch(stridedCopyKernel(src.dtype), [src.buffer(op), dst.buffer(op)], grid1d(n, COPY_WORKGROUP), p);
+}
+
+export function permuteRaw(op: string, x: Tensor, perm: readonly number[]): Tensor {
+  const outShape = perm.map((p) => x.shape[p]!);
+  const out = Tensor.empty(outShape, x.dtype, op);
+  const st = stridesOf(x.shape);
+  stridedCopy(op, x, out, outShape, perm.map((p) => st[p]!), stridesOf(outShape));
+  return out;
+}
+
+export function expandRaw(op: string, x: Tensor, shape: readonly number[]): Tensor {
+  const out = Tensor.empty(shape, x.dtype, op);
+  stridedCopy(op, x, out, shape, broadcastStrides(x.shape, shape), stridesOf(shape));
+  return out;
+}
+
+/** A view with a new shape (one -1 is inferred). Shares storage: no copy. */
+export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  checkLive("reshape", x);
+  const s = [...shape];
+  const inferred = s.indexOf(-1);
+  if (inferred !== -1 && s.lastIndexOf(-1) !== inferred) throw new ShapeError("reshape", `only one -1 allowed in ${fmtShape(shape)}`);
+  if (inferred !== -1) {
+    const rest = numel(s.filter((_, i) => i !== inferred));
+    if (rest === 0 || x.size % rest !== 0) throw new ShapeError("reshape", `cannot infer -1: ${fmtShape(x.shape)} into ${fmtShape(shape)}`);
+    s[inferred] = x.size / rest;
+  }
+  if (s.some((d) => !Number.isInteger(d) || d < 0) || numel(s) !== x.size) {
+    throw new ShapeError("reshape", `cannot reshape ${fmtShape(x.shape)} (${x.size} elements) into ${fmtShape(shape)} (${numel(s)} elements)`);
+  }
+  const out = x.alias(s);
+  if (isGradEnabled()) record("reshape", [x], out, {});
+  return out;
+}
+
+/** Reorders axes (torch permute); materialises the result. */
+export function permute(x: Tensor, perm: readonly number[]): Tensor {
+  checkLive("permute", x);
+  const p = perm.map((a) => normAxis("permute", a, x.ndim));
+  if (p.length !== x.ndim || new Set(p).size !== p.length) {
+    throw new ShapeError("permute", `${JSON.stringify(perm)} is not a permutation of the ${x.ndim} axes of ${fmtShape(x.shape)}`);
+  }
+  const out = permuteRaw("permute", x, p);
+  if (isGradEnabled()) record("permute", [x], out, { perm: p });
+  return out;
+}
+
+/** Swaps two axes (default: the last two). */
+export function transpose(x: Tensor, d0 = -2, d1 = -1): Tensor {
+  const a = normAxis("transpose", d0, x.ndim), b = normAxis("transpose", d1, x.ndim);
+  const perm = [...Array(x.ndim).keys()];
+  perm[a] = b; perm[b] = a;
+  return permute(x, perm);
+}
+
+/** x[starts[0]:ends[0], ...] with step 1; missing trailing axes are taken whole; negatives count from the end. */
+export function slice(x: Tensor, starts: readonly number[], ends: readonly number[]): Tensor {
+  checkLive("slice", x);
+  if (starts.length > x.ndim || ends.length > x.ndim) {
+    throw new ShapeError("slice", `starts ${JSON.stringify(starts)} / ends ${JSON.stringify(ends)} have more entries than the rank of ${fmtShape(x.shape)}`);
+  }
+  const st = x.shape.map((d, i) => clampIndex(starts[i] ?? 0, d));
+  const en = x.shape.map((d, i) => clampIndex(ends[i] ?? d, d));
+  const shape = x.shape.map((_, i) => Math.max(0, en[i]! - st[i]!));
+  const strides = stridesOf(x.shape);
+  const offset = st.reduce((a, s, i) => a + s * strides[i]!, 0);
+  const out = Tensor.empty(shape, x.dtype, "slice");
+  stridedCopy("slice", x, out, shape, strides, stridesOf(shape), offset, 0);
+  if (isGradEnabled()) record("slice", [x], out, { starts: st, ends: en });
+  return out;
+}
+
+function clampIndex(i: number, d: number): number {
+  const v = i < 0 ? i + d : i;
+  return Math.min(Math.max(v, 0), d);
+}
+
+/** `length` entries of `axis` from `start` (torch narrow). */
+export function narrow(x: Tensor, axis: number, start: number, length: number): Tensor {
+  const a = normAxis("narrow", axis, x.ndim);
+  if (start < 0 || length < 0 || start + length > x.shape[a]!) {
+    throw new ShapeError("narrow", `[${start}, ${start + length}) is outside axis ${axis} of size ${x.shape[a]} in ${fmtShape(x.shape)}`);
+  }
+  const starts = x.shape.map((_, i) => (i === a ? start : 0));
+  const ends = x.shape.map((d, i) => (i === a ? start + length : d));
+  return slice(x, starts, ends);
+}
+
+/** Joins tensors along `axis`; all other axes must match. */
+export function concat(ts: readonly Tensor[], axis = 0): Tensor {
+  if (ts.length === 0) throw new ShapeError("concat", "needs at least one tensor");
+  checkLive("concat", ...ts);
+  const first = ts[0]!;
+  const a = normAxis("concat", axis, first.ndim);
+  for (const t of ts) {
+    if (t.dtype !== first.dtype || t.ndim !== first.ndim || t.shape.some((d, i) => i !== a && d !== first.shape[i])) {
+      throw new ShapeError("concat", `shapes ${ts.map((u) => fmtShape(u.shape) + u.dtype).join(", ")} differ outside axis ${axis}`);
+    }
+  }
+  const shape = [...first.shape];
+  shape[a] = ts.reduce((s, t) => s + t.shape[a]!, 0);
+  const out = Tensor.empty(shape, first.dtype, "concat");
+  const outStrides = stridesOf(shape);
+  let at = 0;
+  for (const t of ts) {
+    stridedCopy("concat", t, out, t.shape, stridesOf(t.shape), outStrides, 0, at * outStrides[a]!);
+    at += t.shape[a]!;
+  }
+  if (isGradEnabled()) record("concat", ts, out, { axis: a });
+  return out;
+}
+
+/** Splits along `axis` into pieces of `sizes` (or equal pieces of that size). */
+export function split(x: Tensor, sizes: number | readonly number[], axis = 0): Tensor[] {
+  const a = normAxis("split", axis, x.ndim);
+  const d = x.shape[a]!;
+  const list = typeof sizes === "number" ? Array.from({ length: Math.ceil(d / sizes) }, (_, i) => Math.min(sizes, d - i * sizes)) : [...sizes];
+  if (list.reduce((s, v) => s + v, 0) !== d) {
+    throw new ShapeError("split", `sizes ${JSON.stringify(sizes)} do not add up to axis ${axis} of ${fmtShape(x.shape)}`);
+  }
+  let at = 0;
+  return list.map((n) => { const t = narrow(x, a, at, n); at += n; return t; });
+}
+
+/** Broadcasts to `shape` (torch expand / broadcast_to); materialises the result. */
+export function expand(x: Tensor, shape: readonly number[]): Tensor {
+  checkLive("expand", x);
+  const s = shape.map((d, i) => (d === -1 ? x.shape[i - (shape.length - x.ndim)] ?? 1 : d));
+  const b = broadcastShapes("expand", x.shape, s);
+  if (!sameShape(b, s)) throw new ShapeError("expand", `cannot expand ${fmtShape(x.shape)} to ${fmtShape(shape)}`);
+  const out = expandRaw("expand", x, s);
+  if (isGradEnabled()) record("expand", [x], out, {});
+  return out;
+}
+
+type LayoutOp = "reshape" | "permute" | "slice" | "concat" | "expand";
+
+export const layoutRules: { [K in LayoutOp]: Rule<K> } = {
+  reshape: (g, c) => [g.alias(c.inputShapes[0]!)],
+  permute: (g, c) => {
+    const inv = new Array<number>(c.attrs.perm.length);
+    c.attrs.perm.forEach((p, i) => { inv[p] = i; });
+    return [permuteRaw("permute", g, inv)];
+  },
+  slice: (g, c) => {
+    const shape = c.inputShapes[0]!;
+    const out = fill(shape, 0, g.dtype, "slice");
+    const strides = stridesOf(shape);
+    const offset = c.attrs.starts.reduce((a, s, i) => a + s * strides[i]!, 0);
+    stridedCopy("slice", g, out, g.shape, stridesOf(g.shape), strides, 0, offset);
+    return [out];
+  },
+  concat: (g, c) => {
+    let at = 0;
+    const a = c.attrs.axis;
+    return c.inputShapes.map((shape, i) => {
+      const n = shape[a]!;
+      const start = at;
+      at += n;
+      if (!c.needsGrad[i]) return null;
+      const out = Tensor.empty(shape, g.dtype, "concat");
+      const gs = stridesOf(g.shape);
+      stridedCopy("concat", g, out, shape, gs, stridesOf(shape), start * gs[a]!, 0);
+      return out;
+    });
+  },
+  expand: (g, c) => [sumToShape(g, c.inputShapes[0]!)],
+};

@@ -1,0 +1,143 @@
+// Matmul front-end: 2-D and batched products with broadcast batch axes, transposed operands
+// read in place (transA / transB), and a fused bias + activation epilogue. Its backward rule
+// reuses the same kernel with the transpose flags flipped, so no transpose is materialised.
+import type { Rule } from "../autograd/graph.ts";
+import { record } from "../autograd/graph.ts";
+import type { Activation } from "../autograd/ops.ts";
+import { DTypeError, ShapeError, fmtShape } from "../errors.ts";
+import { gpu } from "../gpu/context.ts";
+import { isGradEnabled } from "../scope.ts";
+import { Tensor } from "../tensor.ts";
+import { MM_TILE, matmulKernel } from "../../shaders/matmul.wgsl.ts";
+import { mapOp } from "./elementwise.ts";
+import { expandRaw } from "./layout.ts";
+import { reduceRaw, sumToShape } from "./reduce.ts";
+import { broadcastShapes, checkLive, numel, sameShape } from "./util.ts";
+
+export interface MatmulOptions {
+  /** Read A as its transpose (A stored [..., K, M]). */
+  transA?: boolean;
+  /** Read B as its transpose (B stored [..., N, K]), e.g. x.matmul(W, { transB: true }) for x·Wᵀ. */
+  transB?: boolean;
+  /** Added to every row of the result, shape [N]. */
+  bias?: Tensor | null;
+  /** Applied after the bias in the same kernel. */
+  activation?: Activation;
+}
+
+interface Dims { batch: number[]; M: number; N: number; K: number }
+
+function dims(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Dims {
+  if (a.ndim < 2 || b.ndim < 2) {
+    throw new ShapeError("matmul", `both operands need at least 2 axes, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}; reshape vectors to [1, n] or [n, 1]`);
+  }
+  const [ar, ac] = a.shape.slice(-2) as [number, number];
+  const [br, bc] = b.shape.slice(-2) as [number, number];
+  const M = transA ? ac : ar, K = transA ? ar : ac;
+  const Kb = transB ? bc : br, N = transB ? br : bc;
+  if (K !== Kb) {
+    throw new ShapeError("matmul", `inner dimensions differ: A ${fmtShape(a.shape)}${transA ? "ᵀ" : ""} has K=${K}, ` +
+      `B ${fmtShape(b.shape)}${transB ? "ᵀ" : ""} has K=${Kb}`);
+  }
+  const batch = broadcastShapes("matmul", a.shape.slice(0, -2), b.shape.slice(0, -2));
+  return { batch, M, N, K };
+}
+
+/** The product without autograd. `aux` (pre-activation output) is written when given. */
+export function matmulRaw(a: Tensor, b: Tensor, transA = false, transB = false, bias: Tensor | null = null, act: Activation = "none", aux = false): [Tensor, Tensor | null] {
+  const g = gpu();
+  const { batch, M, N, K } = dims(a, b, transA, transB);
+  const nb = numel(batch);
+  const prep = (t: Tensor, rows: number, cols: number): [Tensor, number] => {
+    const tb = numel(t.shape.slice(0, -2));
+    if (tb === nb) return [t, rows * cols];
+    if (tb === 1) return [t, 0];
+    return [expandRaw("matmul", t, [...batch, rows, cols]), rows * cols];
+  };
+  const [A, sa] = prep(a, a.shape.at(-2)!, a.shape.at(-1)!);
+  const [B, sb] = prep(b, b.shape.at(-2)!, b.shape.at(-1)!);
+  const dtype = a.dtype as "f32" | "f16";
+  const out = Tensor.empty([...batch, M, N], dtype, "matmul");
+  const z = aux ? Tensor.empty([...batch, M, N], dtype, "matmul") : null;
+  const bufs = [A.buffer("matmul"), B.buffer("matmul"), out.buffer("matmul")];
+  if (bias) bufs.push(bias.buffer("matmul"));
+  if (z) bufs.push(z.buffer("matmul"));
+  const kernel = matmulKernel({ transA, transB, bias: !!bias, act, aux: !!z, dtype });
+  const maxZ = g.limits.maxComputeWorkgroupsPerDimension;
+  if (nb > maxZ) throw new ShapeError("matmul", `batch of ${nb} products is over the adapter's ${maxZ} per dispatch; reshape the batch`);
+  g.launcher.dispatch(kernel, bufs, [Math.ceil(N / MM_TILE), Math.ceil(M / MM_TILE), nb], [M, N, K, sa, sb, M * N]);
+  if (A !== a) A.dispose();
+  if (B !== b) B.dispose();
+  return [out, z];
+}
+
+/**
+ * op(A)·op(B) (+ bias, then activation). Batch axes broadcast like torch.matmul. A batched A times
+ * a 2-D B is computed as one 2-D product over the folded rows.
+ */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const transA = !!opts.transA, transB = !!opts.transB;
+  const bias = opts.bias ?? null, act = opts.activation ?? "none";
+  checkLive("matmul", a, b, bias);
+  if (a.dtype !== b.dtype || (bias && bias.dtype !== a.dtype)) {
+    throw new DTypeError("matmul", `operands have dtypes ${a.dtype}, ${b.dtype}${bias ? `, bias ${bias.dtype}` : ""}; they must match`);
+  }
+  if (a.dtype === "i32") throw new DTypeError("matmul", "i32 operands are not supported; convert with .to(\"f32\")");
+  if (a.dtype === "f16" && !gpu().hasF16()) throw new DTypeError("matmul", "f16 needs the adapter feature shader-f16");
+  const { N } = dims(a, b, transA, transB);
+  if (bias && (bias.ndim !== 1 || bias.shape[0] !== N)) {
+    throw new ShapeError("matmul", `bias ${fmtShape(bias.shape)} must have shape [${N}] for a product of ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
+  }
+  if (a.ndim > 2 && b.ndim === 2 && !transA) {
+    const rows = numel(a.shape.slice(0, -1));
+    const a2 = a.alias([rows, a.shape.at(-1)!]);
+    if (isGradEnabled() && a.requiresGrad) record("reshape", [a], a2, {});
+    const y2 = matmul(a2, b, opts);
+    a2.dispose();
+    const y = y2.alias([...a.shape.slice(0, -1), y2.shape[1]!]);
+    if (isGradEnabled() && y2.requiresGrad) record("reshape", [y2], y, {});
+    y2.dispose();
+    return y;
+  }
+  const wantAux = isGradEnabled() && act !== "none" && (a.requiresGrad || b.requiresGrad || !!bias?.requiresGrad);
+  const [out, z] = matmulRaw(a, b, transA, transB, bias, act, wantAux);
+  if (isGradEnabled()) {
+    record("matmul", [a, b, bias], out, { transA, transB, activation: act, hasBias: !!bias }, z ? [a, b, z] : [a, b]);
+  }
+  z?.dispose();
+  return out;
+}
+
+export const matmulRules: { matmul: Rule<"matmul"> } = {
+  matmul: (g, c) => {
+    const { transA, transB, activation } = c.attrs;
+    const [a, b, z] = c.saved as [Tensor, Tensor, Tensor | undefined];
+    const dz = activation === "none" ? g
+      : mapOp("matmul", activation === "relu" ? "select(0.0, a, b > 0.0)" : "a * gelu_tanh_grad(b)", [g, z!], g.dtype);
+    let da: Tensor | null = null, db: Tensor | null = null, dbias: Tensor | null = null;
+    if (c.needsGrad[0]) {
+      const [r] = transA ? matmulRaw(b, dz, transB, true) : matmulRaw(dz, b, false, !transB);
+      da = fitTo(r, c.inputShapes[0]!);
+    }
+    if (c.needsGrad[1]) {
+      const [r] = transB ? matmulRaw(dz, a, true, transA) : matmulRaw(a, dz, !transA, false);
+      db = fitTo(r, c.inputShapes[1]!);
+    }
+    if (c.needsGrad[2]) {
+      const n = dz.shape.at(-1)!;
+      const flat = dz.alias([dz.size / n, n]);
+      const r = reduceRaw("matmul", flat, [0], "sum", false);
+      dbias = r.alias([n]);
+      flat.dispose(); r.dispose();
+    }
+    if (dz !== g) dz.dispose();
+    return [da, db, dbias];
+  },
+};
+
+function fitTo(t: Tensor, shape: readonly number[]): Tensor {
+  if (sameShape(t.shape, shape)) return t;
+  const r = sumToShape(t, shape);
+  t.dispose();
+  return r;
+}
