@@ -1,4 +1,13 @@
-// The whole op suite, shared by the Deno, Node and Chromium runners.
+// The whole op suite, shared by the Deno, Node and Chromium runners. Each file registers its
+// cases with test() from ../lib/harness.ts when imported.
 import "./elementwise.ts";
+import "./reduce.ts";
+import "./layout.ts";
+import "./matmul.ts";
+import "./nn.ts";
+import "./runtime.ts";
+import "./errors.ts";
+import "./training.ts";
+import "./sparse.ts";
 
 export { cases, supported, type TestCase } from "../lib/harness.ts";

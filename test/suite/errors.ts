@@ -1,0 +1,1 @@
+// Test cases for errors (see test/lib/harness.ts); registered on import by test/suite/index.ts.
