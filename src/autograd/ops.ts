@@ -38,7 +38,17 @@ export interface OpAttrs {
   expand: Record<never, never>;
   // matmul (src/ops/matmul.ts)
   matmul: { transA: boolean; transB: boolean; activation: Activation; hasBias: boolean };
-  // nn (src/ops/nn.ts): added with their fused kernels
+  // nn (src/ops/nn.ts)
+  softmax: { axis: number; causal: boolean };
+  logSoftmax: { axis: number; causal: boolean };
+  layerNorm: { eps: number; hasWeight: boolean; hasBias: boolean };
+  embedding: Record<never, never>;
+  crossEntropy: { ignoreIndex: number; reduction: "mean" | "sum" | "none" };
+  dropout: { p: number; key: [number, number] };
+  // sparse (src/sparse/ops.ts): N:M pattern, W is dOut×dIn
+  sparseLinear: { n: number; m: number; dOut: number; dIn: number };
+  // the masked-dense simulation (src/sparse/masked-linear.ts)
+  maskedLinear: Record<never, never>;
 }
 
 export type OpName = keyof OpAttrs;

@@ -74,12 +74,12 @@ export function tensor(data: Nested | ArrayLike<number>, shapeOrOpts?: number[] 
   return finish(t, opts);
 }
 
-export function full(shape: number[], value: number, opts: CreateOptions = {}): Tensor {
-  checkShape("full", shape);
-  return finish(fill(shape, value, opts.dtype ?? "f32", "full"), opts);
+export function full(shape: number[], value: number, opts: CreateOptions = {}, op = "full"): Tensor {
+  checkShape(op, shape);
+  return finish(fill(shape, value, opts.dtype ?? "f32", op), opts);
 }
-export const zeros = (shape: number[], opts: CreateOptions = {}) => full(shape, 0, opts);
-export const ones = (shape: number[], opts: CreateOptions = {}) => full(shape, 1, opts);
+export const zeros = (shape: number[], opts: CreateOptions = {}) => full(shape, 0, opts, "zeros");
+export const ones = (shape: number[], opts: CreateOptions = {}) => full(shape, 1, opts, "ones");
 export const zerosLike = (t: Tensor, opts: CreateOptions = {}) => full([...t.shape], 0, { dtype: t.dtype, ...opts });
 export const onesLike = (t: Tensor, opts: CreateOptions = {}) => full([...t.shape], 1, { dtype: t.dtype, ...opts });
 

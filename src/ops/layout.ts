@@ -158,6 +158,16 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
   return out;
 }
 
+/** dst := src in place (same shape and dtype), recorded in encoder order; no autograd. */
+export function copyInto(dst: Tensor, src: Tensor): void {
+  if (dst.shape.join() !== src.shape.join() || dst.dtype !== src.dtype) {
+    throw new ShapeError("copyInto", `destination ${fmtShape(dst.shape)} ${dst.dtype} and source ${fmtShape(src.shape)} ${src.dtype} differ`);
+  }
+  if (src.buffer("copyInto") === dst.buffer("copyInto")) return;
+  const bytes = Math.ceil((src.size * (src.dtype === "f16" ? 2 : 4)) / 4) * 4;
+  gpu().launcher.copy(src.buffer("copyInto"), 0, dst.buffer("copyInto"), 0, bytes);
+}
+
 type LayoutOp = "reshape" | "permute" | "slice" | "concat" | "expand";
 
 export const layoutRules: { [K in LayoutOp]: Rule<K> } = {

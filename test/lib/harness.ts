@@ -9,6 +9,8 @@ export interface TestCase {
   fn: () => Promise<void> | void;
   /** Adapter features the case needs; runners skip (and name) it where they are missing. */
   needs: Feature[];
+  /** Adapter features whose absence the case tests (it runs only where they are missing). */
+  absent: Feature[];
   /** Part of the representative subset run in headless Chromium. */
   browser: boolean;
 }
@@ -17,18 +19,20 @@ export const cases: TestCase[] = [];
 
 export interface TestOptions {
   needs?: Feature[];
+  absent?: Feature[];
   /** Also run in the browser runner (default true). */
   browser?: boolean;
 }
 
 export function test(name: string, fn: () => Promise<void> | void, opts: TestOptions = {}): void {
-  const needs = opts.needs ?? [];
-  const label = needs.length ? `${name} [needs ${needs.join(", ")}]` : name;
+  const needs = opts.needs ?? [], absent = opts.absent ?? [];
+  let label = needs.length ? `${name} [needs ${needs.join(", ")}]` : name;
+  if (absent.length) label += ` [only without ${absent.join(", ")}]`;
   if (cases.some((c) => c.name === label)) throw new Error(`duplicate test name: ${label}`);
-  cases.push({ name: label, fn, needs, browser: opts.browser ?? true });
+  cases.push({ name: label, fn, needs, absent, browser: opts.browser ?? true });
 }
 
 /** Whether the adapter has what a case needs. */
 export function supported(c: TestCase, features: ReadonlySet<string>): boolean {
-  return c.needs.every((f) => features.has(f));
+  return c.needs.every((f) => features.has(f)) && c.absent.every((f) => !features.has(f));
 }

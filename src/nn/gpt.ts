@@ -1,0 +1,68 @@
+// GPT: a small GPT-2-style language model (token + position embeddings, pre-norm blocks, final
+// LayerNorm, lm_head tied to the token embedding), initialised as GPT-2 / SLoPe's GPT runs do.
+import { ShapeError, fmtShape } from "../errors.ts";
+import { arange } from "../ops/creation.ts";
+import { matmul } from "../ops/matmul.ts";
+import { crossEntropy, dropout } from "../ops/nn.ts";
+import type { Tensor } from "../tensor.ts";
+import { Embedding, LayerNorm } from "./layers.ts";
+import { Module } from "./module.ts";
+import { Block } from "./transformer.ts";
+
+export interface GPTConfig {
+  vocabSize: number;
+  blockSize: number;
+  nLayer: number;
+  nHead: number;
+  nEmbd: number;
+  dropout?: number;
+  seed?: number;
+}
+
+export class GPT extends Module {
+  readonly config: Required<Omit<GPTConfig, "seed">>;
+  wte: Embedding;
+  wpe: Embedding;
+  blocks: Block[];
+  lnF: LayerNorm;
+
+  constructor(cfg: GPTConfig) {
+    super();
+    this.config = { dropout: 0, ...cfg };
+    this.wte = this.module("wte", new Embedding(cfg.vocabSize, cfg.nEmbd, { std: 0.02, seed: cfg.seed }));
+    this.wpe = this.module("wpe", new Embedding(cfg.blockSize, cfg.nEmbd, { std: 0.02, seed: cfg.seed === undefined ? undefined : cfg.seed + 1 }));
+    this.blocks = Array.from({ length: cfg.nLayer }, (_, i) => this.module(`blocks.${i}`, new Block(cfg)));
+    this.lnF = this.module("lnF", new LayerNorm(cfg.nEmbd));
+  }
+
+  /** Token ids [B, T] (i32) → logits [B, T, vocab]. */
+  forward(idx: Tensor): Tensor {
+    if (idx.ndim !== 2 || idx.dtype !== "i32") throw new ShapeError("GPT", `token ids must be i32 [B, T], got ${idx.dtype} ${fmtShape(idx.shape)}`);
+    const T = idx.shape[1]!;
+    if (T > this.config.blockSize) throw new ShapeError("GPT", `sequence length ${T} is over blockSize ${this.config.blockSize}`);
+    const pos = arange(0, T, 1, { dtype: "i32" });
+    const tok = this.wte.forward(idx);
+    const pe = this.wpe.forward(pos);
+    const sum = tok.add(pe);
+    let x = this.training && this.config.dropout > 0 ? dropout(sum, this.config.dropout) : sum;
+    for (const t of [pos, tok, pe]) t.dispose();
+    if (x !== sum) sum.dispose();
+    for (const b of this.blocks) { const y = b.forward(x); x.dispose(); x = y; }
+    const h = this.lnF.forward(x);
+    x.dispose();
+    const logits = matmul(h, this.wte.weight, { transB: true });
+    h.dispose();
+    return logits;
+  }
+
+  /** Mean cross-entropy of next-token targets [B, T] (i32); ignoreIndex −100 like PyTorch. */
+  loss(idx: Tensor, targets: Tensor): Tensor {
+    const logits = this.forward(idx);
+    const V = this.config.vocabSize;
+    const flat = logits.reshape([-1, V]);
+    const tflat = targets.reshape([-1]);
+    const loss = crossEntropy(flat, tflat);
+    for (const t of [logits, flat, tflat]) t.dispose();
+    return loss;
+  }
+}

@@ -1,0 +1,145 @@
+// Module: the PyTorch-style container of parameters and submodules. Named parameters give the
+// state-dict keys ("blocks.0.attn.qkv.weight"); setModule swaps a child in place, which is how
+// pruneModel turns Linear layers into SparseLinear ones.
+import { keep, noGrad } from "../scope.ts";
+import type { Tensor } from "../tensor.ts";
+import { ShapeError, fmtShape } from "../errors.ts";
+import { copyInto } from "../ops/layout.ts";
+
+/** Parameters owned by sparse layers (SparseAdamW updates them; denseParameters() leaves them out). */
+export const sparseParams = new WeakSet<Tensor>();
+
+export abstract class Module {
+  training = true;
+  private readonly _params = new Map<string, Tensor>();
+  private readonly _buffers = new Map<string, Tensor>();
+  private readonly _children = new Map<string, Module>();
+
+  /** Registers a trainable tensor under `name` (it outlives tidy scopes and requires grad). */
+  protected param(name: string, t: Tensor): Tensor {
+    keep(t);
+    t.requiresGrad_(true);
+    this._params.set(name, t);
+    return t;
+  }
+
+  /** Registers (or replaces) non-trainable state saved with the model (torch register_buffer): masks, metadata. */
+  protected buffer(name: string, t: Tensor): Tensor {
+    keep(t);
+    this._buffers.set(name, t);
+    return t;
+  }
+
+  /** Registers a child module under `name`. */
+  protected module<M extends Module>(name: string, m: M): M {
+    this._children.set(name, m);
+    return m;
+  }
+
+  /** Replaces the child `name` (also the property of that name, when there is one). */
+  setModule(name: string, m: Module): void {
+    if (!this._children.has(name)) throw new Error(`${this.constructor.name} has no submodule "${name}"`);
+    this._children.set(name, m);
+    const self = this as unknown as Record<string, unknown>;
+    if (name in self) self[name] = m;
+  }
+
+  /** Replaces a registered parameter tensor (the old one is not disposed). */
+  protected setParam(name: string, t: Tensor): void {
+    keep(t);
+    this._params.set(name, t);
+    const self = this as unknown as Record<string, unknown>;
+    if (name in self) self[name] = t;
+  }
+
+  /** Direct children, by name. */
+  namedChildren(): [string, Module][] {
+    return [...this._children.entries()];
+  }
+
+  /** Every module in the tree (this one first), with dotted names. */
+  namedModules(prefix = ""): [string, Module][] {
+    const out: [string, Module][] = [[prefix, this]];
+    for (const [n, c] of this._children) out.push(...c.namedModules(prefix ? `${prefix}.${n}` : n));
+    return out;
+  }
+
+  /** Every parameter in the tree with its dotted name, no duplicates (tied weights appear once). */
+  namedParameters(prefix = ""): [string, Tensor][] {
+    const seen = new Set<Tensor>();
+    const out: [string, Tensor][] = [];
+    for (const [mname, m] of this.namedModules(prefix)) {
+      for (const [p, t] of m._params) {
+        if (seen.has(t)) continue;
+        seen.add(t);
+        out.push([mname ? `${mname}.${p}` : p, t]);
+      }
+    }
+    return out;
+  }
+
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, t]) => t);
+  }
+
+  /** Parameters a dense optimizer should update: all but the sparse layers' (SparseAdamW owns those). */
+  denseParameters(): Tensor[] {
+    return this.parameters().filter((t) => !sparseParams.has(t));
+  }
+
+  /** Every buffer in the tree with its dotted name. */
+  namedBuffers(prefix = ""): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [mname, m] of this.namedModules(prefix)) for (const [b, t] of m._buffers) out.push([mname ? `${mname}.${b}` : b, t]);
+    return out;
+  }
+
+  /** Parameter count. */
+  numParameters(): number {
+    return this.parameters().reduce((s, t) => s + t.size, 0);
+  }
+
+  train(on = true): this {
+    for (const [, m] of this.namedModules()) m.training = on;
+    return this;
+  }
+
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Drops every parameter's gradient (PyTorch zero_grad(set_to_none=True)). */
+  zeroGrad(): void {
+    for (const p of this.parameters()) { p.grad?.dispose(); p.grad = null; }
+  }
+
+  /** Name → tensor of every parameter and buffer. Tensors are shared, not copied. */
+  stateDict(): Map<string, Tensor> {
+    return new Map([...this.namedParameters(), ...this.namedBuffers()]);
+  }
+
+  /**
+   * Copies tensors into the parameters of the same names. Validates everything first: on any
+   * missing key or shape mismatch it throws and changes nothing.
+   */
+  loadStateDict(state: Map<string, Tensor>, { strict = true } = {}): void {
+    const own = this.stateDict();
+    const problems: string[] = [];
+    for (const [k, t] of own) {
+      const s = state.get(k);
+      if (!s) { if (strict) problems.push(`missing "${k}"`); continue; }
+      if (s.shape.join() !== t.shape.join() || s.dtype !== t.dtype) {
+        problems.push(`"${k}": expected ${fmtShape(t.shape)} ${t.dtype}, got ${fmtShape(s.shape)} ${s.dtype}`);
+      }
+    }
+    if (strict) for (const k of state.keys()) if (!own.has(k)) problems.push(`unexpected "${k}"`);
+    if (problems.length) throw new ShapeError("loadStateDict", problems.join("; "));
+    noGrad(() => { for (const [k, t] of own) { const s = state.get(k); if (s) copyInto(t, s); } });
+  }
+
+  /** Frees every parameter and buffer. */
+  dispose(): void {
+    for (const p of this.parameters()) { p.grad?.dispose(); p.dispose(); }
+    for (const [, b] of this.namedBuffers()) b.dispose();
+  }
+}

@@ -1,0 +1,130 @@
+// SparseLinear: SLoPe's linear layer. With `compress: true` it stores W as a 2:4 (N:M) Sparse24
+// plus the double-pruned transpose W_RC^T, and runs sparseLinear (spmm forward, spmm through
+// W_RC^T for dX, sddmm for the compressed dW). With `compress: false` it is the masked-dense
+// simulation (dense W_R with static mask M_R and dynamic mask M_RC): the tests' oracle.
+import type { Activation } from "../autograd/ops.ts";
+import { ShapeError, fmtShape } from "../errors.ts";
+import { fill, gelu, relu } from "../ops/elementwise.ts";
+import { permuteRaw } from "../ops/layout.ts";
+import { noGrad } from "../scope.ts";
+import { compress24, decompress24, type Pattern, Sparse24 } from "../sparse/sparse24.ts";
+import { doublePrune, refreshTranspose, repruneTranspose } from "../sparse/double-prune.ts";
+import { sparseLinear } from "../sparse/ops.ts";
+import { maskedLinear } from "../sparse/masked-linear.ts";
+import type { Tensor } from "../tensor.ts";
+import type { Linear, LinearLike } from "./layers.ts";
+import { Module, sparseParams } from "./module.ts";
+
+export interface SparseLinearOptions {
+  /** true: compressed storage and sparse kernels; false: masked-dense simulation (the oracle). Default true. */
+  compress?: boolean;
+  /** N:M pattern along d_in, default "2:4". */
+  pattern?: Pattern;
+}
+
+/** The dense 0/1 mask of a sparse matrix's kept positions. */
+function maskOf(s: Sparse24): Tensor {
+  const ones = fill(s.values.shape, 1, s.values.dtype, "maskOf");
+  const view = new Sparse24(ones, s.meta.alias(), s.rows, s.cols, s);
+  const m = decompress24(view);
+  view.dispose();
+  return m;
+}
+
+export class SparseLinear extends Module implements LinearLike {
+  readonly compress: boolean;
+  readonly pattern: Pattern;
+  activation: Activation;
+  bias: Tensor | null;
+  /** compress: true — W_R compressed (values are the trainable parameter) and W_RC^T. */
+  w: Sparse24 | null = null;
+  wT: Sparse24 | null = null;
+  /** compress: false — dense W_R (pruned entries 0) and its masks. */
+  weight: Tensor | null = null;
+  maskR: Tensor | null = null;
+  maskRC: Tensor | null = null;
+
+  /** Prunes a dense [out, in] weight. The weight tensor is read, not kept. */
+  constructor(readonly inFeatures: number, readonly outFeatures: number, weight: Tensor, bias: Tensor | null, opts: SparseLinearOptions & { activation?: Activation } = {}) {
+    super();
+    if (weight.shape.join() !== [outFeatures, inFeatures].join()) {
+      throw new ShapeError("SparseLinear", `weight ${fmtShape(weight.shape)} must be [${outFeatures}, ${inFeatures}]`);
+    }
+    this.compress = opts.compress ?? true;
+    this.pattern = opts.pattern ?? "2:4";
+    this.activation = opts.activation ?? "none";
+    this.bias = bias ? this.param("bias", bias) : null;
+    noGrad(() => {
+      const w = compress24(weight, { pattern: this.pattern });
+      const wT = doublePrune(w);
+      if (this.compress) {
+        this.w = w;
+        this.wT = wT;
+        this.param("weight.values", w.values);
+        sparseParams.add(w.values);
+        this.buffer("weight.meta", w.meta);
+        this.buffer("weightT.values", wT.values);
+        this.buffer("weightT.meta", wT.meta);
+      } else {
+        this.weight = this.param("weight", decompress24(w));
+        sparseParams.add(this.weight);
+        this.maskR = this.buffer("maskR", maskOf(w));
+        this.setMaskRC(wT);
+        w.dispose();
+        wT.dispose();
+      }
+    });
+  }
+
+  /** Replaces a dense Linear (its weight is pruned; its bias is reused). */
+  static fromLinear(lin: Linear, opts: SparseLinearOptions = {}): SparseLinear {
+    return new SparseLinear(lin.inFeatures, lin.outFeatures, lin.weight, lin.bias, { ...opts, activation: lin.activation });
+  }
+
+  private setMaskRC(wT: Sparse24): void {
+    const mT = maskOf(wT);
+    const m = permuteRaw("SparseLinear", mT, [1, 0]);
+    mT.dispose();
+    this.maskRC?.dispose();
+    this.maskRC = this.buffer("maskRC", m);
+  }
+
+  /** The tensor SparseAdamW updates: the compressed values, or the dense W_R in the simulation. */
+  get sparseParam(): Tensor {
+    return this.compress ? this.w!.values : this.weight!;
+  }
+
+  forward(x: Tensor): Tensor {
+    if (x.shape.at(-1) !== this.inFeatures) {
+      throw new ShapeError("SparseLinear", `input ${fmtShape(x.shape)} must end in inFeatures=${this.inFeatures}`);
+    }
+    const y = this.compress
+      ? sparseLinear(x, this.w!, this.wT!, this.bias)
+      : maskedLinear(x, this.weight!, this.maskR!, this.maskRC!, this.bias);
+    if (this.activation === "none") return y;
+    const a = this.activation === "gelu" ? gelu(y) : relu(y);
+    y.dispose();
+    return a;
+  }
+
+  /** After W's values changed: W_RC^T's values regathered at its fixed positions (the simulation's mask needs nothing). */
+  refreshTranspose(): void {
+    if (this.compress) refreshTranspose(this.w!, this.wT!);
+  }
+
+  /** A mask change: M_RC recomputed by magnitude from the current W_R. */
+  repruneTranspose(): void {
+    if (this.compress) { repruneTranspose(this.w!, this.wT!); return; }
+    noGrad(() => {
+      const w = compress24(this.weight!, { pattern: this.pattern });
+      const wT = doublePrune(w);
+      this.setMaskRC(wT);
+      w.dispose(); wT.dispose();
+    });
+  }
+
+  /** Dense M_R⊙W (a new tensor), for inspection and export. */
+  denseWeight(): Tensor {
+    return this.compress ? decompress24(this.w!) : this.weight!.mul(1);
+  }
+}

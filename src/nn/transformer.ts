@@ -1,0 +1,104 @@
+// The pieces of a GPT-2-style block: causal self-attention (fused qkv projection, scores through
+// a transposed matmul, causal softmax in one kernel) and the MLP (GELU fused into fc1's epilogue).
+import { ShapeError, fmtShape } from "../errors.ts";
+import { dropout, softmax } from "../ops/nn.ts";
+import { matmul } from "../ops/matmul.ts";
+import type { Tensor } from "../tensor.ts";
+import { LayerNorm, Linear, type LinearLike } from "./layers.ts";
+import { Module } from "./module.ts";
+
+export interface BlockConfig {
+  nEmbd: number;
+  nHead: number;
+  nLayer: number;
+  dropout?: number;
+}
+
+const gptInit = (cfg: BlockConfig, residual: boolean) => ({ std: residual ? 0.02 / Math.sqrt(2 * cfg.nLayer) : 0.02 });
+
+export class CausalSelfAttention extends Module {
+  qkv: LinearLike;
+  proj: LinearLike;
+  readonly nHead: number;
+  readonly nEmbd: number;
+  readonly pDrop: number;
+
+  constructor(cfg: BlockConfig) {
+    super();
+    if (cfg.nEmbd % cfg.nHead !== 0) throw new ShapeError("CausalSelfAttention", `nEmbd=${cfg.nEmbd} is not divisible by nHead=${cfg.nHead}`);
+    this.nHead = cfg.nHead;
+    this.nEmbd = cfg.nEmbd;
+    this.pDrop = cfg.dropout ?? 0;
+    this.qkv = this.module("qkv", new Linear(cfg.nEmbd, 3 * cfg.nEmbd, gptInit(cfg, false)));
+    this.proj = this.module("proj", new Linear(cfg.nEmbd, cfg.nEmbd, gptInit(cfg, true)));
+  }
+
+  /** x [B, T, C] → [B, T, C]. Temporaries are disposed as soon as the graph no longer needs them. */
+  forward(x: Tensor): Tensor {
+    const [B, T, C] = x.shape as [number, number, number];
+    if (x.ndim !== 3 || C !== this.nEmbd) throw new ShapeError("CausalSelfAttention", `input ${fmtShape(x.shape)} must be [B, T, ${this.nEmbd}]`);
+    const H = this.nHead, D = C / H;
+    const qkv = this.qkv.forward(x);                         // [B, T, 3C]
+    const heads = qkv.reshape([B, T, 3, H, D]).permute([2, 0, 3, 1, 4]); // [3, B, H, T, D]
+    const [q, k, v] = heads.split(1, 0).map((t) => { const r = t.reshape([B, H, T, D]); t.dispose(); return r; }) as [Tensor, Tensor, Tensor];
+    const scores = matmul(q, k, { transB: true });            // [B, H, T, T]
+    const scaled = scores.mul(1 / Math.sqrt(D));
+    const att = softmax(scaled, -1, { causal: true });
+    const attD = this.training && this.pDrop > 0 ? dropout(att, this.pDrop) : att;
+    const y = matmul(attD, v);                                // [B, H, T, D]
+    const merged = y.permute([0, 2, 1, 3]).reshape([B, T, C]);
+    const out = this.proj.forward(merged);
+    for (const t of [qkv, heads, q, k, v, scores, scaled, att, y, merged]) t.dispose();
+    if (attD !== att) attD.dispose();
+    return out;
+  }
+}
+
+export class MLP extends Module {
+  fc1: LinearLike;
+  fc2: LinearLike;
+  constructor(cfg: BlockConfig) {
+    super();
+    this.fc1 = this.module("fc1", new Linear(cfg.nEmbd, 4 * cfg.nEmbd, { ...gptInit(cfg, false), activation: "gelu" }));
+    this.fc2 = this.module("fc2", new Linear(4 * cfg.nEmbd, cfg.nEmbd, gptInit(cfg, true)));
+  }
+  forward(x: Tensor): Tensor {
+    const h = this.fc1.forward(x);
+    const y = this.fc2.forward(h);
+    h.dispose();
+    return y;
+  }
+}
+
+/** Pre-norm transformer block: x + attn(ln1(x)), then + mlp(ln2(x)). */
+export class Block extends Module {
+  ln1: LayerNorm;
+  attn: CausalSelfAttention;
+  ln2: LayerNorm;
+  mlp: MLP;
+  readonly pDrop: number;
+  constructor(cfg: BlockConfig) {
+    super();
+    this.pDrop = cfg.dropout ?? 0;
+    this.ln1 = this.module("ln1", new LayerNorm(cfg.nEmbd));
+    this.attn = this.module("attn", new CausalSelfAttention(cfg));
+    this.ln2 = this.module("ln2", new LayerNorm(cfg.nEmbd));
+    this.mlp = this.module("mlp", new MLP(cfg));
+  }
+  private residual(x: Tensor, branch: Tensor): Tensor {
+    const b = this.training && this.pDrop > 0 ? dropout(branch, this.pDrop) : branch;
+    const y = x.add(b);
+    if (b !== branch) b.dispose();
+    return y;
+  }
+  forward(x: Tensor): Tensor {
+    const h1 = this.ln1.forward(x);
+    const a = this.attn.forward(h1);
+    const x1 = this.residual(x, a);
+    const h2 = this.ln2.forward(x1);
+    const m = this.mlp.forward(h2);
+    const x2 = this.residual(x1, m);
+    for (const t of [h1, a, x1, h2, m]) t.dispose();
+    return x2;
+  }
+}
