@@ -30,6 +30,23 @@ export abstract class Module {
     return t;
   }
 
+  /** Removes a registered parameter, buffer or child (it is not disposed). */
+  protected unregister(name: string): void {
+    this._params.delete(name);
+    this._buffers.delete(name);
+    this._children.delete(name);
+  }
+
+  /**
+   * Hook for modules whose stored form differs from a saved one (a merged SparseLinear reading an
+   * unmerged state): given the whole state and this module's key prefix ("blocks.0.mlp.fc1."),
+   * returns tensors for its own keys and the saved keys they replace, or null to use the state
+   * as it is. Returned tensors are temporaries that loadStateDict disposes.
+   */
+  protected convertState(_prefix: string, _state: ReadonlyMap<string, Tensor>): { tensors: Map<string, Tensor>; consumed: string[] } | null {
+    return null;
+  }
+
   /** Registers a child module under `name`. */
   protected module<M extends Module>(name: string, m: M): M {
     this._children.set(name, m);
@@ -122,7 +139,25 @@ export abstract class Module {
    * Copies tensors into the parameters of the same names. Validates everything first: on any
    * missing key or shape mismatch it throws and changes nothing.
    */
-  loadStateDict(state: Map<string, Tensor>, { strict = true } = {}): void {
+  loadStateDict(input: ReadonlyMap<string, Tensor>, { strict = true } = {}): void {
+    const state = new Map(input);
+    const temporaries: Tensor[] = [];
+    try {
+      noGrad(() => {
+        for (const [name, m] of this.namedModules()) {
+          const conv = m.convertState(name ? `${name}.` : "", state);
+          if (!conv) continue;
+          for (const k of conv.consumed) state.delete(k);
+          for (const [k, t] of conv.tensors) { state.set(k, t); temporaries.push(t); }
+        }
+      });
+      this.loadOwn(state, strict);
+    } finally {
+      for (const t of temporaries) t.dispose();
+    }
+  }
+
+  private loadOwn(state: Map<string, Tensor>, strict: boolean): void {
     const own = this.stateDict();
     const problems: string[] = [];
     for (const [k, t] of own) {

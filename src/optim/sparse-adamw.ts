@@ -10,7 +10,7 @@ import { SparseLinear } from "../nn/sparse-linear.ts";
 import { zerosLike } from "../ops/creation.ts";
 import { keep, noGrad } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
-import { ShapeError, fmtShape } from "../errors.ts";
+import { ShapeError, WebslopeError, fmtShape } from "../errors.ts";
 import { type AdamW, adamwUpdate } from "./adamw.ts";
 import { clipBySumOfSquares, sumOfSquares } from "./clip.ts";
 
@@ -52,6 +52,9 @@ export class SparseAdamW {
       throw new RangeError(`SparseAdamW: maskChangeFreq must be an integer ≥ 1, got ${opts.maskChangeFreq}`);
     }
     this.layers = model.namedModules().map(([, m]) => m).filter((m): m is SparseLinear => m instanceof SparseLinear);
+    if (this.layers.some((l) => l.merged)) {
+      throw new WebslopeError("SparseAdamW: the model has layers merged for inference (mergeAdapters); a merged model cannot be trained");
+    }
   }
 
   /** The sparse gradients (compressed, or masked-dense in the simulation) that exist now. */

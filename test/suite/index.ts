@@ -9,5 +9,8 @@ import "./runtime.ts";
 import "./errors.ts";
 import "./training.ts";
 import "./sparse.ts";
+import "./slope.ts";
+import "./adapters.ts";
+import "./compile.ts"; // last: checks every variant compiled above
 
 export { cases, supported, type TestCase } from "../lib/harness.ts";

@@ -1,0 +1,183 @@
+// Lazy low-rank adapters and merged inference (issue 4): insertion leaves the loss unchanged,
+// merged inference equals the unmerged forward, the fused multiply-add equals matmul + add,
+// finite differences through the adapter, state dicts load into a merged model, a hand-written
+// SLoPe loop with adapters at 99% runs, and misuse gets clear errors.
+import * as ws from "../../src/index.ts";
+import { GPT, Module, SparseLinear } from "../../src/nn/index.ts";
+import { AdamW, SparseAdamW } from "../../src/optim/index.ts";
+import { LazyAdapterSchedule, LowRankAdapter, addLazyAdapters, lowRankAdd, mergeAdapters, pruneModel } from "../../src/slope/index.ts";
+import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
+import { test } from "../lib/harness.ts";
+import { type Arr, arr, map, matmul as refMatmul, randArr } from "../ref/cpu.ts";
+import { fromArr, toArr } from "../ref/convert.ts";
+import { gradCheck } from "../ref/gradcheck.ts";
+import { copyInto } from "../../src/ops/layout.ts";
+
+class TwoLayer extends Module {
+  l1: SparseLinear;
+  l2: SparseLinear;
+  constructor(d: number, h: number) {
+    super();
+    const w1 = ws.randn([h, d], { seed: 21, std: 0.3 }), w2 = ws.randn([d, h], { seed: 22, std: 0.3 });
+    this.l1 = this.module("l1", new SparseLinear(d, h, w1, ws.randn([h], { seed: 23, std: 0.1 }), { activation: "gelu" }));
+    this.l2 = this.module("l2", new SparseLinear(h, d, w2, ws.zeros([d])));
+    w1.dispose(); w2.dispose();
+  }
+  forward(x: ws.Tensor): ws.Tensor {
+    const h = this.l1.forward(x);
+    const y = this.l2.forward(h);
+    h.dispose();
+    return y;
+  }
+}
+
+const lossOf = (m: Module & { forward(x: ws.Tensor): ws.Tensor }, x: ws.Tensor, y: ws.Tensor) => ws.tidy(() => m.forward(x).sub(y).pow(2).mean());
+
+test("inserting adapters leaves the loss unchanged (R = 0); rank from an integer or a fraction", async () => {
+  const m = new TwoLayer(32, 64);
+  const x = ws.randn([6, 32], { seed: 1 }), y = ws.randn([6, 32], { seed: 2 });
+  const before = await lossOf(m, x, y).item();
+  const params = addLazyAdapters(m, { rankFraction: 0.0625, seed: 5 });
+  assertEquals(params.length, 4);
+  assertEquals(m.l1.adapter!.rank, 2, "6.25% of min(32, 64)");
+  assertEquals(params[0]!.shape, [32, 2]);
+  const after = await lossOf(m, x, y).item();
+  assertEquals(after, before);
+  m.dispose(); x.dispose(); y.dispose();
+});
+
+test("Lᵀ carries a static 2:4 mask along d_in: exactly 2 nonzeros per group of 4", async () => {
+  const a = new LowRankAdapter(16, 8, 3, { seed: 4 });
+  const L = await a.L.toArray(); // [16, 3]
+  for (let k = 0; k < 3; k++) for (let g = 0; g < 4; g++) {
+    let nz = 0;
+    for (let i = 0; i < 4; i++) if (L[(4 * g + i) * 3 + k] !== 0) nz++;
+    assertEquals(nz, 2, `column ${k} group ${g}`);
+  }
+  a.dispose();
+});
+
+test("the adapter's backward matches finite differences (x, L, R; mask respected)", async () => {
+  const a = new LowRankAdapter(8, 6, 2, { seed: 6 });
+  const mask = await toArr(a.maskL);
+  const ref = ([x, L, R]: Arr[]) => {
+    const lm = map((u, v) => u * v, L!, mask);
+    return map((v) => v / 2, refMatmul(refMatmul(x!, lm), R!));
+  };
+  const L0 = await toArr(a.L);
+  await gradCheck({
+    inputs: [randArr([5, 8], 7), L0, randArr([2, 6], 8)],
+    gpu: ([x, L, R]) => { a.L = L!; a.R = R!; return a.forward(x!); },
+    ref,
+  });
+  a.dispose();
+});
+
+test("the fused multiply-add equals a separate matmul and add (odd shapes)", async () => {
+  for (const [rows, dOut, r] of [[5, 12, 3], [1, 7, 1], [33, 64, 4]] as const) {
+    const y = randArr([rows, dOut + r], rows), R = randArr([r, dOut], dOut);
+    const got = lowRankAdd(fromArr(y), fromArr(R));
+    const C = arr([rows, dOut]), A = arr([rows, r]);
+    for (let i = 0; i < rows; i++) { C.data.set(y.data.subarray(i * (dOut + r), i * (dOut + r) + dOut), i * dOut); A.data.set(y.data.subarray(i * (dOut + r) + dOut, (i + 1) * (dOut + r)), i * r); }
+    const want = map((c, p) => c + p, C, refMatmul(A, R));
+    assertClose(await got.toArray(), want.data, { rtol: 1e-5, atol: 1e-6, msg: `${rows}×${dOut}, r ${r}` });
+  }
+});
+
+async function trainedAdapted() {
+  const m = new TwoLayer(32, 64);
+  addLazyAdapters(m, { rank: 4, seed: 9 });
+  const x = ws.randn([8, 32], { seed: 10 }), y = ws.randn([8, 32], { seed: 11 });
+  const sp = new SparseAdamW(m, { lr: 1e-2 }), dn = new AdamW(m.denseParameters(), { lr: 1e-2 });
+  for (let i = 0; i < 3; i++) {
+    ws.tidy(() => m.forward(x).sub(y).pow(2).mean().backward());
+    sp.step(); dn.step(); sp.zeroGrad(); dn.zeroGrad();
+  }
+  sp.dispose(); dn.dispose(); y.dispose();
+  return { m, x };
+}
+
+test("merged inference ([W; Lᵀ] spmm + fused add) equals the unmerged forward within 1e-5", async () => {
+  const { m, x } = await trainedAdapted();
+  assert((await m.l1.adapter!.R.toArray()).some((v) => v !== 0), "R was trained");
+  const unmerged = await ws.noGrad(() => m.forward(x)).toArray();
+  assertEquals(mergeAdapters(m), 2);
+  assert(m.l1.merged !== null && m.l1.wT === null, "W_RC^T freed by the merge");
+  const merged = await ws.noGrad(() => m.forward(x)).toArray();
+  assertClose(merged, unmerged, { rtol: 1e-5, atol: 1e-6 });
+  m.dispose(); x.dispose();
+});
+
+test("a state dict saved with adapters loads into a merged inference model with the same outputs", async () => {
+  const { m, x } = await trainedAdapted();
+  const want = await ws.noGrad(() => m.forward(x)).toArray();
+  const inf = new TwoLayer(32, 64);
+  addLazyAdapters(inf, { rank: 4 });
+  mergeAdapters(inf);
+  inf.loadStateDict(m.stateDict());
+  const got = await ws.noGrad(() => inf.forward(x)).toArray();
+  assertClose(got, want, { rtol: 1e-5, atol: 1e-6 });
+  // a GPT pruned with addLora + mergeLora reads a trained GPT's state the same way
+  const cfg = { vocabSize: 13, blockSize: 8, nLayer: 2, nHead: 2, nEmbd: 16, seed: 3 };
+  const g = new GPT(cfg);
+  pruneModel(g, { addLora: true, loraRank: 2 });
+  for (const [n, p] of g.namedParameters()) {
+    if (n.endsWith("adapter.R")) { const r = ws.randn([...p.shape], { seed: 1, std: 0.1 }); copyInto(p, r); r.dispose(); } // as if trained
+  }
+  const idx = ws.tensor(new Int32Array([1, 5, 2, 9, 3, 3, 0, 12]), [1, 8]);
+  const gWant = await ws.noGrad(() => g.eval().forward(idx)).toArray();
+  const gi = new GPT({ ...cfg, seed: 99 });
+  pruneModel(gi, { addLora: true, loraRank: 2, mergeLora: true });
+  gi.loadStateDict(g.stateDict());
+  assertClose(await ws.noGrad(() => gi.forward(idx)).toArray(), gWant, { rtol: 1e-5, atol: 1e-5 });
+  for (const t of [m, inf, g, gi]) t.dispose();
+  x.dispose(); idx.dispose();
+});
+
+test("a hand-written SLoPe loop: sparse steps, then lazy adapters at 99% with existing optimizer state kept", async () => {
+  const m = new TwoLayer(32, 64);
+  const x = ws.randn([8, 32], { seed: 12 }), y = ws.randn([8, 32], { seed: 13 });
+  const total = 100;
+  const sp = new SparseAdamW(m, { lr: 3e-3, weightDecay: 0.1 }), dn = new AdamW(m.denseParameters(), { lr: 3e-3, weightDecay: 0.1 });
+  const sched = new LazyAdapterSchedule({ totalSteps: total, rank: 4, seed: 1 });
+  assertEquals(sched.insertStep, 99);
+  const bias = m.l1.bias!;
+  let lossAtInsert = NaN, lossBefore = NaN;
+  for (let step = 0; step < total; step++) {
+    if (step === sched.insertStep) lossBefore = await lossOf(m, x, y).item();
+    const added = sched.step(step, m, dn);
+    if (added) {
+      assertEquals(added.length, 4);
+      assertEquals(dn.paramGroups.length, 2);
+      assertEquals(dn.paramGroups[1]!.weightDecay, 0.1);
+      assertEquals(dn.stateOf(bias)!.step, 99, "dense state was kept");
+      lossAtInsert = await lossOf(m, x, y).item();
+    }
+    ws.tidy(() => m.forward(x).sub(y).pow(2).mean().backward());
+    sp.clipGradNorm(1.0, dn).dispose();
+    sp.step(); dn.step(); sp.zeroGrad(); dn.zeroGrad();
+  }
+  assertEquals(lossAtInsert, lossBefore, "loss unchanged at the insertion step");
+  assertEquals(dn.stateOf(bias)!.step, 100);
+  assertEquals(dn.stateOf(m.l1.adapter!.R)!.step, 1);
+  assert((await m.l1.adapter!.R.toArray()).some((v) => v !== 0), "adapters trained in the last step");
+  sp.dispose(); dn.dispose(); m.dispose(); x.dispose(); y.dispose();
+});
+
+test("adapter misuse: rank 0 or over min(d_in, d_out), merging twice, training a merged model", async () => {
+  const m = new TwoLayer(32, 64);
+  await assertThrows(() => addLazyAdapters(m, { rank: 0 }), ws.ShapeError, "rank", "[1, min(d_in, d_out) = 32]");
+  await assertThrows(() => addLazyAdapters(m, { rank: 33 }), ws.ShapeError, "33");
+  await assertThrows(() => m.l1.addAdapter({ rankFraction: 0.001 }), ws.ShapeError, "rank");
+  await assertThrows(() => mergeAdapters(m), ws.WebslopeError, "no layer has an adapter");
+  addLazyAdapters(m, { rank: 2 });
+  mergeAdapters(m);
+  await assertThrows(() => mergeAdapters(m), ws.WebslopeError, "already merged");
+  const x = ws.randn([2, 32], { seed: 1 });
+  m.train();
+  await assertThrows(() => m.forward(x), ws.AutogradError, "merged for inference");
+  await assertThrows(() => new SparseAdamW(m), ws.WebslopeError, "cannot be trained");
+  m.eval();
+  ws.noGrad(() => m.forward(x)).dispose();
+  m.dispose(); x.dispose();
+});
