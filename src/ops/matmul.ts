@@ -1,14 +1,16 @@
 // Matmul front-end: 2-D and batched products with broadcast batch axes, transposed operands
-// read in place (transA / transB), and a fused bias + activation epilogue. Its backward rule
-// reuses the same kernel with the transpose flags flipped, so no transpose is materialised.
+// read in place (transA / transB), and a fused bias + activation epilogue. It picks the kernel
+// variant (vec4 or scalar loads, tile shape by output size and the adapter's workgroup memory);
+// the backward rule reuses the same kernel with the transpose flags flipped, so no transpose is
+// materialised.
 import type { Rule } from "../autograd/graph.ts";
 import { record } from "../autograd/graph.ts";
 import type { Activation } from "../autograd/ops.ts";
-import { DTypeError, ShapeError, fmtShape } from "../errors.ts";
+import { DTypeError, ResourceLimitError, ShapeError, fmtShape } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
 import { isGradEnabled } from "../scope.ts";
 import { Tensor } from "../tensor.ts";
-import { MM_TILE, matmulKernel } from "../../shaders/matmul.wgsl.ts";
+import { MATMUL_TILES, type MatmulTileName, matmulKernel, matmulSharedBytes, tileExtent } from "../../shaders/matmul.wgsl.ts";
 import { mapOp } from "./elementwise.ts";
 import { expandRaw } from "./layout.ts";
 import { reduceRaw, sumToShape } from "./reduce.ts";
@@ -39,8 +41,39 @@ function dims(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Dims {
     throw new ShapeError("matmul", `inner dimensions differ: A ${fmtShape(a.shape)}${transA ? "ᵀ" : ""} has K=${K}, ` +
       `B ${fmtShape(b.shape)}${transB ? "ᵀ" : ""} has K=${Kb}`);
   }
-  const batch = broadcastShapes("matmul", a.shape.slice(0, -2), b.shape.slice(0, -2));
+  let batch: number[];
+  try {
+    batch = broadcastShapes("matmul", a.shape.slice(0, -2), b.shape.slice(0, -2));
+  } catch (e) {
+    if (!(e instanceof ShapeError)) throw e;
+    throw new ShapeError("matmul", `batch axes of A ${fmtShape(a.shape)} and B ${fmtShape(b.shape)} do not broadcast (${e.message.replace(/^matmul: /, "")})`);
+  }
   return { batch, M, N, K };
+}
+
+let tileOverride: MatmulTileName | null = null;
+
+/** Forces one tile shape for every product (benchmarks and tests); null restores the automatic choice. */
+export function setMatmulTile(name: MatmulTileName | null): void {
+  tileOverride = name;
+}
+
+/** Products of at least this many workgroups of a larger tile keep every SM of a big GPU busy. */
+const BIG_GRID = 192;
+
+/**
+ * The tile shape for an M×N output (nb products): the largest tile that still gives a full grid
+ * of workgroups and fits the adapter's workgroup memory; 64×64 for small outputs. Measured on an
+ * H200 (bench/README.md): 128×128 with k-depth 8 is the fastest from 2048² up in both Dawn and
+ * wgpu (k-depth 16 is slower there, so it is left to benchmarks); below ~200 workgroups the GPU
+ * is not filled and 64×64 wins (26 vs 14 TFLOP/s at 1024²).
+ */
+export function chooseMatmulTile(M: number, N: number, nb: number, maxShared: number, transA = false, transB = false): MatmulTileName {
+  const fits = (t: MatmulTileName) => matmulSharedBytes(MATMUL_TILES[t], transA, transB) <= maxShared;
+  const grid = (bm: number, bn: number) => Math.ceil(M / bm) * Math.ceil(N / bn) * nb;
+  if (M >= 128 && N >= 128 && grid(128, 128) >= BIG_GRID && fits("128x128k8")) return "128x128k8";
+  if (M >= 128 && grid(128, 64) >= BIG_GRID && fits("128x64")) return "128x64";
+  return "64x64";
 }
 
 /** The product without autograd. `aux` (pre-activation output) is written when given. */
@@ -48,6 +81,21 @@ export function matmulRaw(a: Tensor, b: Tensor, transA = false, transB = false, 
   const g = gpu();
   const { batch, M, N, K } = dims(a, b, transA, transB);
   const nb = numel(batch);
+  // Kernel variant first, so a refusal allocates nothing.
+  const maxZ = g.limits.maxComputeWorkgroupsPerDimension;
+  if (nb > maxZ) throw new ShapeError("matmul", `batch of ${nb} products is over the adapter's ${maxZ} per dispatch; reshape the batch`);
+  const maxShared = g.limits.maxComputeWorkgroupStorageSize;
+  const tileName = tileOverride ?? chooseMatmulTile(M, N, nb, maxShared, transA, transB);
+  const tile = MATMUL_TILES[tileName];
+  const shared = matmulSharedBytes(tile, transA, transB);
+  if (shared > maxShared) {
+    throw new ResourceLimitError("matmul", `tile ${tileName} needs ${shared} bytes of workgroup memory, over this adapter's ${maxShared}`);
+  }
+  // vec4 loads/stores need A's and B's contiguous axes and C's rows to be multiples of 4.
+  const vec = (transA ? M : K) % 4 === 0 && (transB ? K : N) % 4 === 0 && N % 4 === 0;
+  const dtype = a.dtype as "f32" | "f16";
+  const kernel = matmulKernel({ ...tile, transA, transB, bias: !!bias, act, aux, dtype, vec });
+
   const prep = (t: Tensor, rows: number, cols: number): [Tensor, number] => {
     const tb = numel(t.shape.slice(0, -2));
     if (tb === nb) return [t, rows * cols];
@@ -56,16 +104,13 @@ export function matmulRaw(a: Tensor, b: Tensor, transA = false, transB = false, 
   };
   const [A, sa] = prep(a, a.shape.at(-2)!, a.shape.at(-1)!);
   const [B, sb] = prep(b, b.shape.at(-2)!, b.shape.at(-1)!);
-  const dtype = a.dtype as "f32" | "f16";
   const out = Tensor.empty([...batch, M, N], dtype, "matmul");
   const z = aux ? Tensor.empty([...batch, M, N], dtype, "matmul") : null;
   const bufs = [A.buffer("matmul"), B.buffer("matmul"), out.buffer("matmul")];
   if (bias) bufs.push(bias.buffer("matmul"));
   if (z) bufs.push(z.buffer("matmul"));
-  const kernel = matmulKernel({ transA, transB, bias: !!bias, act, aux: !!z, dtype });
-  const maxZ = g.limits.maxComputeWorkgroupsPerDimension;
-  if (nb > maxZ) throw new ShapeError("matmul", `batch of ${nb} products is over the adapter's ${maxZ} per dispatch; reshape the batch`);
-  g.launcher.dispatch(kernel, bufs, [Math.ceil(N / MM_TILE), Math.ceil(M / MM_TILE), nb], [M, N, K, sa, sb, M * N]);
+  const { bm, bn } = tileExtent(tile);
+  g.launcher.dispatch(kernel, bufs, [Math.ceil(N / bn), Math.ceil(M / bm), nb], [M, N, K, sa, sb, M * N]);
   if (A !== a) A.dispose();
   if (B !== b) B.dispose();
   return [out, z];

@@ -81,16 +81,21 @@ export function reduce(x: Arr, axes: number[], keepDim: boolean, kind: "sum" | "
   return { shape: keepDim ? kshape : x.shape.filter((_, i) => !ax.includes(i)), data: out.data };
 }
 
-/** op(A)·op(B) over broadcast batch axes. */
+/** op(A)·op(B) over broadcast batch axes (any mix of 1s and matching sizes). */
 export function matmul(a: Arr, b: Arr, transA = false, transB = false): Arr {
   const ar = a.shape.at(-2)!, ac = a.shape.at(-1)!, br = b.shape.at(-2)!, bc = b.shape.at(-1)!;
   const M = transA ? ac : ar, K = transA ? ar : ac, N = transB ? br : bc;
-  const batch = broadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
-  const nb = numel(batch);
-  const na = numel(a.shape.slice(0, -2)), nbb = numel(b.shape.slice(0, -2));
+  const aB = a.shape.slice(0, -2), bB = b.shape.slice(0, -2);
+  const batch = broadcastShape(aB, bB);
+  const stridesFor = (s: number[]) => {
+    const st = stridesOf(s), off = batch.length - s.length;
+    return batch.map((_, i) => (i < off || s[i - off] === 1 ? 0 : st[i - off]!));
+  };
+  const sa = stridesFor(aB), sb = stridesFor(bB);
   const out = arr([...batch, M, N]);
-  for (let z = 0; z < nb; z++) {
-    const ao = (na === 1 ? 0 : z) * ar * ac, bo = (nbb === 1 ? 0 : z) * br * bc;
+  for (let z = 0; z < numel(batch); z++) {
+    const idx = unravel(z, batch);
+    const ao = idx.reduce((s, v, d) => s + v * sa[d]!, 0) * ar * ac, bo = idx.reduce((s, v, d) => s + v * sb[d]!, 0) * br * bc;
     for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) {
       let s = 0;
       for (let k = 0; k < K; k++) {

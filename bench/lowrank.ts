@@ -1,0 +1,62 @@
+// Fused against unfused inference of one SLoPe layer with a low-rank adapter: Y = X·W_Rᵀ + b +
+// (1/r)·(X·L)·R. Unfused: spmm (bias in its epilogue), X·L, (X·L)·R scaled, and the add — four
+// dispatches and an n×d_out intermediate. Fused (merged): one spmm over [W; Lᵀ] then one kernel
+// C += A·(R/r). d = 768 and 2048, r = 1.56% and 6.25% of d, M = 8 and 4096.
+//
+//   deno run -A bench/lowrank.ts [--d 768,2048] [--r 0.015625,0.0625] [--m 8,4096] [--json out.json]
+import * as ws from "../src/index.ts";
+import { SparseLinear } from "../src/nn/index.ts";
+import { argv, exit, parseFlags, runtimeGpu, writeText } from "./env.ts";
+import { randomF32, timeBatches } from "./timing.ts";
+
+interface Row { d: number; rank: number; M: number; unfusedMs: number; fusedMs: number; speedup: number; maxRelDiff: number }
+
+async function main(): Promise<void> {
+  const f = parseFlags(argv());
+  const ds = (f.get("d") ?? "768,2048").split(",").map(Number);
+  const fracs = (f.get("r") ?? "0.015625,0.0625").split(",").map(Number);
+  const ms = (f.get("m") ?? "8,4096").split(",").map(Number);
+  const { gpu, engine } = await runtimeGpu();
+  const ctx = await ws.init({ gpu });
+  console.log(`engine: ${engine}; adapter: ${ctx.info.adapterName}`);
+  const rows: Row[] = [];
+  let first = true;
+  for (const d of ds) for (const frac of fracs) {
+    const rank = Math.max(1, Math.round(frac * d));
+    const W = ws.tensor(randomF32(d * d, d), [d, d]);
+    const layer = new SparseLinear(d, d, W, ws.tensor(randomF32(d, 5), [d]));
+    W.dispose();
+    layer.addAdapter({ rank }, { seed: 3 });
+    const R = layer.adapter!.R;
+    ws.gpu().launcher.upload(R.buffer(), randomF32(R.size, 4));
+    layer.eval();
+    const Xs = new Map(ms.map((M) => [M, ws.tensor(randomF32(M * d, M), [M, d])]));
+    const unfused = new Map<number, [number, Float32Array]>();
+    for (const [M, X] of Xs) {
+      const t = await timeBatches(async (n) => { ws.noGrad(() => { for (let i = 0; i < n; i++) layer.forward(X).dispose(); }); await ctx.sync(); }, { warmupMs: first ? 1500 : 400 });
+      first = false;
+      unfused.set(M, [t.medianMs, (await ws.noGrad(() => layer.forward(X)).toArray()) as Float32Array]);
+    }
+    layer.merge();
+    for (const [M, X] of Xs) {
+      const t = await timeBatches(async (n) => { ws.noGrad(() => { for (let i = 0; i < n; i++) layer.forward(X).dispose(); }); await ctx.sync(); }, { warmupMs: 400 });
+      const y = await ws.noGrad(() => layer.forward(X)).toArray();
+      const [uMs, uy] = unfused.get(M)!;
+      let diff = 0;
+      for (let i = 0; i < y.length; i++) diff = Math.max(diff, Math.abs(y[i]! - uy[i]!) / (1e-3 + Math.abs(uy[i]!)));
+      const r: Row = { d, rank, M, unfusedMs: uMs, fusedMs: t.medianMs, speedup: uMs / t.medianMs, maxRelDiff: diff };
+      rows.push(r);
+      console.log(`d=${d} r=${rank} (${(frac * 100).toFixed(2)}%) M=${M}: unfused ${uMs.toFixed(4)} ms, fused ${t.medianMs.toFixed(4)} ms → ${r.speedup.toFixed(2)}× (max rel diff ${diff.toExponential(1)})`);
+      X.dispose();
+    }
+    layer.dispose();
+    ctx.pool.trim();
+  }
+  console.log(`\n| d | r | M | unfused ms | fused ms | speedup |  (${engine})\n|---|---|---|---|---|---|`);
+  for (const r of rows) console.log(`| ${r.d} | ${r.rank} | ${r.M} | ${r.unfusedMs.toFixed(4)} | ${r.fusedMs.toFixed(4)} | ${r.speedup.toFixed(2)}× |`);
+  const json = f.get("json");
+  if (json) await writeText(json, JSON.stringify({ bench: "lowrank", date: new Date().toISOString(), engine, adapter: ctx.info.adapterName, rows }, null, 1));
+}
+
+await main();
+exit();
