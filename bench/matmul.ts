@@ -15,6 +15,7 @@ import { chooseMatmulTile, setMatmulTile } from "../src/ops/matmul.ts";
 import { MATMUL_TILES, type MatmulTileName } from "../shaders/matmul.wgsl.ts";
 import { type MatmulPeer, jaxPeer, setupNavigator, tfjsPeer } from "./peers.ts";
 import { type Timing, randomF32, tflops, timeBatches } from "./timing.ts";
+import { argv, exit, runtimeGpu, writeText } from "./env.ts";
 
 interface Args {
   sizes: number[];
@@ -26,10 +27,6 @@ interface Args {
   batchMs: number;
   f16: boolean;
 }
-
-type G = Record<string, unknown> & { Deno?: { args: string[]; version: { deno: string }; writeTextFile(p: string, s: string): Promise<void> }; process?: { argv: string[]; versions: { node: string } } };
-const G = globalThis as unknown as G;
-const isDeno = typeof G.Deno === "object";
 
 function parseArgs(argv: string[]): Args {
   const a: Args = { sizes: [2048, 4096, 8192], json: null, peers: ["tfjs", "jax"], tiles: ["auto"], warmupMs: 1000, rewarmMs: 500, batchMs: 250, f16: false };
@@ -49,24 +46,6 @@ function parseArgs(argv: string[]): Args {
     else throw new Error(`unknown argument ${k}`);
   }
   return a;
-}
-
-async function writeText(path: string, text: string): Promise<void> {
-  if (isDeno) return G.Deno!.writeTextFile(path, text);
-  const fs = await import("node:fs/promises");
-  await fs.writeFile(path, text);
-}
-
-/** The GPU of this runtime: navigator.gpu in Deno and browsers, the `webgpu` package (Dawn) in Node. */
-async function runtimeGpu(): Promise<{ gpu: GPU; engine: string; globals: Record<string, unknown> }> {
-  if (isDeno) {
-    const gpu = (G.navigator as { gpu?: GPU } | undefined)?.gpu;
-    if (!gpu) throw new Error("Deno has no navigator.gpu here (no Vulkan driver?)");
-    return { gpu, engine: `wgpu (Deno ${G.Deno!.version.deno})`, globals: {} };
-  }
-  const pkg = "webgpu";
-  const { create, globals } = (await import(pkg)) as { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
-  return { gpu: create([]), engine: `Dawn (Node ${G.process!.versions.node}, npm webgpu)`, globals };
 }
 
 /** Max |x - y| / (1 + |y|) over the elements. */
@@ -90,7 +69,7 @@ const fmt = (x: number) => (x >= 1 ? x.toFixed(2) : x.toPrecision(3));
 interface Row { lib: string; variant: string; N: number; tflops: number; msPerProduct: number; timing: Timing }
 
 async function main(): Promise<void> {
-  const args = parseArgs(isDeno ? G.Deno!.args : G.process!.argv.slice(2));
+  const args = parseArgs(argv());
   const { gpu, engine, globals } = await runtimeGpu();
   setupNavigator(gpu, globals);
   const ctx = await ws.init({ gpu });
@@ -194,4 +173,4 @@ async function main(): Promise<void> {
 }
 
 await main();
-if (!isDeno) (G.process as unknown as { exit(c: number): void }).exit(0);
+exit();

@@ -6,6 +6,7 @@ import * as ws from "../../src/index.ts";
 import { GPT, Module, SparseLinear } from "../../src/nn/index.ts";
 import { AdamW, SparseAdamW } from "../../src/optim/index.ts";
 import { LazyAdapterSchedule, LowRankAdapter, addLazyAdapters, lowRankAdd, mergeAdapters, pruneModel } from "../../src/slope/index.ts";
+import { TwoLayer } from "../lib/models.ts";
 import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
 import { type Arr, arr, map, matmul as refMatmul, randArr } from "../ref/cpu.ts";
@@ -13,28 +14,10 @@ import { fromArr, toArr } from "../ref/convert.ts";
 import { gradCheck } from "../ref/gradcheck.ts";
 import { copyInto } from "../../src/ops/layout.ts";
 
-class TwoLayer extends Module {
-  l1: SparseLinear;
-  l2: SparseLinear;
-  constructor(d: number, h: number) {
-    super();
-    const w1 = ws.randn([h, d], { seed: 21, std: 0.3 }), w2 = ws.randn([d, h], { seed: 22, std: 0.3 });
-    this.l1 = this.module("l1", new SparseLinear(d, h, w1, ws.randn([h], { seed: 23, std: 0.1 }), { activation: "gelu" }));
-    this.l2 = this.module("l2", new SparseLinear(h, d, w2, ws.zeros([d])));
-    w1.dispose(); w2.dispose();
-  }
-  forward(x: ws.Tensor): ws.Tensor {
-    const h = this.l1.forward(x);
-    const y = this.l2.forward(h);
-    h.dispose();
-    return y;
-  }
-}
-
 const lossOf = (m: Module & { forward(x: ws.Tensor): ws.Tensor }, x: ws.Tensor, y: ws.Tensor) => ws.tidy(() => m.forward(x).sub(y).pow(2).mean());
 
 test("inserting adapters leaves the loss unchanged (R = 0); rank from an integer or a fraction", async () => {
-  const m = new TwoLayer(32, 64);
+  const m = new TwoLayer(32, 64, { seed: 21, bias1Std: 0.1 });
   const x = ws.randn([6, 32], { seed: 1 }), y = ws.randn([6, 32], { seed: 2 });
   const before = await lossOf(m, x, y).item();
   const params = addLazyAdapters(m, { rankFraction: 0.0625, seed: 5 });
@@ -85,7 +68,7 @@ test("the fused multiply-add equals a separate matmul and add (odd shapes)", asy
 });
 
 async function trainedAdapted() {
-  const m = new TwoLayer(32, 64);
+  const m = new TwoLayer(32, 64, { seed: 21, bias1Std: 0.1 });
   addLazyAdapters(m, { rank: 4, seed: 9 });
   const x = ws.randn([8, 32], { seed: 10 }), y = ws.randn([8, 32], { seed: 11 });
   const sp = new SparseAdamW(m, { lr: 1e-2 }), dn = new AdamW(m.denseParameters(), { lr: 1e-2 });
@@ -111,7 +94,7 @@ test("merged inference ([W; Lᵀ] spmm + fused add) equals the unmerged forward 
 test("a state dict saved with adapters loads into a merged inference model with the same outputs", async () => {
   const { m, x } = await trainedAdapted();
   const want = await ws.noGrad(() => m.forward(x)).toArray();
-  const inf = new TwoLayer(32, 64);
+  const inf = new TwoLayer(32, 64, { seed: 21, bias1Std: 0.1 });
   addLazyAdapters(inf, { rank: 4 });
   mergeAdapters(inf);
   inf.loadStateDict(m.stateDict());
@@ -135,7 +118,7 @@ test("a state dict saved with adapters loads into a merged inference model with 
 });
 
 test("a hand-written SLoPe loop: sparse steps, then lazy adapters at 99% with existing optimizer state kept", async () => {
-  const m = new TwoLayer(32, 64);
+  const m = new TwoLayer(32, 64, { seed: 21, bias1Std: 0.1 });
   const x = ws.randn([8, 32], { seed: 12 }), y = ws.randn([8, 32], { seed: 13 });
   const total = 100;
   const sp = new SparseAdamW(m, { lr: 3e-3, weightDecay: 0.1 }), dn = new AdamW(m.denseParameters(), { lr: 3e-3, weightDecay: 0.1 });
@@ -165,7 +148,7 @@ test("a hand-written SLoPe loop: sparse steps, then lazy adapters at 99% with ex
 });
 
 test("adapter misuse: rank 0 or over min(d_in, d_out), merging twice, training a merged model", async () => {
-  const m = new TwoLayer(32, 64);
+  const m = new TwoLayer(32, 64, { seed: 21, bias1Std: 0.1 });
   await assertThrows(() => addLazyAdapters(m, { rank: 0 }), ws.ShapeError, "rank", "[1, min(d_in, d_out) = 32]");
   await assertThrows(() => addLazyAdapters(m, { rank: 33 }), ws.ShapeError, "33");
   await assertThrows(() => m.l1.addAdapter({ rankFraction: 0.001 }), ws.ShapeError, "rank");

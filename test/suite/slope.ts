@@ -7,31 +7,13 @@ import { GPT, Linear, Module, SparseLinear } from "../../src/nn/index.ts";
 import { AdamW, SparseAdamW } from "../../src/optim/index.ts";
 import { pruneModel } from "../../src/slope/index.ts";
 import { decompress24, doublePrune } from "../../src/sparse/index.ts";
+import { TwoLayer } from "../lib/models.ts";
 import { assert, assertClose, assertEquals } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
 
-/** Two SparseLinear layers (d → h → d) built from the same seeded dense weights. */
-class TwoLayer extends Module {
-  l1: SparseLinear;
-  l2: SparseLinear;
-  constructor(d: number, h: number, compress: boolean) {
-    super();
-    const w1 = ws.randn([h, d], { seed: 11, std: 0.3 }), w2 = ws.randn([d, h], { seed: 12, std: 0.3 });
-    this.l1 = this.module("l1", new SparseLinear(d, h, w1, ws.zeros([h]), { compress, activation: "gelu" }));
-    this.l2 = this.module("l2", new SparseLinear(h, d, w2, ws.zeros([d]), { compress }));
-    w1.dispose(); w2.dispose();
-  }
-  forward(x: ws.Tensor): ws.Tensor {
-    const h = this.l1.forward(x);
-    const y = this.l2.forward(h);
-    h.dispose();
-    return y;
-  }
-}
-
 async function trainTwoLayer(compress: boolean, steps: number, maskChangeFreq: number) {
   const d = 32, h = 64, n = 24;
-  const model = new TwoLayer(d, h, compress);
+  const model = new TwoLayer(d, h, { compress });
   const x = ws.randn([n, d], { seed: 13 }), y = ws.randn([n, d], { seed: 14 });
   const sparse = new SparseAdamW(model, { lr: 3e-3, weightDecay: 0.1, maskChangeFreq });
   const dense = new AdamW(model.denseParameters(), { lr: 3e-3, weightDecay: 0.1 });
@@ -72,7 +54,7 @@ test("compressed SLoPe matches the simulation with maskChangeFreq = 100 too (20 
 /** One step of a single layer, returning masks and values around it. */
 async function oneLayerSteps(maskChangeFreq: number, steps: number) {
   const d = 16;
-  const model = new TwoLayer(d, d, true);
+  const model = new TwoLayer(d, d);
   const layer = model.l1;
   const opt = new SparseAdamW(model, { lr: 0.05, weightDecay: 0, maskChangeFreq });
   const x = ws.randn([8, d], { seed: 3 });
@@ -122,7 +104,7 @@ test("the optimizer state's layout is unchanged by a mask change (same buffers, 
 });
 
 test("SparseAdamW's update equals the SLoPe formula (decay first, eps on √v) computed in float64", async () => {
-  const model = new TwoLayer(8, 8, true);
+  const model = new TwoLayer(8, 8);
   const layer = model.l1;
   const opt = new SparseAdamW(model, { lr: 0.01, betas: [0.9, 0.99], eps: 1e-3, weightDecay: 0.2 });
   const x = ws.randn([4, 8], { seed: 5 });
@@ -144,7 +126,7 @@ test("SparseAdamW's update equals the SLoPe formula (decay first, eps on √v) c
 });
 
 test("SparseAdamW.clipGradNorm: one global norm over sparse and dense gradients; lr settable per step", async () => {
-  const model = new TwoLayer(8, 8, true);
+  const model = new TwoLayer(8, 8);
   const x = ws.randn([4, 8], { seed: 6 });
   const sparse = new SparseAdamW(model, { lr: 0 , weightDecay: 0.5 });
   const dense = new AdamW(model.denseParameters(), { lr: 0 });
@@ -169,7 +151,7 @@ test("SparseAdamW.clipGradNorm: one global norm over sparse and dense gradients;
 });
 
 test("SparseAdamW state save and load round-trips; a mismatched state changes nothing", async () => {
-  const model = new TwoLayer(8, 8, true);
+  const model = new TwoLayer(8, 8);
   const x = ws.randn([4, 8], { seed: 7 });
   const a = new SparseAdamW(model, { lr: 0.01 });
   ws.tidy(() => model.forward(x).pow(2).sum().backward());
