@@ -1,0 +1,5 @@
+// webslope/train: tokenizer, corpus batches, the Trainer (dense or SLoPe) and text generation.
+export { CharTokenizer } from "./tokenizer.ts";
+export { Corpus, type Batch } from "./corpus.ts";
+export { Trainer, type TrainerOptions, type SlopeOptions } from "./trainer.ts";
+export { generate, type GenerateOptions } from "./generate.ts";
