@@ -14,6 +14,9 @@ export {
 export { sum, mean, max } from "./ops/reduce.ts";
 export { reshape, permute, transpose, slice, narrow, concat, split, expand } from "./ops/layout.ts";
 export { matmul, type MatmulOptions } from "./ops/matmul.ts";
-export { softmax, logSoftmax, type SoftmaxOptions } from "./ops/nn.ts";
+export {
+  softmax, logSoftmax, layerNorm, embedding, crossEntropy, dropout,
+  type SoftmaxOptions, type CrossEntropyOptions, type DropoutOptions, type Reduction,
+} from "./ops/nn.ts";
 export type { Activation, OpName } from "./autograd/ops.ts";
 export * from "./errors.ts";

@@ -13,6 +13,8 @@ export interface InitOptions {
 }
 
 export interface DeviceInfo {
+  /** Held for the device's lifetime: Node's Dawn aborts the process if this object is collected. */
+  gpu: GPU;
   device: GPUDevice;
   adapterName: string;
   runtime: string;
@@ -70,5 +72,5 @@ export async function requestDevice(opts: InitOptions = {}): Promise<DeviceInfo>
   const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
   const info = (adapter as { info?: GPUAdapterInfo }).info;
   const adapterName = [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(" ") || "unknown";
-  return { device, adapterName, runtime, features: new Set(device.features as unknown as Iterable<string>), limits: device.limits };
+  return { gpu, device, adapterName, runtime, features: new Set(device.features as unknown as Iterable<string>), limits: device.limits };
 }

@@ -4,7 +4,10 @@ import type { RuleTable } from "../autograd/graph.ts";
 import { elementwiseRules } from "./elementwise.ts";
 import { layoutRules } from "./layout.ts";
 import { matmulRules } from "./matmul.ts";
+import { nnRules } from "./nn.ts";
 import { reduceRules } from "./reduce.ts";
+import { sparseRules } from "../sparse/ops.ts";
+import { maskedLinearRules } from "../sparse/masked-linear.ts";
 
 let table: RuleTable | null = null;
 
@@ -15,5 +18,8 @@ export function backwardRules(): RuleTable {
     ...reduceRules,
     ...layoutRules,
     ...matmulRules,
+    ...nnRules,
+    ...sparseRules,
+    ...maskedLinearRules,
   });
 }

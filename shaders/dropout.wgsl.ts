@@ -1,0 +1,32 @@
+// Dropout: out = x·mask/(1 − p) with the mask drawn from the counter RNG (RNG_WGSL) at
+// (key, element index). The mask is a pure function of the key, so the backward runs this
+// same kernel on dy with the saved key: no mask is stored.
+import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
+import { enables, kernelFamily, linearIndexFn, paramsDecl, storage } from "./kernel.ts";
+import { RNG_WGSL } from "./fill.wgsl.ts";
+
+export const DROPOUT_WORKGROUP = 256;
+
+/**
+ * An element is kept when its uniform draw in (0, 1] is above p (probability 1 − p).
+ * Bindings: x (read), out (rw). Params: [0]=n [1]=k0 [2]=k1 [3]=p bits [4]=scale bits.
+ */
+export const dropoutKernel = kernelFamily("dropout", (dtype: "f32" | "f16") => {
+  const code = wgsl`${enables(dtype)}
+${storage(0, "x", "read", `array<${dtype}>`)}
+${storage(1, "out", "rw", `array<${dtype}>`)}
+${paramsDecl(2)}
+${linearIndexFn(DROPOUT_WORKGROUP)}
+${RNG_WGSL}
+@compute @workgroup_size(${DROPOUT_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = linearIndex(wid, nwg, lid);
+  if (i >= pu(0u)) { return; }
+  let u = rand_unit(pu(1u), pu(2u), i, 0u);
+  var v: f32 = 0.0;
+  if (u > pf(3u)) { v = f32(x[i]) * pf(4u); }
+  out[i] = ${dtype}(v);
+}
+`;
+  return { code, bindings: ["read", "rw"], params: true };
+});

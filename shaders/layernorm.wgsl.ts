@@ -1,0 +1,151 @@
+// Layer normalisation over the last axis: a row-per-workgroup forward (two-pass mean and
+// variance, saving mean and 1/std per row for the backward), a row-per-workgroup backward for
+// dx, and a deterministic column reduction for dweight / dbias: per-(chunk of rows, column)
+// partial sums here, summed over the chunks by the reduce kernel.
+import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
+import { enables, kernelFamily, linearIndexFn, paramsDecl, storage, type Access } from "./kernel.ts";
+import { ROW_MAIN, sumReduce } from "./softmax.wgsl.ts";
+
+type F = "f32" | "f16";
+
+export const LN_COLUMN_WORKGROUP = 256;
+
+/**
+ * Forward. Bindings: x, [weight], [bias] (read), y, mean, rstd (rw; mean and rstd f32 per row).
+ * Params: [0]=rows [1]=C [2]=eps bits.
+ */
+export const layerNormKernel = kernelFamily("layerNorm", (dtype: F, hasWeight: boolean, hasBias: boolean, wg: number) => {
+  const decls: string[] = [storage(0, "x", "read", `array<${dtype}>`)];
+  const bindings: Access[] = ["read"];
+  if (hasWeight) { decls.push(storage(bindings.length, "w", "read", `array<${dtype}>`)); bindings.push("read"); }
+  if (hasBias) { decls.push(storage(bindings.length, "b", "read", `array<${dtype}>`)); bindings.push("read"); }
+  decls.push(storage(bindings.length, "y", "rw", `array<${dtype}>`)); bindings.push("rw");
+  decls.push(storage(bindings.length, "meanOut", "rw", "array<f32>")); bindings.push("rw");
+  decls.push(storage(bindings.length, "rstdOut", "rw", "array<f32>")); bindings.push("rw");
+  const code = wgsl`${enables(dtype)}
+${decls.join("\n")}
+${paramsDecl(bindings.length)}
+var<workgroup> red1: array<f32, ${wg}>;
+var<workgroup> red2: array<f32, ${wg}>;
+@compute @workgroup_size(${wg})
+fn main(${ROW_MAIN}) {
+  let row = wid.y * nwg.x + wid.x;
+  if (row >= pu(0u)) { return; }
+  let C = pu(1u);
+  let base = row * C;
+  var acc: f32 = 0.0;
+  for (var k = lid.x; k < C; k = k + ${wg}u) { acc = acc + f32(x[base + k]); }
+  red1[lid.x] = acc;
+${sumReduce(wg, "red1")}
+  let mean = red1[0] / f32(C);
+  var acc2: f32 = 0.0;
+  for (var k = lid.x; k < C; k = k + ${wg}u) { let d = f32(x[base + k]) - mean; acc2 = acc2 + d * d; }
+  red2[lid.x] = acc2;
+${sumReduce(wg, "red2")}
+  let rstd = inverseSqrt(red2[0] / f32(C) + pf(2u));
+  if (lid.x == 0u) { meanOut[row] = mean; rstdOut[row] = rstd; }
+  for (var k = lid.x; k < C; k = k + ${wg}u) {
+    var v = (f32(x[base + k]) - mean) * rstd;
+#if ${hasWeight}
+    v = v * f32(w[k]);
+#endif
+#if ${hasBias}
+    v = v + f32(b[k]);
+#endif
+    y[base + k] = ${dtype}(v);
+  }
+}
+`;
+  return { code, bindings, params: true };
+});
+
+/**
+ * dx per row: with g = dy·w and x̂ = (x − mean)·rstd, dx = rstd·(g − mean(g) − x̂·mean(g·x̂)).
+ * Bindings: dy, x, mean, rstd, [weight] (read), dx (rw). Params: [0]=rows [1]=C.
+ */
+export const layerNormBackwardKernel = kernelFamily("layerNormBackward", (dtype: F, hasWeight: boolean, wg: number) => {
+  const decls = [
+    storage(0, "dy", "read", `array<${dtype}>`),
+    storage(1, "x", "read", `array<${dtype}>`),
+    storage(2, "meanIn", "read", "array<f32>"),
+    storage(3, "rstdIn", "read", "array<f32>"),
+  ];
+  const bindings: Access[] = ["read", "read", "read", "read"];
+  if (hasWeight) { decls.push(storage(bindings.length, "w", "read", `array<${dtype}>`)); bindings.push("read"); }
+  decls.push(storage(bindings.length, "dx", "rw", `array<${dtype}>`)); bindings.push("rw");
+  const gOf = (k: string) => (hasWeight ? `f32(dy[base + ${k}]) * f32(w[${k}])` : `f32(dy[base + ${k}])`);
+  const code = wgsl`${enables(dtype)}
+${decls.join("\n")}
+${paramsDecl(bindings.length)}
+var<workgroup> redA: array<f32, ${wg}>;
+var<workgroup> redB: array<f32, ${wg}>;
+@compute @workgroup_size(${wg})
+fn main(${ROW_MAIN}) {
+  let row = wid.y * nwg.x + wid.x;
+  if (row >= pu(0u)) { return; }
+  let C = pu(1u);
+  let base = row * C;
+  let mean = meanIn[row];
+  let rstd = rstdIn[row];
+  var a: f32 = 0.0;
+  var b: f32 = 0.0;
+  for (var k = lid.x; k < C; k = k + ${wg}u) {
+    let g = ${gOf("k")};
+    let xh = (f32(x[base + k]) - mean) * rstd;
+    a = a + g;
+    b = b + g * xh;
+  }
+  redA[lid.x] = a;
+  redB[lid.x] = b;
+${sumReduce(wg, "redA", "redB")}
+  let invC = 1.0 / f32(C);
+  let ma = redA[0] * invC;
+  let mb = redB[0] * invC;
+  for (var k = lid.x; k < C; k = k + ${wg}u) {
+    let g = ${gOf("k")};
+    let xh = (f32(x[base + k]) - mean) * rstd;
+    dx[base + k] = ${dtype}(rstd * (g - ma - xh * mb));
+  }
+}
+`;
+  return { code, bindings, params: true };
+});
+
+/**
+ * Partial dweight / dbias sums: invocation (chunk, c) sums dy·x̂ and dy over rows
+ * [chunk·chunkRows, min(rows, (chunk+1)·chunkRows)) in row order (deterministic).
+ * Bindings: dy, x, mean, rstd (read), dw, db (rw, f32 [chunks, C]). Params: [0]=rows [1]=C [2]=chunkRows [3]=chunks.
+ */
+export const layerNormParamGradKernel = kernelFamily("layerNormParamGrad", (dtype: F) => {
+  const wg = LN_COLUMN_WORKGROUP;
+  const code = wgsl`${enables(dtype)}
+${storage(0, "dy", "read", `array<${dtype}>`)}
+${storage(1, "x", "read", `array<${dtype}>`)}
+${storage(2, "meanIn", "read", "array<f32>")}
+${storage(3, "rstdIn", "read", "array<f32>")}
+${storage(4, "dw", "rw", "array<f32>")}
+${storage(5, "db", "rw", "array<f32>")}
+${paramsDecl(6)}
+${linearIndexFn(wg)}
+@compute @workgroup_size(${wg})
+fn main(${ROW_MAIN}) {
+  let i = linearIndex(wid, nwg, lid);
+  let C = pu(1u);
+  if (i >= pu(3u) * C) { return; }
+  let chunk = i / C;
+  let c = i % C;
+  let r0 = chunk * pu(2u);
+  let r1 = min(pu(0u), r0 + pu(2u));
+  var sw: f32 = 0.0;
+  var sb: f32 = 0.0;
+  for (var r = r0; r < r1; r = r + 1u) {
+    let g = f32(dy[r * C + c]);
+    sw = sw + g * (f32(x[r * C + c]) - meanIn[r]) * rstdIn[r];
+    sb = sb + g;
+  }
+  dw[i] = sw;
+  db[i] = sb;
+}
+`;
+  return { code, bindings: ["read", "read", "read", "read", "rw", "rw"], params: true };
+});
