@@ -1,1 +1,377 @@
 // Test cases for sparse (see test/lib/harness.ts); registered on import by test/suite/index.ts.
+// SLoPe's sparse core against a float64 masked-dense simulation (test/ref/sparse.ts): N:M
+// compression and its mask rules, the double-pruned transpose and its refresh, spmm (tiled and
+// small-n paths), sddmm, and the sparseLinear autograd op.
+import * as ws from "../../src/index.ts";
+import {
+  compress24, decompress24, doublePrune, refreshTranspose, repruneTranspose, sddmm, Sparse24, sparseLinear, spmm,
+  type SddmmOptions, type SpmmOptions,
+} from "../../src/sparse/index.ts";
+import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
+import { test } from "../lib/harness.ts";
+import { type Arr, arr, map, matmul, randArr, reduce } from "../ref/cpu.ts";
+import { fromArr } from "../ref/convert.ts";
+import { applyMask, decodeMeta, expand, gather, groupCounts, nmMask, slopeMasks, spareMetaBits, transpose2d } from "../ref/sparse.ts";
+
+/** Random values rounded to f32, so the reference ranks exactly what the GPU sees. */
+const rand32 = (shape: number[], seed: number, lo = -1, hi = 1): Arr => map(Math.fround, randArr(shape, seed, lo, hi));
+
+const i32 = async (t: ws.Tensor) => (await t.toArray()) as Int32Array;
+const f32 = async (t: ws.Tensor) => (await t.toArray()) as Float32Array;
+
+const PATTERNS: [string, number, number][] = [["2:4", 2, 4], ["1:2", 1, 2], ["2:8", 2, 8], ["4:8", 4, 8], ["2:16", 2, 16]];
+
+for (const [pattern, n, m] of PATTERNS) {
+  test(`compress24 ${pattern}: exactly N kept per group, top-N by magnitude, values in column order, round trip`, async () => {
+    for (const [rows, cols, seed] of [[5, 64, 1], [3, 32 + 2 * m, 2], [33, 96, 3]] as const) {
+      const w = rand32([rows, cols], seed);
+      const s = compress24(fromArr(w), { pattern: pattern as "2:4" });
+      assertEquals(s.values.shape, [rows, (cols * n) / m]);
+      assertEquals(s.meta.shape, [rows, Math.ceil(cols / 32)]);
+      const meta = await i32(s.meta);
+      const mask = decodeMeta(meta, rows, cols);
+      assertEquals(spareMetaBits(meta, rows, cols), 0, "bits past cols");
+      assert(groupCounts(mask, rows, cols, m).every((k) => k === n), `every group keeps exactly ${n}`);
+      assertEquals(Array.from(mask), Array.from(nmMask(w, n, m)), `mask ${rows}×${cols}`);
+      const { dense } = expand(await f32(s.values), mask, rows, cols, n, m);
+      assertEquals(Array.from(dense.data), Array.from(applyMask(w, mask).data), "values in increasing column order");
+      const d = decompress24(s);
+      assertEquals(Array.from(await f32(d)), Array.from(applyMask(w, mask).data), "decompress(compress(W)) = M_R ⊙ W");
+      d.dispose(); s.dispose();
+    }
+  });
+}
+
+test("compress24: ties keep the lower index (zeros keep 0,1; equal magnitudes of either sign)", async () => {
+  const rows = [
+    [0, 0, 0, 0, 1, -1, 1, -1, 0.5, 2, 2, 0.5, -3, 3, 3, 3],
+    [0, 0, 0, 7, 5, 0, 0, 5, -2, 2, -2, 2, 1, 2, 3, 4],
+  ].map((r) => [...r, ...r]); // 32 columns
+  const w = arr([2, 32], rows.flat());
+  const s = compress24(fromArr(w));
+  const mask = decodeMeta(await i32(s.meta), 2, 32);
+  const groups = (r: number) => Array.from({ length: 4 }, (_, g) => Array.from(mask.slice(r * 32 + g * 4, r * 32 + g * 4 + 4)).join(""));
+  assertEquals(groups(0), ["1100", "1100", "0110", "1100"]);
+  assertEquals(groups(1), ["1001", "1001", "1100", "0011"]);
+  assertEquals(Array.from(await f32(s.values)).slice(0, 8), [0, 0, 1, -1, 2, 2, -3, 3]);
+  s.dispose();
+});
+
+test("compress24: f16 weights compress and round trip", async () => {
+  const w = rand32([4, 64], 7);
+  const wh = fromArr(w).to("f16");
+  const ref = map(Math.fround, await ws.tidy(() => wh.to("f32")).toArray().then((a) => arr([4, 64], a)));
+  const s = compress24(wh);
+  assertEquals(s.values.dtype, "f16");
+  const mask = decodeMeta(await i32(s.meta), 4, 64);
+  assertEquals(Array.from(mask), Array.from(nmMask(ref, 2, 4)));
+  assertEquals(Array.from(await f32(decompress24(s))), Array.from(applyMask(ref, mask).data));
+  s.dispose(); wh.dispose();
+}, { needs: ["shader-f16"] });
+
+// ---- the double-pruned transpose ----------------------------------------------------------------
+
+for (const [pattern, n, m] of PATTERNS.slice(0, 4)) {
+  test(`doublePrune ${pattern}: meta(W_RC^T) ⊆ meta(W_R), at most N per column group, equals the masked-dense W_RC^T`, async () => {
+    for (const [dOut, dIn, seed] of [[32, 64, 11], [24, 40, 12], [64, 96, 13]] as const) {
+      if (dOut % m || dIn % m) continue;
+      const w = rand32([dOut, dIn], seed);
+      const s = compress24(fromArr(w), { pattern: pattern as "2:4" });
+      const t = doublePrune(s);
+      assertEquals([t.rows, t.cols, t.n, t.m], [dIn, dOut, n, m]);
+      const metaT = await i32(t.meta);
+      assertEquals(spareMetaBits(metaT, dIn, dOut), 0, "bits past d_out");
+      const maskT = decodeMeta(metaT, dIn, dOut);
+      const mR = decodeMeta(await i32(s.meta), dOut, dIn);
+      const ref = slopeMasks(w, n, m);
+      assertEquals(Array.from(maskT), Array.from(ref.mRCt), `M_RC ${dOut}×${dIn}`);
+      for (let o = 0; o < dOut; o++) for (let i = 0; i < dIn; i++) if (maskT[i * dOut + o]) assert(mR[o * dIn + i], `(${o}, ${i}) kept in W_RC but not in W_R`);
+      assert(groupCounts(maskT, dIn, dOut, m).every((k) => k <= n), "at most N per group");
+      const { dense, badSlots } = expand(await f32(t.values), maskT, dIn, dOut, n, m);
+      assertEquals(badSlots, 0, "unused slots hold 0");
+      assertEquals(Array.from(dense.data), Array.from(transpose2d(applyMask(w, ref.mRC)).data), "W_RC^T values");
+      s.dispose(); t.dispose();
+    }
+  });
+}
+
+test("doublePrune: density of W_RC for random 2:4 weights at 1024×1024 is 0.406 ± 0.01", async () => {
+  const w = ws.randn([1024, 1024], { seed: 5 });
+  const s = compress24(w);
+  const t = doublePrune(s);
+  const metaR = await i32(s.meta), metaT = await i32(t.meta);
+  const pop = (a: Int32Array) => { let c = 0; for (let x of a) { x >>>= 0; while (x) { x &= x - 1; c++; } } return c; };
+  assertEquals(pop(metaR) / (1024 * 1024), 0.5, "density of W_R");
+  const density = pop(metaT) / (1024 * 1024);
+  assert(Math.abs(density - 0.40625) < 0.01, `density of W_RC ${density}`);
+  w.dispose(); s.dispose(); t.dispose();
+}, { browser: false });
+
+test("refreshTranspose regathers W's new values at the old W_RC positions; repruneTranspose equals a fresh double prune", async () => {
+  const [dOut, dIn] = [32, 64];
+  const w = rand32([dOut, dIn], 21);
+  const s = compress24(fromArr(w));
+  const t = doublePrune(s);
+  const oldMaskT = decodeMeta(await i32(t.meta), dIn, dOut);
+  // an optimizer step: new values at W's fixed mask (big enough changes to move the column top-N)
+  const mR = decodeMeta(await i32(s.meta), dOut, dIn);
+  const w2 = rand32([dOut, dIn], 22);
+  ws.noGrad(() => ws.tidy(() => {
+    const nv = fromArr(arr(s.values.shape as number[], gather(w2, mR, 2, 4)));
+    ws.gpu().launcher.copy(nv.buffer(), 0, s.values.buffer(), 0, nv.size * 4);
+  }));
+  refreshTranspose(s, t);
+  assertEquals(Array.from(decodeMeta(await i32(t.meta), dIn, dOut)), Array.from(oldMaskT), "metaT unchanged by refresh");
+  const w2R = applyMask(w2, mR);
+  const fresh = doublePrune(s);
+  const freshMaskT = decodeMeta(await i32(fresh.meta), dIn, dOut);
+  assert(freshMaskT.some((v, i) => v !== oldMaskT[i]), "the new values move the double-pruned mask (test precondition)");
+  const expected = gather(transpose2d(w2R), oldMaskT, 2, 4);
+  assertEquals(Array.from(await f32(t.values)), Array.from(expected), "valsT = W_R'^T at the old mask");
+  // the fresh double prune's values at the old mask are the same numbers wherever both keep them
+  const freshDense = expand(await f32(fresh.values), freshMaskT, dIn, dOut, 2, 4).dense;
+  const refreshed = expand(await f32(t.values), oldMaskT, dIn, dOut, 2, 4).dense;
+  for (let k = 0; k < freshDense.data.length; k++) if (freshMaskT[k] && oldMaskT[k]) assertEquals(refreshed.data[k], freshDense.data[k]);
+  repruneTranspose(s, t);
+  assertEquals(Array.from(await i32(t.meta)), Array.from(await i32(fresh.meta)), "re-pruned metaT");
+  assertEquals(Array.from(await f32(t.values)), Array.from(await f32(fresh.values)), "re-pruned valsT");
+  assertEquals(Array.from(freshMaskT), Array.from(slopeMasks(w2R, 2, 4).mRCt), "fresh mask = masked-dense reference");
+  s.dispose(); t.dispose(); fresh.dispose();
+});
+
+// ---- spmm, sddmm --------------------------------------------------------------------------------
+
+const addBias = (y: Arr, b: Arr | null) => (b ? map((v, c) => v + c, y, b) : y);
+
+/** Builds W (dOut × K), its compressed form and the reference masks. */
+function sparseWeight(dOut: number, K: number, seed: number, n = 2, m = 4) {
+  const w = rand32([dOut, K], seed);
+  const s = compress24(fromArr(w), { pattern: `${n}:${m}` });
+  return { w, s, mR: nmMask(w, n, m) };
+}
+
+for (const [pattern, n, m] of PATTERNS) {
+  test(`spmm ${pattern}: expand, gather and small kernels equal X·(M_R⊙W)ᵀ + b at odd n, partial tiles and partial meta words`, async () => {
+    const shapes: [number, number, number][] = [[1, 64, 37], [3, 96, 40], [16, 32 + m, 9], [67, 96, 70], [67, 32 + m, 33], [130, 160, 65]];
+    for (const [i, [rows, K, dOut]] of shapes.entries()) {
+      const { w, s, mR } = sparseWeight(dOut, K, 40 + i, n, m);
+      const x = rand32([rows, K], 50 + i), b = rand32([dOut], 60 + i);
+      const wR = applyMask(w, mR);
+      // every kernel variant compiles separately (slow on software adapters): both tile heights
+      // for 2:4, and bias on/off alternating over the shapes
+      const variants: SpmmOptions[] = [{ path: "auto" }, { path: "expand", expandTile: "64x64" }, { path: "gather", tileRows: 64 }];
+      if (pattern === "2:4" || pattern === "2:8") variants.push({ path: "expand", expandTile: "128x128" }, { path: "gather", tileRows: 128 });
+      if (rows <= 16) variants.push({ path: "small" });
+      for (const opts of variants) {
+        for (const withBias of pattern === "2:4" ? [true, false] : [i % 2 === 0]) {
+          const y = ws.tidy(() => spmm(fromArr(x), s, withBias ? fromArr(b) : null, opts));
+          assertEquals(y.shape, [rows, dOut]);
+          assertClose(await f32(y), addBias(matmul(x, wR, false, true), withBias ? b : null).data,
+            { rtol: 1e-4, atol: 1e-5, msg: `${pattern} ${JSON.stringify(opts)} n=${rows} K=${K} d_out=${dOut} bias=${withBias}` });
+          y.dispose();
+        }
+      }
+      s.dispose();
+    }
+  });
+}
+
+test("spmm small path: long rows split over 16, 32 and 64 invocations", async () => {
+  for (const [i, [rows, K]] of ([[1, 512], [4, 544], [2, 2560], [16, 2080]] as const).entries()) {
+    const { w, s, mR } = sparseWeight(24, K, 70 + i);
+    const x = rand32([rows, K], 80 + i);
+    const y = ws.tidy(() => spmm(fromArr(x), s, null, { path: "small" }));
+    assertClose(await f32(y), matmul(x, applyMask(w, mR), false, true).data, { rtol: 1e-4, atol: 3e-5, msg: `n=${rows} K=${K}` });
+    y.dispose(); s.dispose();
+  }
+});
+
+test("spmm through W_RC^T gives dX = dY·(M_RC⊙W) (tiled and small)", async () => {
+  for (const [i, [rows, dOut, dIn]] of ([[5, 32, 48], [70, 64, 96], [3, 48, 40]] as const).entries()) {
+    const { w, s } = sparseWeight(dOut, dIn, 90 + i);
+    const t = doublePrune(s);
+    const dY = rand32([rows, dOut], 95 + i);
+    const dx = ws.tidy(() => spmm(fromArr(dY), t));
+    assertEquals(dx.shape, [rows, dIn]);
+    assertClose(await f32(dx), matmul(dY, applyMask(w, slopeMasks(w, 2, 4).mRC)).data, { rtol: 1e-4, atol: 1e-5, msg: `n=${rows} ${dOut}×${dIn}` });
+    dx.dispose(); s.dispose(); t.dispose();
+  }
+});
+
+test("spmm folds leading axes of x: [2, 3, K] → [2, 3, d_out]", async () => {
+  const { w, s, mR } = sparseWeight(20, 64, 101);
+  const x = rand32([2, 3, 64], 102);
+  const y = ws.tidy(() => spmm(fromArr(x), s));
+  assertEquals(y.shape, [2, 3, 20]);
+  assertClose(await f32(y), matmul(arr([6, 64], x.data), applyMask(w, mR), false, true).data, { rtol: 1e-4, atol: 1e-5 });
+  y.dispose(); s.dispose();
+});
+
+for (const [pattern, n, m] of PATTERNS) {
+  test(`sddmm ${pattern}: dW = M_R⊙(dYᵀX), compressed, at odd n, partial tiles and partial meta words`, async () => {
+    const shapes: [number, number, number][] = [[1, 64, 16], [67, 96, 33], [130, 32 + m, 20], [64, 160, 48]];
+    for (const [i, [rows, K, dOut]] of shapes.entries()) {
+      const { s, mR } = sparseWeight(dOut, K, 110 + i, n, m);
+      const x = rand32([rows, K], 120 + i), dY = rand32([rows, dOut], 130 + i);
+      const ref = gather(matmul(dY, x, true, false), mR, n, m);
+      const variants: SddmmOptions[] = [{ method: "dense-tile", tile: "64x64" }, { method: "dense-tile", tile: "128x128" }, { method: "gather" }];
+      for (const opts of variants) {
+        const g = ws.tidy(() => sddmm(fromArr(dY), fromArr(x), s, opts));
+        assertEquals(g.shape, s.values.shape as number[]);
+        assertClose(await f32(g), ref, { rtol: 1e-4, atol: 1e-5, msg: `${pattern} ${JSON.stringify(opts)} n=${rows} K=${K} d_out=${dOut}` });
+        g.dispose();
+      }
+      s.dispose();
+    }
+  });
+}
+
+test("sddmm accumulates over two micro-batches into an existing buffer", async () => {
+  const { s, mR } = sparseWeight(40, 96, 140);
+  const x1 = rand32([37, 96], 141), d1 = rand32([37, 40], 142), x2 = rand32([70, 96], 143), d2 = rand32([70, 40], 144);
+  const g = ws.tidy(() => sddmm(fromArr(d1), fromArr(x1), s));
+  const same = ws.tidy(() => sddmm(fromArr(d2), fromArr(x2), s, { out: g, accumulate: true }));
+  assert(same === g, "accumulate returns out");
+  const ref = map((a, b) => a + b, matmul(d1, x1, true, false), matmul(d2, x2, true, false));
+  assertClose(await f32(g), gather(ref, mR, 2, 4), { rtol: 1e-4, atol: 2e-5 });
+  ws.tidy(() => sddmm(fromArr(d2), fromArr(x2), s, { out: g }));
+  assertClose(await f32(g), gather(matmul(d2, x2, true, false), mR, 2, 4), { rtol: 1e-4, atol: 1e-5, msg: "overwrite" });
+  g.dispose(); s.dispose();
+});
+
+test("sddmm through a double-pruned W_RC^T (groups keeping fewer than N): unused slots are written 0", async () => {
+  const { w, s } = sparseWeight(32, 64, 145);
+  const t = doublePrune(s);
+  const maskT = slopeMasks(w, 2, 4).mRCt;
+  assert(groupCounts(maskT, 64, 32, 4).some((k) => k < 2), "precondition: some groups keep fewer than 2");
+  const dY = rand32([37, 64], 146), x = rand32([37, 32], 147);
+  const ref = gather(matmul(dY, x, true, false), maskT, 2, 4);
+  for (const opts of [{ method: "dense-tile", tile: "64x64" }, { method: "dense-tile", tile: "128x128" }, { method: "gather" }] as SddmmOptions[]) {
+    const out = ws.full([64, 16], 7);
+    ws.tidy(() => sddmm(fromArr(dY), fromArr(x), t, { out, ...opts }));
+    assertClose(await f32(out), ref, { rtol: 1e-4, atol: 1e-5, msg: JSON.stringify(opts) });
+    ws.tidy(() => sddmm(fromArr(dY), fromArr(x), t, { out, ...opts, accumulate: true }));
+    assertClose(await f32(out), ref.map((v) => 2 * v), { rtol: 1e-4, atol: 2e-5, msg: `${JSON.stringify(opts)} accumulate` });
+    out.dispose();
+  }
+  s.dispose(); t.dispose();
+});
+
+test("spmm and sddmm in f16 (f32 accumulation)", async () => {
+  const h = (a: Arr) => ws.tidy(() => fromArr(a).to("f16"));
+  const back = async (t: ws.Tensor, shape: number[]) => arr(shape, await t.toArray());
+  for (const rows of [3, 5, 67]) {
+    const w16 = h(rand32([24, 64], 150)), x16 = h(rand32([rows, 64], 151)), dY16 = h(rand32([rows, 24], 152));
+    const w = await back(w16, [24, 64]), x = await back(x16, [rows, 64]), dY = await back(dY16, [rows, 24]);
+    const s = compress24(w16);
+    const mR = nmMask(w, 2, 4);
+    const y = spmm(x16, s);
+    assertClose(await y.toArray(), matmul(x, applyMask(w, mR), false, true).data, { rtol: 2e-2, atol: 2e-2, msg: `spmm n=${rows}` });
+    const yg = spmm(x16, s, null, { path: "gather" });
+    assertClose(await yg.toArray(), matmul(x, applyMask(w, mR), false, true).data, { rtol: 2e-2, atol: 2e-2, msg: `spmm gather n=${rows}` });
+    yg.dispose();
+    const g = sddmm(dY16, x16, s);
+    assertClose(await g.toArray(), gather(matmul(dY, x, true, false), mR, 2, 4), { rtol: 2e-2, atol: 5e-2, msg: `sddmm n=${rows}` });
+    sddmm(dY16, x16, s, { out: g, method: "gather" });
+    assertClose(await g.toArray(), gather(matmul(dY, x, true, false), mR, 2, 4), { rtol: 2e-2, atol: 5e-2, msg: `sddmm gather n=${rows}` });
+    for (const t of [w16, x16, dY16, y, g]) t.dispose();
+    s.dispose();
+  }
+}, { needs: ["shader-f16"] });
+
+// ---- sparseLinear (autograd) --------------------------------------------------------------------
+
+test("sparseLinear: forward X·W_Rᵀ + b; backward dX = dY·W_RC, w.values.grad = M_R⊙(dYᵀX), bias.grad = ΣdY, accumulated over micro-batches", async () => {
+  const [dOut, dIn] = [32, 64];
+  const { w, s, mR } = sparseWeight(dOut, dIn, 160);
+  const t = doublePrune(s);
+  const mRC = slopeMasks(w, 2, 4).mRC;
+  const b = rand32([dOut], 161);
+  s.values.requiresGrad_();
+  const bias = fromArr(b, { requiresGrad: true });
+  let gRef = new Float64Array(s.values.size), bRef = new Float64Array(dOut);
+  for (const [step, lead] of [[0, [2, 5]], [1, [67]]] as const) {
+    const rows = lead.reduce((p, q) => p * q, 1);
+    const xa = rand32([...lead, dIn], 170 + step), proj = rand32([...lead, dOut], 180 + step);
+    const x = fromArr(xa, { requiresGrad: true });
+    const y = sparseLinear(x, s, t, bias);
+    assertEquals(y.shape, [...lead, dOut]);
+    const x2 = arr([rows, dIn], xa.data), p2 = arr([rows, dOut], proj.data);
+    assertClose(await f32(y), addBias(matmul(x2, applyMask(w, mR), false, true), b).data, { rtol: 1e-4, atol: 1e-5, msg: "forward" });
+    ws.tidy(() => y.mul(fromArr(proj)).sum().backward());
+    assertEquals(x.grad!.shape, [...lead, dIn]);
+    assertClose(await f32(x.grad!), matmul(p2, applyMask(w, mRC)).data, { rtol: 1e-4, atol: 1e-5, msg: "dX through W_RC" });
+    gRef = gRef.map((v, i) => v + gather(matmul(p2, x2, true, false), mR, 2, 4)[i]!);
+    bRef = bRef.map((v, i) => v + reduce(p2, [0], false, "sum").data[i]!);
+    assertEquals(s.values.grad!.shape, s.values.shape as number[]);
+    assertClose(await f32(s.values.grad!), gRef, { rtol: 1e-4, atol: 2e-5, msg: `w.values.grad after micro-batch ${step + 1}` });
+    assertClose(await f32(bias.grad!), bRef, { rtol: 1e-4, atol: 2e-5, msg: `bias.grad after micro-batch ${step + 1}` });
+    x.grad!.dispose(); x.dispose(); y.dispose();
+  }
+  s.values.grad!.dispose(); bias.grad!.dispose(); bias.dispose(); s.dispose(); t.dispose();
+});
+
+test("sparseLinear: the gradient of w.values matches finite differences (it is exact; dX is not, by design)", async () => {
+  const { w, s } = sparseWeight(8, 32, 190);
+  const t = doublePrune(s);
+  const xa = rand32([3, 32], 191);
+  const x = fromArr(xa);
+  s.values.requiresGrad_();
+  const proj = rand32([3, 8], 192);
+  ws.tidy(() => sparseLinear(x, s, t, null).mul(fromArr(proj)).sum().backward());
+  const vals = await f32(s.values);
+  const mR = nmMask(w, 2, 4);
+  const loss = (v: Float64Array) => {
+    const dense = expand(v, mR, 8, 32, 2, 4).dense;
+    const y = matmul(xa, dense, false, true);
+    return y.data.reduce((acc, yy, i) => acc + yy * proj.data[i]!, 0);
+  };
+  const num = Array.from(vals, (_, k) => {
+    const vp = Float64Array.from(vals), vm = Float64Array.from(vals);
+    vp[k] = vp[k]! + 1e-6; vm[k] = vm[k]! - 1e-6;
+    return (loss(vp) - loss(vm)) / 2e-6;
+  });
+  assertClose(await f32(s.values.grad!), num, { rtol: 1e-3, atol: 1e-4 });
+  s.values.grad!.dispose(); x.dispose(); s.dispose(); t.dispose();
+});
+
+// ---- typed errors -------------------------------------------------------------------------------
+
+test("sparse: typed errors for bad shapes, dtypes and patterns", async () => {
+  const w = ws.randn([8, 64], { seed: 1 });
+  await assertThrows(() => compress24(ws.zeros([8, 30])), ws.ShapeError, "compress24", "multiple of the group size 4", "[8, 30]");
+  await assertThrows(() => compress24(ws.zeros([8, 40]), { pattern: "2:16" }), ws.ShapeError, "multiple of the group size 16");
+  await assertThrows(() => compress24(ws.zeros([2, 8, 64])), ws.ShapeError, "compress24", "2-D", "[2, 8, 64]");
+  await assertThrows(() => compress24(ws.zeros([64])), ws.ShapeError, "2-D");
+  await assertThrows(() => compress24(ws.tensor(new Int32Array(8 * 64), [8, 64])), ws.DTypeError, "compress24", "i32");
+  await assertThrows(() => compress24(w, { pattern: "3:4" }), ws.ShapeError, "unsupported sparsity pattern \"3:4\"");
+  await assertThrows(() => compress24(w, { pattern: "2:2" }), ws.ShapeError, "unsupported");
+  const s = compress24(w);
+  const odd = compress24(ws.randn([6, 64], { seed: 2 }));
+  await assertThrows(() => doublePrune(odd), ws.ShapeError, "doublePrune", "d_out 6", "multiple of the group size 4");
+  const x = ws.randn([5, 48], { seed: 3 });
+  await assertThrows(() => spmm(x, s), ws.ShapeError, "spmm", "[5, 48]", "[8, 64]");
+  await assertThrows(() => spmm(ws.randn([5, 64]), s, ws.zeros([7])), ws.ShapeError, "spmm", "bias [7]", "[8]");
+  await assertThrows(() => spmm(ws.tensor(new Int32Array(5 * 64), [5, 64]), s), ws.DTypeError, "spmm", "i32");
+  const t = doublePrune(s);
+  await assertThrows(() => sparseLinear(x, s, t), ws.ShapeError, "sparseLinear", "[5, 48]", "[8, 64]");
+  await assertThrows(() => sparseLinear(ws.randn([5, 64]), s, s), ws.ShapeError, "sparseLinear", "double-pruned transpose");
+  await assertThrows(() => refreshTranspose(s, s), ws.ShapeError, "refreshTranspose", "[8, 64]");
+  await assertThrows(() => sddmm(ws.randn([5, 8]), x, s), ws.ShapeError, "sddmm", "[5, 48]", "[8, 64]");
+  await assertThrows(() => sddmm(ws.randn([5, 8]), ws.randn([5, 64]), s, { accumulate: true }), ws.ShapeError, "sddmm", "out");
+  await assertThrows(() => new Sparse24(ws.zeros([8, 31]), s.meta, 8, 64), ws.ShapeError, "Sparse24", "values");
+  s.dispose();
+  await assertThrows(() => spmm(ws.randn([5, 64]), s), ws.DisposedTensorError, "spmm");
+  odd.dispose(); t.dispose(); w.dispose(); x.dispose();
+});
+
+test("Sparse24 lives through tidy() when returned and is freed with it otherwise", async () => {
+  const w = ws.randn([8, 64], { seed: 4 });
+  const kept = ws.tidy(() => compress24(w));
+  assert(!kept.isDisposed, "returned Sparse24 survives tidy");
+  let inner: Sparse24 | null = null;
+  ws.tidy(() => { inner = compress24(w); });
+  assert(inner !== null && (inner as Sparse24).isDisposed, "unreturned Sparse24 is disposed by tidy");
+  assertEquals(Array.from(await f32(decompress24(kept))).filter((v) => v !== 0).length, 8 * 32);
+  kept.dispose(); w.dispose();
+});

@@ -1,0 +1,183 @@
+// Sampled dense × dense for the weight gradient: only at S's kept positions,
+//   gW[o, slot] = Σ_n dY[n, o] · X[n, col(o, slot)],
+// written compressed in the layout of S's values (shaders/sparse24.wgsl.ts). Two kernels:
+//
+// dense-tile (default) dense register tiles of dYᵀ·X with a masked, compressed store: all of the
+//         multiply-adds, no gathers; 0.69–0.97× of the dense product on the H200 while writing
+//         half the bytes (and no dense d_out×K buffer plus a gather pass, as the original does).
+// gather  N/M of the multiply-adds. A workgroup owns 16 rows of S × one meta word (32 columns
+//         of K, S slots per row) and loops over n in steps of 64. Each invocation owns one row o
+//         and all of its slots in the word; the slot columns are loop-invariant, decoded once
+//         into registers before the n loop. Tiles are n-contiguous in workgroup memory (a vec4
+//         holds 4 values of n) and the 16 lanes along n read consecutive vec4s, so gathers by
+//         column do not conflict; the partial sums of the 16 lanes are reduced through
+//         workgroup memory at the end. Each kept multiply-add needs a gathered 4-byte read,
+//         which makes it slower than dense-tile on the H200 (0.23–0.38×; far slower on wgpu).
+import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
+import { enables, kernelFamily, paramsDecl, storage } from "./kernel.ts";
+import { nmConsts, type SpDType } from "./sparse24.wgsl.ts";
+
+export const SDDMM_ROWS = 16;
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+/**
+ * Bindings: dY (read), X (read), meta (read u32), gW (rw).
+ * Params: [0]=n (rows of dY and X) [1]=K [2]=d_out [3]=meta words/row [4]=values/row.
+ * Dispatch: [words/row, ceil(d_out/16)]. `accumulate` adds into gW instead of overwriting it.
+ */
+export const sddmmKernel = kernelFamily("sddmm", (n: number, m: number, dtype: SpDType, accumulate: boolean) => {
+  const S = (32 * n) / m;
+  const decode: string[] = [];
+  for (let g = 0; g < 32 / m; g++) {
+    decode.push(`  let b${g}_0 = (word >> ${g * m}u) & GMASK;`);
+    for (let t = 1; t < n; t++) decode.push(`  let b${g}_${t} = b${g}_${t - 1} & (b${g}_${t - 1} - 1u);`);
+  }
+  for (let q = 0; q < S; q++) {
+    const g = Math.floor(q / n), t = q % n;
+    decode.push(`  let c${q} = (${g * m}u + min(countTrailingZeros(b${g}_${t}), ${m - 1}u)) * 17u + tx; let ok${q} = b${g}_${t} != 0u;`);
+    decode.push(`  var a${q} = vec4<f32>(0.0);`);
+  }
+  const fmas = range(S).map((q) => `    a${q} = a${q} + Xs[c${q}] * d;`).join("\n");
+  const rounds = range(Math.ceil(S / 8)).map((r) => {
+    const qs = range(8).map((qq) => r * 8 + qq).filter((q) => q < S);
+    return `
+  ${qs.map((q) => `{ let i = (ty * 8u + ${q - r * 8}u) * 17u + tx; Xs[i / 4u][i % 4u] = select(0.0, dot(a${q}, vec4<f32>(1.0)), ok${q}); }`).join("\n  ")}
+  workgroupBarrier();
+  if (tid < 128u) {
+    let q = ${r * 8}u + tid % 8u;
+    let o = wid.y * 16u + tid / 8u;
+    let slot = wid.x * ${S}u + q;
+    if (q < ${S}u && o < dOut && slot < vpr) {
+      var s = 0.0;
+      for (var l = 0u; l < 16u; l = l + 1u) { let i = tid * 17u + l; s = s + Xs[i / 4u][i % 4u]; }
+      ${accumulate ? `gW[o * vpr + slot] = ${dtype}(f32(gW[o * vpr + slot]) + s);` : `gW[o * vpr + slot] = ${dtype}(s);`}
+    }
+  }
+  workgroupBarrier();`;
+  }).join("");
+  const code = wgsl`${enables(dtype)}
+${storage(0, "dY", "read", `array<${dtype}>`)}
+${storage(1, "X", "read", `array<${dtype}>`)}
+${storage(2, "mbits", "read", "array<u32>")}
+${storage(3, "gW", "rw", `array<${dtype}>`)}
+${paramsDecl(4)}
+${nmConsts(n, m)}
+var<workgroup> Ds: array<vec4<f32>, 272>;
+var<workgroup> Xs: array<vec4<f32>, 544>;
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let nB = pu(0u); let K = pu(1u); let dOut = pu(2u); let ws = pu(3u); let vpr = pu(4u);
+  let tx = lid.x; let ty = lid.y; let tid = ty * 16u + tx;
+  let w = wid.x; let o0 = wid.y * 16u; let k0 = w * 32u;
+  var word = 0u;
+  if (o0 + ty < dOut) { word = mbits[(o0 + ty) * ws + w]; }
+${decode.join("\n")}
+  for (var n0 = 0u; n0 < nB; n0 = n0 + 64u) {
+    for (var i = 0u; i < 4u; i = i + 1u) {
+      let e = tid + i * 256u; let oo = e % 16u; let nn = e / 16u;
+      var v = 0.0;
+      if (n0 + nn < nB && o0 + oo < dOut) { v = f32(dY[(n0 + nn) * dOut + o0 + oo]); }
+      Ds[oo * 17u + nn / 4u][nn % 4u] = v;
+    }
+    for (var i = 0u; i < 8u; i = i + 1u) {
+      let e = tid + i * 256u; let kk = e % 32u; let nn = e / 32u;
+      var v = 0.0;
+      if (n0 + nn < nB && k0 + kk < K) { v = f32(X[(n0 + nn) * K + k0 + kk]); }
+      Xs[kk * 17u + nn / 4u][nn % 4u] = v;
+    }
+    workgroupBarrier();
+    let d = Ds[ty * 17u + tx];
+${fmas}
+    workgroupBarrier();
+  }
+${rounds}
+}
+`;
+  return { code, bindings: ["read", "read", "read", "rw"], params: true };
+});
+
+/** Tile shapes of the dense-tile kernel: invocation block tm×tn (rows o × columns k), n step bk. */
+export type SddmmTile = "64x64" | "128x128";
+const TILES: Record<SddmmTile, { tm: number; tn: number; bk: number }> = {
+  "64x64": { tm: 4, tn: 4, bk: 16 },
+  "128x128": { tm: 8, tn: 8, bk: 8 },
+};
+
+/** Rows of S (o) and columns (k) covered by one workgroup of the dense-tile kernel. */
+export function sddmmExtent(tile: SddmmTile): { bo: number; bk: number } {
+  return { bo: 16 * TILES[tile].tm, bk: 16 * TILES[tile].tn };
+}
+
+/**
+ * The dense-tile variant: each workgroup computes a dense (16·tm)×(16·tn) tile of dYᵀ·X (rows o
+ * of S × columns k) with the register tile of the dense matmul (named vec4 accumulators), n in
+ * steps of bk, and stores only the kept entries, compressed. All of the multiply-adds but no
+ * gathers: on the H200 it is faster than the gather kernel above, and it never writes the dense
+ * d_out×K product. Tiles are 2-D arrays indexed by a constant n and tx/ty in the inner loop.
+ * Unused slots of a group (fewer than N kept) are written 0 unless accumulating.
+ * Bindings and params as sddmmKernel. Dispatch: [ceil(K/(16·tn)), ceil(d_out/(16·tm))].
+ */
+export const sddmmDenseTileKernel = kernelFamily("sddmm_dense_tile", (n: number, m: number, dtype: SpDType, accumulate: boolean, tile: SddmmTile) => {
+  const { tm, tn, bk } = TILES[tile];
+  const bo = 16 * tm, bkk = 16 * tn, ga = tm / 4, gb = tn / 4;
+  const XYZW = ["x", "y", "z", "w"];
+  const accs = range(tm).flatMap((r) => range(gb).map((h) => `c${r}_${h}`));
+  const loadA = range((bo * bk) / 256).map((i) => `      { let e = tid + ${i * 256}u; let nn = e / ${bo}u; let c = e % ${bo}u; var v = 0.0;
+        if (n0 + nn < nB && o0 + c < dOut) { v = f32(dY[(n0 + nn) * dOut + o0 + c]); }
+        As[nn][c >> 2u][c & 3u] = v; }`).join("\n");
+  const loadB = range((bkk * bk) / 256).map((i) => `      { let e = tid + ${i * 256}u; let nn = e / ${bkk}u; let c = e % ${bkk}u; var v = 0.0;
+        if (n0 + nn < nB && k0 + c < K) { v = f32(X[(n0 + nn) * K + k0 + c]); }
+        Bs[nn][c >> 2u][c & 3u] = v; }`).join("\n");
+  const kSteps = range(bk).map((k) => `    { ${range(ga).map((g) => `let a${g} = As[${k}][ty${g ? ` + ${g * 16}u` : ""}];`).join(" ")} ${range(gb).map((h) => `let b${h} = Bs[${k}][tx${h ? ` + ${h * 16}u` : ""}];`).join(" ")}
+      ${range(tm).flatMap((r) => range(gb).map((h) => `c${r}_${h} = c${r}_${h} + a${r >> 2}.${XYZW[r & 3]} * b${h};`)).join(" ")} }`).join("\n");
+  const stores = range(tm).flatMap((r) => range(gb).map((h) => `
+  { let o = o0 + ${(r >> 2) * 64 + (r & 3)}u + ty * 4u; let kb = k0 + ${h * 64}u + tx * 4u;
+    if (o < dOut && kb < K) { put(o, kb, c${r}_${h}, K, ws, vpr); } }`)).join("");
+  const code = wgsl`${enables(dtype)}
+${storage(0, "dY", "read", `array<${dtype}>`)}
+${storage(1, "X", "read", `array<${dtype}>`)}
+${storage(2, "mbits", "read", "array<u32>")}
+${storage(3, "gW", "rw", `array<${dtype}>`)}
+${paramsDecl(4)}
+${nmConsts(n, m)}
+var<workgroup> As: array<array<vec4<f32>, ${bo / 4}>, ${bk}>;
+var<workgroup> Bs: array<array<vec4<f32>, ${bkk / 4}>, ${bk}>;
+
+// Stores the kept entries among columns kb..kb+3 of row o (kb a multiple of 4: one meta word).
+fn put(o: u32, kb: u32, acc: vec4<f32>, K: u32, ws: u32, vpr: u32) {
+  let word = mbits[o * ws + kb / 32u];
+  for (var j = 0u; j < 4u; j = j + 1u) {
+    let k = kb + j;
+    if (k < K) {
+      let g = k / MM; let jj = k % MM;
+      let gbits = (word >> ((g * MM) % 32u)) & GMASK;
+      let base = o * vpr + g * NN;
+      if (((gbits >> jj) & 1u) != 0u) {
+        let at = base + countOneBits(gbits & ((1u << jj) - 1u));
+        ${accumulate ? `gW[at] = ${dtype}(f32(gW[at]) + acc[j]);` : `gW[at] = ${dtype}(acc[j]);`}
+      }
+      ${accumulate ? "" : `if (jj == 0u) { for (var t = countOneBits(gbits); t < NN; t = t + 1u) { gW[base + t] = ${dtype}(0.0); } }`}
+    }
+  }
+}
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let nB = pu(0u); let K = pu(1u); let dOut = pu(2u); let ws = pu(3u); let vpr = pu(4u);
+  let tx = lid.x; let ty = lid.y; let tid = ty * 16u + tx;
+  let k0 = wid.x * ${bkk}u; let o0 = wid.y * ${bo}u;
+  ${accs.map((a) => `var ${a} = vec4<f32>(0.0);`).join(" ")}
+  for (var n0 = 0u; n0 < nB; n0 = n0 + ${bk}u) {
+${loadA}
+${loadB}
+    workgroupBarrier();
+${kSteps}
+    workgroupBarrier();
+  }
+${stores}
+}
+`;
+  return { code, bindings: ["read", "read", "read", "rw"], params: true };
+});

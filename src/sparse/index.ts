@@ -1,0 +1,12 @@
+// The sparse core of SLoPe: the N:M format (sparse24.ts), the double-pruned transpose
+// (double-prune.ts), spmm (spmm.ts), sddmm (sddmm.ts) and the sparseLinear autograd op (ops.ts).
+export {
+  compress24, decompress24, metaWords, parsePattern, Sparse24,
+  type CompressOptions, type NM, type Pattern, type SparseLike,
+} from "./sparse24.ts";
+export { doublePrune, refreshTranspose, repruneTranspose } from "./double-prune.ts";
+export { spmm, type SpmmOptions } from "./spmm.ts";
+export { sddmm, type SddmmOptions } from "./sddmm.ts";
+export type { SddmmTile } from "../../shaders/sddmm.wgsl.ts";
+export type { ExpandTile } from "../../shaders/spmm.wgsl.ts";
+export { sparseLinear } from "./ops.ts";

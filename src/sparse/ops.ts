@@ -1,0 +1,63 @@
+// sparseLinear: the differentiable SLoPe linear layer, Y = X·W_Rᵀ + b, with the double-pruned
+// backward of SLOPE.md §1:
+//   dX      = dY·W_RC            (spmm through W_RC^T = wT)
+//   dValues = (M_R ⊙ dYᵀX)[M_R]  (sddmm: the gradient of the compressed w.values)
+//   db      = Σ_rows dY
+// The differentiable inputs are x, w.values and bias: mark w.values requiresGrad and
+// w.values.grad accumulates the compressed gradient (same layout as w.values) over backwards.
+import type { Rule } from "../autograd/graph.ts";
+import { record } from "../autograd/graph.ts";
+import { ShapeError, fmtShape } from "../errors.ts";
+import { isGradEnabled } from "../scope.ts";
+import type { Tensor } from "../tensor.ts";
+import { reduceRaw } from "../ops/reduce.ts";
+import { sddmmRaw } from "./sddmm.ts";
+import type { Sparse24, SparseLike } from "./sparse24.ts";
+import { checkSpmm, spmmRaw } from "./spmm.ts";
+
+/**
+ * y = x·W_Rᵀ + bias for x [..., d_in], w = compress24(W) [d_out, d_in] and wT = doublePrune(w)
+ * [d_in, d_out]; returns [..., d_out]. Backward: dx through wT, w.values.grad by sddmm, bias.grad.
+ */
+export function sparseLinear(x: Tensor, w: Sparse24, wT: Sparse24, bias: Tensor | null = null): Tensor {
+  const op = "sparseLinear";
+  const rows = checkSpmm(op, x, w, bias);
+  if (wT.rows !== w.cols || wT.cols !== w.rows || wT.n !== w.n || wT.m !== w.m || wT.dtype !== w.dtype) {
+    throw new ShapeError(op, `wT ${fmtShape(wT.shape)} (${wT.pattern}, ${wT.dtype}) is not the double-pruned transpose of w ` +
+      `${fmtShape(w.shape)} (${w.pattern}, ${w.dtype}); build it with doublePrune(w)`);
+  }
+  wT.values.buffer(op); wT.meta.buffer(op);
+  const y2 = spmmRaw(x, w, bias, rows, {}, op);
+  let y = y2;
+  if (x.ndim !== 2) { y = y2.alias([...x.shape.slice(0, -1), w.rows]); y2.dispose(); }
+  if (isGradEnabled()) {
+    record(op, [x, w.values, bias], y, { n: w.n, m: w.m, dOut: w.rows, dIn: w.cols }, [x, w.meta, wT.values, wT.meta]);
+  }
+  return y;
+}
+
+export const sparseRules: { sparseLinear: Rule<"sparseLinear"> } = {
+  sparseLinear: (g, c) => {
+    const { n, m, dOut, dIn } = c.attrs;
+    const [x, meta, valsT, metaT] = c.saved as [Tensor, Tensor, Tensor, Tensor];
+    const rows = g.size / dOut;
+    let dx: Tensor | null = null, dv: Tensor | null = null, db: Tensor | null = null;
+    if (c.needsGrad[0]) {
+      const wT: SparseLike = { values: valsT, meta: metaT, rows: dIn, cols: dOut, n, m };
+      const r = spmmRaw(g, wT, null, rows, {}, "sparseLinear");
+      dx = r.alias(c.inputShapes[0]!);
+      r.dispose();
+    }
+    if (c.needsGrad[1]) {
+      const w: SparseLike = { values: valsT, meta, rows: dOut, cols: dIn, n, m };
+      dv = sddmmRaw(g, x, w, rows, null, false, {}, "sparseLinear");
+    }
+    if (c.needsGrad[2]) {
+      const flat = g.alias([rows, dOut]);
+      const r = reduceRaw("sparseLinear", flat, [0], "sum", false);
+      db = r.alias([dOut]);
+      flat.dispose(); r.dispose();
+    }
+    return [dx, dv, db];
+  },
+};

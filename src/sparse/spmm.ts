@@ -1,0 +1,116 @@
+// spmm: Y = X·S^T (+ bias) with S an N:M Sparse24 [d_out, K] — the forward GEMM of a sparse
+// layer (S = W_R) and its input gradient (S = W_RC^T, so dX = dY·W_RC). No autograd here: the
+// differentiable op is sparseLinear (ops.ts). Picks the small-n kernel (weight-bandwidth bound)
+// for n ≤ 16 rows and the expand kernel otherwise; the gather kernel on request
+// (shaders/spmm.wgsl.ts says what each costs).
+import { DTypeError, ResourceLimitError, ShapeError, fmtShape } from "../errors.ts";
+import { gpu } from "../gpu/context.ts";
+import { Tensor } from "../tensor.ts";
+import type { SpDType } from "../../shaders/sparse24.wgsl.ts";
+import { SPMM_SMALL_MAX_ROWS, SPMM_SMALL_WORKGROUP, SPMM_TILE, expandExtent, type ExpandTile, spmmExpandKernel, spmmExpandStorage, spmmSmallKernel, spmmGatherKernel, spmmGatherStorage } from "../../shaders/spmm.wgsl.ts";
+import { fill } from "../ops/elementwise.ts";
+import { stridedCopy } from "../ops/layout.ts";
+import { checkLive, grid1d, numel } from "../ops/util.ts";
+import { metaWords, type Sparse24, type SparseLike } from "./sparse24.ts";
+
+export interface SpmmOptions {
+  /**
+   * Kernel: "auto" (default) takes "small" for n ≤ 16 rows of x, else "expand". "expand" decodes
+   * each S tile into a dense tile in workgroup memory and runs a dense register tile (all
+   * multiply-adds, fastest measured on the H200); "gather" keeps the tile compressed and gathers
+   * x per kept weight (N/M of the multiply-adds, 4× the workgroup traffic per multiply-add);
+   * "small" splits K over invocations (weight-bandwidth bound decoding).
+   */
+  path?: "auto" | "expand" | "gather" | "small";
+  /** Tile of the expand kernel (default: 128x128 when the workgroup memory allows, the grid has ≥ 256 such tiles and the engine is not Deno's wgpu; else 64x64). */
+  expandTile?: ExpandTile;
+  /** Rows of x per workgroup of the gather kernel (default: 128 where the workgroup memory allows and x has over 64 rows). */
+  tileRows?: 64 | 128;
+}
+
+/** Validates x [..., K] against s [d_out, K] (and bias [d_out]); returns the folded row count. */
+export function checkSpmm(op: string, x: Tensor, s: Sparse24, bias: Tensor | null): number {
+  checkLive(op, x, s.values, s.meta, bias);
+  if (x.ndim < 1) throw new ShapeError(op, `x must have at least 1 axis [..., K], got ${fmtShape(x.shape)}`);
+  const K = x.shape.at(-1)!;
+  if (K !== s.cols) {
+    throw new ShapeError(op, `x ${fmtShape(x.shape)} has K=${K} but the sparse matrix ${fmtShape(s.shape)} (${s.pattern}) has ` +
+      `K=${s.cols} columns; x's last axis must equal the sparse matrix's columns`);
+  }
+  if (x.dtype !== s.dtype) throw new DTypeError(op, `x is ${x.dtype} but the sparse values are ${s.dtype}; they must match`);
+  if (bias) {
+    if (bias.ndim !== 1 || bias.shape[0] !== s.rows) {
+      throw new ShapeError(op, `bias ${fmtShape(bias.shape)} must have shape [${s.rows}] for x ${fmtShape(x.shape)} and the sparse matrix ${fmtShape(s.shape)}`);
+    }
+    if (bias.dtype !== x.dtype) throw new DTypeError(op, `bias is ${bias.dtype}, x is ${x.dtype}; they must match`);
+  }
+  return numel(x.shape.slice(0, -1));
+}
+
+/** Workgroups of 128×128 from which the expand kernel takes that tile (fewer leave SMs idle). */
+const EXPAND_BIG_GRID = 256;
+
+/** Smallest power of two ≥ the meta words per row, in [8, 64]: invocations per row of S. */
+function invocationsPerRow(words: number): number {
+  let p = 8;
+  while (p < words && p < 64) p *= 2;
+  return p;
+}
+
+/** The product without validation or autograd, into a new [rows, d_out] tensor. */
+export function spmmRaw(x: Tensor, s: SparseLike, bias: Tensor | null, rows: number, opts: SpmmOptions = {}, op = "spmm"): Tensor {
+  const path = opts.path ?? "auto";
+  const K = s.cols, dOut = s.rows, ws = metaWords(K), dtype = s.values.dtype as SpDType;
+  const out = Tensor.empty([rows, dOut], x.dtype, op);
+  if (rows === 0 || dOut === 0) return out;
+  const bufs = [x.buffer(op), s.values.buffer(op), s.meta.buffer(op), out.buffer(op)];
+  if (bias) bufs.push(bias.buffer(op));
+  const params = [rows, K, dOut, ws, (K * s.n) / s.m];
+  const small = path === "small" || (path === "auto" && rows <= SPMM_SMALL_MAX_ROWS);
+  if (path === "expand" || (path === "auto" && !small)) {
+    // 128×128 measured faster under Dawn (Node, Chrome) on the H200 but 4× slower under Deno's
+    // wgpu, which takes 64×64 (scratch numbers in the sparse-core report; bench/ measures both)
+    const big = gpu().info.runtime !== "Deno" && spmmExpandStorage("128x128") <= gpu().limits.maxComputeWorkgroupStorageSize &&
+      Math.ceil(rows / 128) * Math.ceil(dOut / 128) >= EXPAND_BIG_GRID;
+    const tile = opts.expandTile ?? (big ? "128x128" : "64x64");
+    if (spmmExpandStorage(tile) > gpu().limits.maxComputeWorkgroupStorageSize) {
+      throw new ResourceLimitError(op, `expand tile ${tile} needs ${spmmExpandStorage(tile)} bytes of workgroup memory, over this adapter's maxComputeWorkgroupStorageSize`);
+    }
+    const { bm, bn } = expandExtent(tile);
+    gpu().launcher.dispatch(spmmExpandKernel(s.n, s.m, dtype, !!bias, tile), bufs, [Math.ceil(dOut / bn), Math.ceil(rows / bm)], params);
+  } else if (small) {
+    if (rows > SPMM_SMALL_MAX_ROWS) throw new ShapeError(op, `the small path takes at most ${SPMM_SMALL_MAX_ROWS} rows, x has ${rows}`);
+    const ipr = invocationsPerRow(ws);
+    // from 4 rows on, x goes transposed and padded to [K, rows rounded up to 4] so one vec4 load
+    // serves 4 rows (the kernel is bound by its loads of x, not by the weight bytes, past 1 row)
+    const vec = rows >= 4;
+    let xt: Tensor | null = null;
+    if (vec) {
+      const rp = Math.ceil(rows / 4) * 4;
+      xt = fill([K, rp], 0, x.dtype, op);
+      stridedCopy(op, x, xt, [rows, K], [K, 1], [1, rp]);
+      bufs[0] = xt.buffer(op);
+    }
+    gpu().launcher.dispatch(spmmSmallKernel(s.n, s.m, dtype, !!bias, rows, ipr, vec), bufs, grid1d(dOut * ipr, SPMM_SMALL_WORKGROUP), params);
+    xt?.dispose();
+  } else {
+    const fits = spmmGatherStorage(s.n, s.m, 128) <= gpu().limits.maxComputeWorkgroupStorageSize;
+    const tileRows = opts.tileRows ?? (fits && rows > 64 ? 128 : 64);
+    if (tileRows === 128 && !fits) throw new ResourceLimitError(op, `tileRows 128 needs ${spmmGatherStorage(s.n, s.m, 128)} bytes of workgroup memory, over this adapter's maxComputeWorkgroupStorageSize`);
+    gpu().launcher.dispatch(spmmGatherKernel(s.n, s.m, dtype, !!bias, tileRows), bufs, [Math.ceil(dOut / SPMM_TILE), Math.ceil(rows / tileRows)], params);
+  }
+  return out;
+}
+
+/**
+ * Y = X·S^T + bias for x [..., K] and s [d_out, K] (N:M along K); returns [..., d_out].
+ * With s = compress24(W) this is x·W_Rᵀ; with s = doublePrune(W) and x = dY it is dY·W_RC.
+ */
+export function spmm(x: Tensor, s: Sparse24, bias: Tensor | null = null, opts: SpmmOptions = {}): Tensor {
+  const rows = checkSpmm("spmm", x, s, bias);
+  const y = spmmRaw(x, s, bias, rows, opts);
+  if (x.ndim === 2) return y;
+  const out = y.alias([...x.shape.slice(0, -1), s.rows]);
+  y.dispose();
+  return out;
+}
