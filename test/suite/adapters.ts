@@ -57,13 +57,21 @@ test("the adapter's backward matches finite differences (x, L, R; mask respected
 });
 
 test("the fused multiply-add equals a separate matmul and add (odd shapes)", async () => {
-  for (const [rows, dOut, r] of [[5, 12, 3], [1, 7, 1], [33, 64, 4]] as const) {
+  // Automatic choice (≤ 16 rows: the one-row kernel; more: the tiled one), then each kernel forced
+  // on edges of its tile: ragged rows and columns, dOut % 4 ≠ 0, r % 4 ≠ 0, r below and above bk.
+  const cases: [number, number, number, Parameters<typeof lowRankAdd>[2]?][] = [
+    [5, 12, 3], [1, 7, 1], [16, 130, 33], [33, 64, 4], [17, 64, 32], [70, 67, 5], [130, 130, 33], [130, 67, 1], [70, 128, 32],
+    [70, 67, 5, "small"], [40, 64, 8, "small"],
+    [1, 7, 1, "64x64"], [70, 130, 33, "64x64"], [130, 128, 36, "128x64"], [130, 67, 5, "128x64"],
+    [130, 130, 33, "128x128k8"], [257, 260, 8, "128x128k8"], [200, 129, 1, "128x128k8"],
+  ];
+  for (const [rows, dOut, r, kernel] of cases) {
     const y = randArr([rows, dOut + r], rows), R = randArr([r, dOut], dOut);
-    const got = lowRankAdd(fromArr(y), fromArr(R));
+    const got = lowRankAdd(fromArr(y), fromArr(R), kernel);
     const C = arr([rows, dOut]), A = arr([rows, r]);
     for (let i = 0; i < rows; i++) { C.data.set(y.data.subarray(i * (dOut + r), i * (dOut + r) + dOut), i * dOut); A.data.set(y.data.subarray(i * (dOut + r) + dOut, (i + 1) * (dOut + r)), i * r); }
     const want = map((c, p) => c + p, C, refMatmul(A, R));
-    assertClose(await got.toArray(), want.data, { rtol: 1e-5, atol: 1e-6, msg: `${rows}×${dOut}, r ${r}` });
+    assertClose(await got.toArray(), want.data, { rtol: 1e-5, atol: 1e-6, msg: `${rows}×${dOut}, r ${r}, ${kernel ?? "auto"}` });
   }
 });
 

@@ -205,8 +205,9 @@ test("memory: a 2:4 SparseLinear with grad and SparseAdamW state ≤ 0.66× a de
     const opt = sparse ? new SparseAdamW(model) : new AdamW(model.parameters());
     opt.step();
     x.dispose();
-    await ws.gpu().sync();
+    // measured before any await, so no finalizer of earlier tests' garbage can run in between
     const training = ws.memoryStats().liveBytes - base;
+    await ws.gpu().sync();
     opt.dispose(); model.zeroGrad(); model.dispose();
     return { inference, training };
   };

@@ -1,0 +1,95 @@
+// Vite serves the repository root in development (the demo at /demo/, the browser test page at
+// /test/browser/) and builds the library: one ESM file per package.json "exports" entry in dist/,
+// with wgsl-preprocessor left external as a runtime dependency. Declarations come from
+// `tsc -p tsconfig.build.json` into dist/types/ (see the `build` script).
+import { createReadStream, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { defineConfig, type Plugin } from "vite";
+
+const root = dirname(fileURLToPath(import.meta.url));
+
+/** Library entries: the key is the file in dist/ (dist/<key>.js), matching package.json "exports". */
+const ENTRIES = {
+  index: "src/index.ts",
+  nn: "src/nn/index.ts",
+  optim: "src/optim/index.ts",
+  slope: "src/slope/index.ts",
+  train: "src/train/index.ts",
+} as const;
+
+/**
+ * tsc emits declarations under dist/types/src/ (src/ imports ../shaders/, so the declaration root is
+ * the repository root); "exports" name dist/types/index.d.ts and dist/types/<sub>/index.d.ts. These
+ * one-line forwarders bridge the two.
+ */
+function typeForwarders(): Plugin {
+  return {
+    name: "webslope-type-forwarders",
+    apply: "build",
+    closeBundle() {
+      for (const [name, entry] of Object.entries(ENTRIES)) {
+        const file = name === "index" ? "dist/types/index.d.ts" : `dist/types/${name}/index.d.ts`;
+        const target = (name === "index" ? "./" : "../") + entry.replace(/\.ts$/, ".js");
+        mkdirSync(dirname(resolve(root, file)), { recursive: true });
+        writeFileSync(resolve(root, file), `export * from "${target}";\n`);
+      }
+    },
+  };
+}
+
+/**
+ * The demo's corpus: /data/<file> is served from ../shared/data (the team's data folder beside
+ * the checkout) or from WEBSLOPE_DATA_DIR, in development only; the text is never bundled.
+ */
+function sharedData(): Plugin {
+  const dir = process.env.WEBSLOPE_DATA_DIR ?? resolve(root, "../shared/data");
+  return {
+    name: "webslope-shared-data",
+    configureServer(server) {
+      server.middlewares.use("/data/", (req, res, next) => {
+        const name = decodeURIComponent((req.url ?? "").split("?")[0]!.replace(/^\//, ""));
+        const file = resolve(dir, name);
+        if (!/^[\w.-]+\.txt$/.test(name) || !file.startsWith(dir) || !existsSync(file)) return next();
+        res.setHeader("Content-Type", "text/plain; charset=utf-8");
+        createReadStream(file).pipe(res);
+      });
+    },
+  };
+}
+
+/** Set by the browser test runner: a page that runs for minutes must not be reloaded by an edit. */
+const noHmr = !!process.env.WEBSLOPE_VITE_NO_HMR;
+
+export default defineConfig({
+  root,
+  server: {
+    host: "127.0.0.1",
+    port: 5173,
+    hmr: !noHmr,
+    ...(noHmr ? { watch: null } : {}),
+  },
+  // Pre-bundle the runtime dependencies up front so the first page load does not trigger a
+  // dependency re-optimisation and a full reload (which would drop a test page mid-run).
+  optimizeDeps: {
+    entries: ["demo/index.html", "test/browser/index.html"],
+    include: ["wgsl-preprocessor/wgsl-preprocessor.js", "uplot"],
+  },
+  plugins: [typeForwarders(), sharedData()],
+  build: {
+    outDir: "dist",
+    emptyOutDir: true,
+    target: "es2022",
+    sourcemap: true,
+    minify: false,
+    lib: {
+      entry: Object.fromEntries(Object.entries(ENTRIES).map(([k, v]) => [k, resolve(root, v)])),
+      formats: ["es"],
+      fileName: (_format, name) => `${name}.js`,
+    },
+    rolldownOptions: {
+      external: [/^wgsl-preprocessor(\/.*)?$/],
+      output: { chunkFileNames: "chunks/[name]-[hash].js" },
+    },
+  },
+});
