@@ -16,6 +16,7 @@
 //   columns, where the small kernel re-reads R from memory for every row.
 //   Row tiles beyond the adapter's workgroups-per-dimension limit fold into the z axis.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
+import { MATMUL_TILES, type MatmulTile } from "./matmul.wgsl.ts";
 import { kernelFamily, paramsDecl, storage } from "./kernel.ts";
 
 export const LOWRANK_WG = 64;
@@ -61,19 +62,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   return { code, bindings: ["read", "read", "rw"], params: true };
 });
 
-/** Work per invocation (tm rows × tn columns) and the k depth of one workgroup-memory step. */
-export interface LowRankTile {
-  tm: 4 | 8;
-  tn: 4 | 8;
-  bk: 8 | 16;
-}
+/** Work per invocation and k depth: the dense matmul's tile shapes, so both tile the same way. */
+export type LowRankTile = MatmulTile;
 
-/** The tiled kernel's shapes (the dense matmul's: each loads ≥ 1 vec4 per invocation per operand). */
+/** The tiled kernel's shapes: the dense matmul's three front-end tiles. */
 export const LOWRANK_TILES = {
-  "64x64": { tm: 4, tn: 4, bk: 16 },
-  "128x64": { tm: 8, tn: 4, bk: 16 },
-  "128x128k8": { tm: 8, tn: 8, bk: 8 },
-} as const satisfies Record<string, LowRankTile>;
+  "64x64": MATMUL_TILES["64x64"],
+  "128x64": MATMUL_TILES["128x64"],
+  "128x128k8": MATMUL_TILES["128x128k8"],
+} as const;
 export type LowRankTileName = keyof typeof LOWRANK_TILES;
 
 /** Invocations per workgroup of the tiled kernel (16 × 16). */

@@ -6,3 +6,6 @@ export { SparseAdamW, type SparseAdamWOptions } from "../optim/sparse-adamw.ts";
 export { addLazyAdapters, mergeAdapters, LazyAdapterSchedule, type LazyAdapterOptions } from "./adapters.ts";
 export { LowRankAdapter, type AdapterRank } from "../nn/lowrank-adapter.ts";
 export { lowRankAdd } from "../sparse/lowrank-add.ts";
+// the 2:4 storage and kernels underneath (src/sparse/)
+export * from "../sparse/index.ts";
+export { maskedLinear } from "../sparse/masked-linear.ts";
