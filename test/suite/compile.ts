@@ -4,11 +4,19 @@
 import * as ws from "../../src/index.ts";
 import { assert } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
+import { compress24, spmm } from "../../src/slope/index.ts";
 
 test("every compiled shader variant reports no errors or warnings in getCompilationInfo()", async () => {
   const g = ws.gpu();
+  // a representative spread of families, in case this case runs alone (a filtered run)
+  ws.tidy(() => {
+    const x = ws.randn([8, 16], { seed: 1 }), w = ws.randn([16, 16], { seed: 2 });
+    x.add(w.sum(0)).gelu().matmul(w, { transB: true }).softmax(-1, { causal: false }).sum();
+    ws.layerNorm(x, null, null).permute([1, 0]).max(1);
+    spmm(x, compress24(w), null);
+  });
   const pipelines = g.pipelines.all();
-  assert(pipelines.length >= 20, `expected the suite to have compiled many variants, found ${pipelines.length}`);
+  assert(pipelines.length >= 10, `expected the suite to have compiled many variants, found ${pipelines.length}`);
   const bad: string[] = [];
   for (const p of pipelines) {
     const info = await p.module.getCompilationInfo();
@@ -16,4 +24,20 @@ test("every compiled shader variant reports no errors or warnings in getCompilat
   }
   assert(bad.length === 0, `${bad.length} messages:\n${bad.slice(0, 10).join("\n")}`);
   console.log(`checked ${pipelines.length} shader variants`);
+});
+
+// Runs last of all: it destroys the device on purpose, then recovers with a fresh init().
+test("device loss: the next op raises DeviceLostError, and init() afterwards gives a working device", async () => {
+  const g = ws.gpu();
+  const t = ws.ones([4]);
+  g.device.destroy();
+  await g.device.lost;
+  let err: unknown = null;
+  try { t.add(1); } catch (e) { err = e; }
+  assert(err instanceof ws.DeviceLostError, `expected DeviceLostError, got ${(err as Error)?.name}: ${(err as Error)?.message}`);
+  assert((err as Error).message.includes("init()"), "the message says how to recover");
+  const g2 = await ws.init({ gpu: g.info.gpu });
+  assert(g2 !== g, "a new context");
+  const y = await ws.tensor([1, 2]).add(1).toArray();
+  assert(y[0] === 2 && y[1] === 3, "the new device computes");
 });
