@@ -11,7 +11,7 @@ export class LossChart {
   private ys: (number | null)[][];
   private marker: number | null = null;
 
-  constructor(el: HTMLElement, private series: Series[]) {
+  constructor(el: HTMLElement, series: Series[]) {
     this.ys = series.flatMap(() => [[], []]);
     const s: uPlot.Series[] = [{ label: "step" }];
     for (const r of series) {

@@ -3,7 +3,7 @@
 // finite differences through the adapter, state dicts load into a merged model, a hand-written
 // SLoPe loop with adapters at 99% runs, and misuse gets clear errors.
 import * as ws from "../../src/index.ts";
-import { GPT, Module, SparseLinear } from "../../src/nn/index.ts";
+import { GPT, type Module } from "../../src/nn/index.ts";
 import { AdamW, SparseAdamW } from "../../src/optim/index.ts";
 import { LazyAdapterSchedule, LowRankAdapter, addLazyAdapters, lowRankAdd, mergeAdapters, pruneModel } from "../../src/slope/index.ts";
 import { TwoLayer } from "../lib/models.ts";
