@@ -2,7 +2,7 @@
 // one pass over (param, grad, m, v). Two eps forms: PyTorch's (eps added to √v̂) and the
 // SLoPe sparse optimizer's (eps added to √v before bias correction, SLOPE.md §4.2).
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { kernelFamily, linearIndexFn, paramsDecl, storage } from "./kernel.ts";
+import { kernelFamily, linearIndexFn, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
 
 export const ADAMW_WORKGROUP = 256;
 
@@ -19,7 +19,7 @@ ${storage(3, "v", "rw", "array<f32>")}
 ${paramsDecl(4)}
 ${linearIndexFn(ADAMW_WORKGROUP)}
 @compute @workgroup_size(${ADAMW_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(${MAIN_ARGS}) {
   let i = linearIndex(wid, nwg, lid);
   if (i >= pu(0u)) { return; }
   let lr = pf(1u); let b1 = pf(2u); let b2 = pf(3u); let eps = pf(4u); let wd = pf(5u);

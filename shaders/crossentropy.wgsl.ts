@@ -5,8 +5,8 @@
 // mean). A row is skipped (loss 0, gradient 0, not counted) when its target is ignoreIndex or
 // outside [0, C): an out-of-range target cannot be reported without a readback.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, linearIndexFn, paramsDecl, storage } from "./kernel.ts";
-import { LSE_SHARED, ROW_MAIN, rowLogSumExp, sumReduce } from "./softmax.wgsl.ts";
+import { enables, kernelFamily, linearIndexFn, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
+import { LSE_SHARED, rowLogSumExp, sumReduce } from "./softmax.wgsl.ts";
 
 type F = "f32" | "f16";
 
@@ -31,7 +31,7 @@ ${paramsDecl(4)}
 ${LSE_SHARED(wg)}
 ${VALID}
 @compute @workgroup_size(${wg})
-fn main(${ROW_MAIN}) {
+fn main(${MAIN_ARGS}) {
   let row = wid.y * nwg.x + wid.x;
   if (row >= pu(0u)) { return; }
   let C = pu(1u);
@@ -107,7 +107,7 @@ ${paramsDecl(6)}
 ${linearIndexFn(wg)}
 ${VALID}
 @compute @workgroup_size(${wg})
-fn main(${ROW_MAIN}) {
+fn main(${MAIN_ARGS}) {
   let i = linearIndex(wid, nwg, lid);
   if (i >= pu(0u)) { return; }
   let C = pu(1u);

@@ -2,7 +2,7 @@
 // (key, element index). The mask is a pure function of the key, so the backward runs this
 // same kernel on dy with the saved key: no mask is stored.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, linearIndexFn, paramsDecl, storage } from "./kernel.ts";
+import { enables, kernelFamily, linearIndexFn, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
 import { RNG_WGSL } from "./fill.wgsl.ts";
 
 export const DROPOUT_WORKGROUP = 256;
@@ -19,7 +19,7 @@ ${paramsDecl(2)}
 ${linearIndexFn(DROPOUT_WORKGROUP)}
 ${RNG_WGSL}
 @compute @workgroup_size(${DROPOUT_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(${MAIN_ARGS}) {
   let i = linearIndex(wid, nwg, lid);
   if (i >= pu(0u)) { return; }
   let u = rand_unit(pu(1u), pu(2u), i, 0u);

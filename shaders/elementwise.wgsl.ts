@@ -2,7 +2,7 @@
 // (per-input strides, 0 on broadcast axes) and a contiguous fast path. Each op supplies a WGSL
 // expression over a, b, c (the inputs, in the compute type) and s, s2 (scalar params).
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, linearIndexFn, paramsDecl, storage } from "./kernel.ts";
+import { enables, kernelFamily, linearIndexFn, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
 
 export const EW_WORKGROUP = 256;
 export const EW_MAX_RANK = 6;
@@ -63,7 +63,7 @@ ${paramsDecl(nBindings)}
 ${linearIndexFn(EW_WORKGROUP)}
 ${HELPERS}
 @compute @workgroup_size(${EW_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(${MAIN_ARGS}) {
   let i = linearIndex(wid, nwg, lid);
   if (i >= pu(0u)) { return; }
   let s = ${scalar}(2u);

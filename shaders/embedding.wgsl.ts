@@ -5,15 +5,13 @@
 // position order: the same bits on every run and adapter, O(N log² N + V·C + N·C) work.
 // Out-of-range indices (< 0 or >= V) read as a zero row and contribute no gradient.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, linearIndexFn, paramsDecl, storage } from "./kernel.ts";
+import { enables, kernelFamily, linearIndexFn, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
 
 type F = "f32" | "f16";
 
 export const EMB_WORKGROUP = 256;
 /** Elements sorted in workgroup memory by one invocation group (two per invocation). */
 export const SORT_BLOCK = 2 * EMB_WORKGROUP;
-
-const MAIN_ARGS = `@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>`;
 
 /** out[r, c] = W[idx[r], c], 0 for an out-of-range index. Bindings: idx, W (read), out (rw). Params: [0]=N·C [1]=C [2]=V. */
 export const embeddingKernel = kernelFamily("embedding", (dtype: F) => {

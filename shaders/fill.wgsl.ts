@@ -1,7 +1,7 @@
 // Creation kernels: constant fill, arange, and counter-based random numbers (uniform and
 // normal) from a two-word key, so the same seed gives the same tensor on every adapter.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, linearIndexFn, paramsDecl, storage } from "./kernel.ts";
+import { enables, kernelFamily, linearIndexFn, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
 
 export const FILL_WORKGROUP = 256;
 
@@ -13,7 +13,7 @@ ${storage(0, "out", "rw", `array<${dtype}>`)}
 ${paramsDecl(1)}
 ${linearIndexFn(FILL_WORKGROUP)}
 @compute @workgroup_size(${FILL_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(${MAIN_ARGS}) {
   let i = linearIndex(wid, nwg, lid);
   if (i >= pu(0u)) { return; }
 #if ${arange}
@@ -50,7 +50,7 @@ ${paramsDecl(1)}
 ${linearIndexFn(FILL_WORKGROUP)}
 ${RNG_WGSL}
 @compute @workgroup_size(${FILL_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(${MAIN_ARGS}) {
   let i = linearIndex(wid, nwg, lid);
   if (i >= pu(0u)) { return; }
   let u1 = rand_unit(pu(1u), pu(2u), i, 0u);

@@ -46,6 +46,9 @@ fn pf(i: u32) -> f32 { return bitcast<f32>(P[i / 4u][i % 4u]); }
 `;
 }
 
+/** The entry-point arguments every 1-D or row-per-workgroup kernel takes (pairs with linearIndexFn). */
+export const MAIN_ARGS = `@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>`;
+
 /** WGSL storage binding declaration. */
 export function storage(binding: number, name: string, access: Access, type: string): string {
   return `@group(0) @binding(${binding}) var<storage, ${access === "rw" ? "read_write" : "read"}> ${name}: ${type};`;

@@ -3,8 +3,8 @@
 // dx, and a deterministic column reduction for dweight / dbias: per-(chunk of rows, column)
 // partial sums here, summed over the chunks by the reduce kernel.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, linearIndexFn, paramsDecl, storage, type Access } from "./kernel.ts";
-import { ROW_MAIN, sumReduce } from "./softmax.wgsl.ts";
+import { enables, kernelFamily, linearIndexFn, MAIN_ARGS, paramsDecl, storage, type Access } from "./kernel.ts";
+import { sumReduce } from "./softmax.wgsl.ts";
 
 type F = "f32" | "f16";
 
@@ -28,7 +28,7 @@ ${paramsDecl(bindings.length)}
 var<workgroup> red1: array<f32, ${wg}>;
 var<workgroup> red2: array<f32, ${wg}>;
 @compute @workgroup_size(${wg})
-fn main(${ROW_MAIN}) {
+fn main(${MAIN_ARGS}) {
   let row = wid.y * nwg.x + wid.x;
   if (row >= pu(0u)) { return; }
   let C = pu(1u);
@@ -80,7 +80,7 @@ ${paramsDecl(bindings.length)}
 var<workgroup> redA: array<f32, ${wg}>;
 var<workgroup> redB: array<f32, ${wg}>;
 @compute @workgroup_size(${wg})
-fn main(${ROW_MAIN}) {
+fn main(${MAIN_ARGS}) {
   let row = wid.y * nwg.x + wid.x;
   if (row >= pu(0u)) { return; }
   let C = pu(1u);
@@ -128,7 +128,7 @@ ${storage(5, "db", "rw", "array<f32>")}
 ${paramsDecl(6)}
 ${linearIndexFn(wg)}
 @compute @workgroup_size(${wg})
-fn main(${ROW_MAIN}) {
+fn main(${MAIN_ARGS}) {
   let i = linearIndex(wid, nwg, lid);
   let C = pu(1u);
   if (i >= pu(3u) * C) { return; }

@@ -2,7 +2,7 @@
 // index space. One kernel serves permute/transpose, slice, expand (0 strides), concat and the
 // gradient of slice (copy into a region of zeros).
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, linearIndexFn, paramsDecl, storage } from "./kernel.ts";
+import { enables, kernelFamily, linearIndexFn, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
 
 export const COPY_WORKGROUP = 256;
 export const COPY_MAX_RANK = 6;
@@ -14,7 +14,7 @@ ${storage(1, "dst", "rw", `array<${dtype}>`)}
 ${paramsDecl(2)}
 ${linearIndexFn(COPY_WORKGROUP)}
 @compute @workgroup_size(${COPY_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(${MAIN_ARGS}) {
   let i = linearIndex(wid, nwg, lid);
   if (i >= pu(0u)) { return; }
   var rem = i;

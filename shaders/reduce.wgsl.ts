@@ -2,7 +2,7 @@
 // workgroup tree reduction per output when inner = 1 (the reduced elements are contiguous),
 // and one invocation per output looping over R when inner > 1 (reads coalesce across inner).
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, paramsDecl, storage } from "./kernel.ts";
+import { enables, kernelFamily, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
 
 export const REDUCE_WORKGROUP = 256;
 export type ReduceOp = "sum" | "max";
@@ -19,7 +19,7 @@ ${paramsDecl(2)}
 #if ${contiguous}
 var<workgroup> part: array<f32, ${REDUCE_WORKGROUP}>;
 @compute @workgroup_size(${REDUCE_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(${MAIN_ARGS}) {
   let row = wid.y * nwg.x + wid.x;
   let R = pu(1u);
   let live = row < pu(0u);
@@ -43,7 +43,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 #else
 @compute @workgroup_size(${REDUCE_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(${MAIN_ARGS}) {
   let o = (wid.y * nwg.x + wid.x) * ${REDUCE_WORKGROUP}u + lid.x;
   let R = pu(1u);
   let inner = pu(2u);

@@ -5,7 +5,7 @@
 // the first (row mod T) + 1 columns of each row. The row helpers are shared with layerNorm and
 // crossEntropy.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, paramsDecl, storage } from "./kernel.ts";
+import { enables, kernelFamily, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
 
 type F = "f32" | "f16";
 
@@ -21,7 +21,6 @@ export function rowWorkgroup(C: number): number {
 }
 
 /** The builtin arguments of main in the row-per-workgroup kernels (row = wid.y·nwg.x + wid.x). */
-export const ROW_MAIN = `@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>`;
 
 /**
  * A workgroup tree reduction, emitted unrolled (one barrier per halving): `step(w)` is the WGSL
@@ -76,7 +75,7 @@ ${storage(1, "y", "rw", `array<${dtype}>`)}
 ${paramsDecl(2)}
 ${LSE_SHARED(wg)}
 @compute @workgroup_size(${wg})
-fn main(${ROW_MAIN}) {
+fn main(${MAIN_ARGS}) {
   let row = wid.y * nwg.x + wid.x;
   if (row >= pu(0u)) { return; }
   let C = pu(1u);
@@ -120,7 +119,7 @@ ${storage(2, "dx", "rw", `array<${dtype}>`)}
 ${paramsDecl(3)}
 var<workgroup> red: array<f32, ${wg}>;
 @compute @workgroup_size(${wg})
-fn main(${ROW_MAIN}) {
+fn main(${MAIN_ARGS}) {
   let row = wid.y * nwg.x + wid.x;
   if (row >= pu(0u)) { return; }
   let C = pu(1u);

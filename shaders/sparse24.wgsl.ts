@@ -10,7 +10,7 @@
 // see double-prune.ts); unused slots hold 0 after the used ones.
 // Ties in magnitude keep the lower index: rank_j = #{i<j: |a_i| >= |a_j|} + #{i>j: |a_i| > |a_j|}.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, linearIndexFn, paramsDecl, storage } from "./kernel.ts";
+import { enables, kernelFamily, linearIndexFn, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
 
 export const SP_WORKGROUP = 256;
 export type SpDType = "f32" | "f16";
@@ -44,7 +44,7 @@ ${paramsDecl(3)}
 ${nmConsts(n, m)}
 ${linearIndexFn(SP_WORKGROUP)}
 @compute @workgroup_size(${SP_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(${MAIN_ARGS}) {
   let idx = linearIndex(wid, nwg, lid);
   let rows = pu(0u); let cols = pu(1u); let ws = pu(2u); let vpr = pu(3u);
   if (idx >= rows * ws) { return; }
@@ -81,7 +81,7 @@ ${paramsDecl(3)}
 ${nmConsts(n, m)}
 ${linearIndexFn(SP_WORKGROUP)}
 @compute @workgroup_size(${SP_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(${MAIN_ARGS}) {
   let idx = linearIndex(wid, nwg, lid);
   let rows = pu(0u); let cols = pu(1u);
   if (idx >= rows * cols) { return; }
@@ -130,7 +130,7 @@ fn wAt(o: u32, i: u32) -> vec2<f32> {
 }
 
 @compute @workgroup_size(${SP_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(${MAIN_ARGS}) {
   let idx = linearIndex(wid, nwg, lid);
   let dOut = pu(0u); let dIn = pu(1u); let wsT = pu(4u); let vprT = pu(5u);
   if (idx >= dIn * wsT) { return; }

@@ -16,7 +16,7 @@
 //         invocations), one register per row of X (a vec4 per 4 rows, x transposed), then a
 //         workgroup tree reduction. 2–6× faster than the dense kernel at 1–8 rows on the H200.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, paramsDecl, storage } from "./kernel.ts";
+import { enables, kernelFamily, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
 import { nmConsts, type SpDType } from "./sparse24.wgsl.ts";
 
 export const SPMM_TILE = 64;
@@ -250,7 +250,7 @@ ${nmConsts(n, m)}
 var<workgroup> red: array<${A}, ${C * WG}>;
 
 @compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(${MAIN_ARGS}) {
   let K = pu(1u); let dOut = pu(2u); let ws = pu(3u); let vpr = pu(4u);
   let part = lid.x % ${ipr}u;
   let o = (wid.y * nwg.x + wid.x) * ${WG / ipr}u + lid.x / ${ipr}u;
