@@ -47,3 +47,44 @@ test("max backward splits the gradient equally among tied maxima", async () => {
   x.max(1).sum().backward();
   assertClose(await x.grad!.toArray(), [0, 0.5, 0.5, 1, 0, 0]);
 });
+
+// The partial-pass chains of the tiled reduce: R and inner off the tile sizes, R past lavapipe's
+// 65,535-iteration loop cap, inner = 1, 3, 5, 384 and 4·384, over [outer, R, inner] blocks.
+const TILED: [number[], number[]][] = [
+  [[300, 1], [0]], [[300, 3], [0]], [[1001, 5], [0]], [[257, 384], [0]], [[513, 1536], [0]],
+  [[2, 70001, 3], [1]], [[70003, 1], [0]], [[70005, 5], [0]], [[3, 70000], [1]], [[4099, 7], [0]],
+  [[5, 9, 384], [1]], [[17, 4], [0]], [[2, 33, 3, 4], [1, 2]], [[1, 20, 1536], [1]],
+];
+for (const kind of ["sum", "mean", "max"] as const) {
+  test(`${kind}: tiled passes over ${TILED.length} odd [outer, R, inner] shapes, R up to 70,005`, async () => {
+    for (const [i, [shape, axes]] of TILED.entries()) {
+      const a = randArr(shape, 90 + i);
+      const t = fromArr(a);
+      const y = t[kind](axes);
+      const ref = reduce(a, axes, false, kind);
+      const R = axes.reduce((p, d) => p * shape[d]!, 1);
+      const atol = kind === "sum" ? 2e-6 * Math.sqrt(R) + 1e-5 : 1e-5;
+      assertEquals(y.shape, ref.shape, `${kind} ${shape} shape`);
+      assertClose(await y.toArray(), ref.data, { rtol: 1e-5, atol, msg: `${kind} [${shape}] axes ${axes}` });
+      t.dispose(); y.dispose();
+    }
+  });
+}
+
+test("f16 sum/max over a non-last axis accumulate in f32 (R = 3000, inner = 384 and 5)", async () => {
+  for (const [shape, seed] of [[[3000, 384], 5], [[3000, 5], 6]] as const) {
+    const a = randArr([...shape], seed);
+    const t = fromArr(a).to("f16");
+    const back = await t.to("f32").toArray();
+    const a16 = { shape: [...shape], data: Float64Array.from(back) };
+    for (const kind of ["sum", "max"] as const) {
+      const y = t[kind](0);
+      assertEquals(y.dtype, "f16");
+      const ref = reduce(a16, [0], false, kind);
+      // The f32 sum is exact enough; the one f16 rounding of the result is the error.
+      assertClose(await y.toArray(), ref.data, { rtol: 1e-3, atol: 2e-2, msg: `f16 ${kind} [${shape}]` });
+      y.dispose();
+    }
+    t.dispose();
+  }
+}, { needs: ["shader-f16"] });
