@@ -1,7 +1,8 @@
 // Public entry point of webslope: runtime, tensors, ops, autograd scopes and errors.
 export { Tensor, type TensorLike } from "./tensor.ts";
 export { init, flush, memoryStats, gpu, type GpuContext } from "./gpu/context.ts";
-export type { InitOptions } from "./gpu/device.ts";
+export { dawnFlags, type InitOptions, type SubgroupMatrixConfig } from "./gpu/device.ts";
+export type { MatrixUnits } from "./gpu/matrix-units.ts";
 export type { MemoryStats } from "./gpu/pool.ts";
 export type { DType } from "./dtype.ts";
 export { tidy, noGrad, keep, isGradEnabled } from "./scope.ts";
@@ -13,7 +14,7 @@ export {
 } from "./ops/elementwise.ts";
 export { sum, mean, max } from "./ops/reduce.ts";
 export { reshape, permute, transpose, slice, narrow, concat, split, expand } from "./ops/layout.ts";
-export { matmul, type MatmulOptions } from "./ops/matmul.ts";
+export { matmul, type MatmulOptions, setFloat32MatmulPrecision, getFloat32MatmulPrecision, type MatmulPrecision } from "./ops/matmul.ts";
 export {
   softmax, logSoftmax, layerNorm, embedding, crossEntropy, dropout,
   type SoftmaxOptions, type CrossEntropyOptions, type DropoutOptions, type Reduction,

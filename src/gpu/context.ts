@@ -4,6 +4,7 @@
 import { DeviceLostError, ResourceLimitError, WebGPUError, WebGPUUnavailableError } from "../errors.ts";
 import { type DeviceInfo, type InitOptions, requestDevice, runtimeName } from "./device.ts";
 import { Launcher } from "./launcher.ts";
+import { type MatrixUnits, NO_MATRIX_UNITS, probeMatrixUnits } from "./matrix-units.ts";
 import { PipelineCache } from "./pipelines.ts";
 import { BufferPool, type MemoryStats } from "./pool.ts";
 
@@ -16,6 +17,8 @@ export class GpuContext {
   readonly pipelines: PipelineCache;
   readonly launcher: Launcher;
   lost: { reason: string; message: string } | null = null;
+  /** The matrix-unit matmul variants this device runs (set by init(); none when unavailable). */
+  matrixUnits: MatrixUnits = NO_MATRIX_UNITS;
   private errors: string[] = [];
 
   constructor(readonly info: DeviceInfo) {
@@ -98,7 +101,9 @@ let current: GpuContext | null = null;
 /** Acquires the WebGPU device. Call once before making tensors; calling again returns the same context. */
 export async function init(opts: InitOptions = {}): Promise<GpuContext> {
   if (current && !current.lost) return current;
-  current = new GpuContext(await requestDevice(opts));
+  const ctx = new GpuContext(await requestDevice(opts));
+  if (opts.matrixUnits) ctx.matrixUnits = await probeMatrixUnits(ctx.info);
+  current = ctx;
   return current;
 }
 

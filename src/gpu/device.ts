@@ -10,6 +10,24 @@ export interface InitOptions {
   powerPreference?: GPUPowerPreference;
   /** Ask for no optional features (tests of the fallbacks). */
   disableFeatures?: readonly string[];
+  /**
+   * Experimental: use the GPU's matrix units (tensor cores) through WebGPU's
+   * `chromium-experimental-subgroup-matrix` where the adapter offers it with f16 — f16 matmuls,
+   * and f32 matmuls under setFloat32MatmulPrecision("high" | "medium"). Off by default. In Node,
+   * make the GPU with create(dawnFlags()) from npm `webgpu`; in Chrome, start it with
+   * --enable-unsafe-webgpu (and --enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia
+   * on NVIDIA/Linux).
+   */
+  matrixUnits?: boolean;
+}
+
+/** One matrix shape the adapter's matrix units take (WebGPU's GPUSubgroupMatrixConfig). */
+export interface SubgroupMatrixConfig {
+  componentType: string;
+  resultComponentType: string;
+  M: number;
+  N: number;
+  K: number;
 }
 
 export interface DeviceInfo {
@@ -20,9 +38,30 @@ export interface DeviceInfo {
   runtime: string;
   features: ReadonlySet<string>;
   limits: GPUSupportedLimits;
+  /** The matrix configurations of `chromium-experimental-subgroup-matrix` (empty without it). */
+  subgroupMatrixConfigs: readonly SubgroupMatrixConfig[];
+  /** Invocations per subgroup (0 when the adapter does not say). */
+  subgroupMinSize: number;
+  subgroupMaxSize: number;
 }
 
-export const OPTIONAL_FEATURES = ["shader-f16", "timestamp-query", "subgroups"] as const;
+/** The WebGPU feature that exposes matrix units (tensor cores) to WGSL. */
+export const SUBGROUP_MATRIX = "chromium-experimental-subgroup-matrix";
+
+export const OPTIONAL_FEATURES = ["shader-f16", "timestamp-query", "subgroups", SUBGROUP_MATRIX] as const;
+
+/**
+ * Flags for Node's Dawn (`create(dawnFlags())` from npm `webgpu`). `matrixUnits` turns on Dawn's
+ * unsafe APIs (the experimental subgroup-matrix feature) and, on NVIDIA's Vulkan driver, f16 —
+ * without that toggle Dawn offers no shader-f16 and only integer matrix configs there.
+ * `preciseTimestamps` disables Dawn's timestamp quantization (for profiling).
+ */
+export function dawnFlags(opts: { matrixUnits?: boolean; preciseTimestamps?: boolean } = {}): string[] {
+  const flags: string[] = [];
+  if (opts.matrixUnits ?? true) flags.push("enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia");
+  if (opts.preciseTimestamps) flags.push("disable-dawn-features=timestamp_quantization");
+  return flags;
+}
 
 const LIMIT_NAMES = [
   "maxStorageBufferBindingSize", "maxBufferSize", "maxComputeWorkgroupStorageSize",
@@ -63,7 +102,11 @@ export async function requestDevice(opts: InitOptions = {}): Promise<DeviceInfo>
     throw new WebGPUUnavailableError(runtime, `requestAdapter() returned null (no usable GPU or driver); ${howToEnable(runtime)}`);
   }
   const skip = new Set(opts.disableFeatures ?? []);
-  const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f) && !skip.has(f)) as GPUFeatureName[];
+  if (!opts.matrixUnits) skip.add(SUBGROUP_MATRIX);
+  let wanted = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f) && !skip.has(f));
+  // Subgroup matrices need subgroups; their f16 configs need shader-f16.
+  if (!wanted.includes("subgroups")) wanted = wanted.filter((f) => f !== SUBGROUP_MATRIX);
+  const requiredFeatures = wanted as unknown as GPUFeatureName[];
   const requiredLimits: Record<string, number> = {};
   for (const name of LIMIT_NAMES) {
     const v = (adapter.limits as unknown as Record<string, number>)[name];
@@ -72,5 +115,13 @@ export async function requestDevice(opts: InitOptions = {}): Promise<DeviceInfo>
   const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
   const info = (adapter as { info?: GPUAdapterInfo }).info;
   const adapterName = [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(" ") || "unknown";
-  return { gpu, device, adapterName, runtime, features: new Set(device.features as unknown as Iterable<string>), limits: device.limits };
+  const features = new Set(device.features as unknown as Iterable<string>);
+  const x = info as unknown as { subgroupMatrixConfigs?: Iterable<SubgroupMatrixConfig>; subgroupMinSize?: number; subgroupMaxSize?: number } | undefined;
+  const subgroupMatrixConfigs = features.has(SUBGROUP_MATRIX)
+    ? [...(x?.subgroupMatrixConfigs ?? [])].map((c) => ({ componentType: c.componentType, resultComponentType: c.resultComponentType, M: c.M, N: c.N, K: c.K }))
+    : [];
+  return {
+    gpu, device, adapterName, runtime, features, limits: device.limits, subgroupMatrixConfigs,
+    subgroupMinSize: x?.subgroupMinSize ?? 0, subgroupMaxSize: x?.subgroupMaxSize ?? 0,
+  };
 }

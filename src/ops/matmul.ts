@@ -6,11 +6,13 @@
 import type { Rule } from "../autograd/graph.ts";
 import { record } from "../autograd/graph.ts";
 import type { Activation } from "../autograd/ops.ts";
+import type { Kernel } from "../../shaders/kernel.ts";
 import { DTypeError, ResourceLimitError, ShapeError, fmtShape } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
 import { isGradEnabled } from "../scope.ts";
 import { Tensor } from "../tensor.ts";
 import { MATMUL_TILES, type MatmulTileName, matmulKernel, matmulSharedBytes, tileExtent } from "../../shaders/matmul.wgsl.ts";
+import { SG_TILES, type SgTileName, sgMatmulKernel, sgSharedBytes, sgTileExtent } from "../../shaders/matmul-subgroup.wgsl.ts";
 import { mapOp } from "./elementwise.ts";
 import { expandRaw } from "./layout.ts";
 import { reduceRaw, sumToShape } from "./reduce.ts";
@@ -51,11 +53,52 @@ function dims(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Dims {
   return { batch, M, N, K };
 }
 
-let tileOverride: MatmulTileName | null = null;
+let tileOverride: MatmulTileName | SgTileName | null = null;
 
-/** Forces one tile shape for every product (benchmarks and tests); null restores the automatic choice. */
-export function setMatmulTile(name: MatmulTileName | null): void {
+/**
+ * Forces one tile shape for every product (benchmarks and tests); null restores the automatic
+ * choice. A matrix-unit tile (shaders/matmul-subgroup.wgsl.ts) forces the matrix units.
+ */
+export function setMatmulTile(name: MatmulTileName | SgTileName | null): void {
+  if (name !== null && !(name in MATMUL_TILES) && !(name in SG_TILES)) {
+    throw new ShapeError("setMatmulTile", `unknown tile "${String(name)}"; one of ${[...Object.keys(MATMUL_TILES), ...Object.keys(SG_TILES)].join(", ")}`);
+  }
   tileOverride = name;
+}
+
+/** torch.set_float32_matmul_precision's levels. */
+export type MatmulPrecision = "highest" | "high" | "medium";
+let f32Precision: MatmulPrecision = "highest";
+
+/**
+ * As torch.set_float32_matmul_precision: "highest" (the default) keeps f32 products on f32
+ * arithmetic; "high" and "medium" let f32 products run on the GPU's matrix units when
+ * init({ matrixUnits: true }) found them (gpu().matrixUnits), with operands rounded to f16 (WGSL
+ * has neither tf32 nor bf16) and f32 accumulation. f16 products use the matrix units whenever
+ * they were found.
+ */
+export function setFloat32MatmulPrecision(p: MatmulPrecision): void {
+  if (p !== "highest" && p !== "high" && p !== "medium") {
+    throw new ShapeError("setFloat32MatmulPrecision", `precision "${String(p)}" is not one of "highest", "high", "medium"`);
+  }
+  f32Precision = p;
+}
+
+export function getFloat32MatmulPrecision(): MatmulPrecision {
+  return f32Precision;
+}
+
+/** Below this many multiply-adds a product is launch-bound and stays on the shader-core kernel. */
+const MU_MIN_WORK = 1 << 18;
+
+/** The matrix-unit tile for an M×N output (nb products) among those that compiled, or null. */
+export function chooseMatrixUnitTile(M: number, N: number, K: number, nb: number, dtype: "f32" | "f16", available: readonly SgTileName[]): SgTileName | null {
+  if (!available.length) return null;
+  if (dtype === "f32" && f32Precision === "highest") return null;
+  if (M * N * K * nb < MU_MIN_WORK) return null;
+  const grid = (t: SgTileName) => { const { bm, bn } = sgTileExtent(SG_TILES[t]); return Math.ceil(M / bm) * Math.ceil(N / bn) * nb; };
+  for (const t of available) if (grid(t) >= BIG_GRID) return t;
+  return available.includes("64x64s4") ? "64x64s4" : available[available.length - 1]!;
 }
 
 /** Products of at least this many workgroups of a larger tile keep every SM of a big GPU busy. */
@@ -85,17 +128,36 @@ export function matmulRaw(a: Tensor, b: Tensor, transA = false, transB = false, 
   const maxZ = g.limits.maxComputeWorkgroupsPerDimension;
   if (nb > maxZ) throw new ShapeError("matmul", `batch of ${nb} products is over the adapter's ${maxZ} per dispatch; reshape the batch`);
   const maxShared = g.limits.maxComputeWorkgroupStorageSize;
-  const tileName = tileOverride ?? chooseMatmulTile(M, N, nb, maxShared, transA, transB);
+  const dtype = a.dtype as "f32" | "f16";
+  // vec4 loads/stores need A's and B's contiguous axes and C's rows to be multiples of 4.
+  const vec = (transA ? M : K) % 4 === 0 && (transB ? K : N) % 4 === 0 && N % 4 === 0;
+  const mu = g.matrixUnits;
+  const sgName = tileOverride && tileOverride in SG_TILES ? tileOverride as SgTileName
+    : tileOverride ? null : chooseMatrixUnitTile(M, N, K, nb, dtype, mu.tiles);
+  if (sgName) {
+    if (!mu.tiles.includes(sgName)) throw new ResourceLimitError("matmul", `matrix-unit tile ${sgName} is not available on this device (${mu.note})`);
+    const t = SG_TILES[sgName];
+    const shared = sgSharedBytes(t, transA, transB);
+    if (shared > maxShared) throw new ResourceLimitError("matmul", `tile ${sgName} needs ${shared} bytes of workgroup memory, over this adapter's ${maxShared}`);
+    const kernel = sgMatmulKernel({ ...t, transA, transB, bias: !!bias, act, aux, inType: dtype, outType: dtype, vec, subgroupSize: mu.subgroupSize, prefetch: sgName !== "64x64s1" });
+    const { bm, bn } = sgTileExtent(t);
+    return launch(kernel, bm, bn, a, b, { batch, M, N, K }, bias, aux);
+  }
+  const tileName = (tileOverride as MatmulTileName | null) ?? chooseMatmulTile(M, N, nb, maxShared, transA, transB);
   const tile = MATMUL_TILES[tileName];
   const shared = matmulSharedBytes(tile, transA, transB);
   if (shared > maxShared) {
     throw new ResourceLimitError("matmul", `tile ${tileName} needs ${shared} bytes of workgroup memory, over this adapter's ${maxShared}`);
   }
-  // vec4 loads/stores need A's and B's contiguous axes and C's rows to be multiples of 4.
-  const vec = (transA ? M : K) % 4 === 0 && (transB ? K : N) % 4 === 0 && N % 4 === 0;
-  const dtype = a.dtype as "f32" | "f16";
   const kernel = matmulKernel({ ...tile, transA, transB, bias: !!bias, act, aux, dtype, vec });
+  const { bm, bn } = tileExtent(tile);
+  return launch(kernel, bm, bn, a, b, { batch, M, N, K }, bias, aux);
+}
 
+/** Broadcasts batch operands where needed, allocates C (and Z), and records the dispatch. */
+function launch(kernel: Kernel, bm: number, bn: number, a: Tensor, b: Tensor, d: Dims, bias: Tensor | null, aux: boolean): [Tensor, Tensor | null] {
+  const { batch, M, N, K } = d;
+  const nb = numel(batch);
   const prep = (t: Tensor, rows: number, cols: number): [Tensor, number] => {
     const tb = numel(t.shape.slice(0, -2));
     if (tb === nb) return [t, rows * cols];
@@ -104,13 +166,12 @@ export function matmulRaw(a: Tensor, b: Tensor, transA = false, transB = false, 
   };
   const [A, sa] = prep(a, a.shape.at(-2)!, a.shape.at(-1)!);
   const [B, sb] = prep(b, b.shape.at(-2)!, b.shape.at(-1)!);
-  const out = Tensor.empty([...batch, M, N], dtype, "matmul");
-  const z = aux ? Tensor.empty([...batch, M, N], dtype, "matmul") : null;
+  const out = Tensor.empty([...batch, M, N], a.dtype, "matmul");
+  const z = aux ? Tensor.empty([...batch, M, N], a.dtype, "matmul") : null;
   const bufs = [A.buffer("matmul"), B.buffer("matmul"), out.buffer("matmul")];
   if (bias) bufs.push(bias.buffer("matmul"));
   if (z) bufs.push(z.buffer("matmul"));
-  const { bm, bn } = tileExtent(tile);
-  g.launcher.dispatch(kernel, bufs, [Math.ceil(N / bn), Math.ceil(M / bm), nb], [M, N, K, sa, sb, M * N]);
+  gpu().launcher.dispatch(kernel, bufs, [Math.ceil(N / bn), Math.ceil(M / bm), nb], [M, N, K, sa, sb, M * N]);
   if (A !== a) A.dispose();
   if (B !== b) B.dispose();
   return [out, z];

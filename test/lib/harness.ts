@@ -2,7 +2,7 @@
 // import the suite, call init() their own way, and run each case under their own test runner.
 // A case that needs an optional adapter feature says so in its name and is gated on it.
 
-export type Feature = "shader-f16" | "subgroups" | "timestamp-query";
+export type Feature = "shader-f16" | "subgroups" | "timestamp-query" | "chromium-experimental-subgroup-matrix";
 
 export interface TestCase {
   name: string;

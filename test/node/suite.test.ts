@@ -3,14 +3,15 @@
 // bundles this file with esbuild and runs the bundle under Node's built-in test runner.
 import { after, test } from "node:test";
 import { create, globals } from "webgpu";
-import { init } from "../../src/index.ts";
+import { dawnFlags, init } from "../../src/index.ts";
 import { cases, supported } from "../suite/index.ts";
 
 Object.assign(globalThis, globals);
 // Keep the GPU object reachable for the whole run: once Dawn's instance is garbage-collected,
 // the next readback aborts the process (futex error / SIGSEGV).
-const dawn = create([]);
-const ctx = await init({ gpu: dawn });
+// WEBSLOPE_DAWN_FLAGS=matrix exposes f16 and the matrix units on NVIDIA (the matrix-unit cases).
+const dawn = create(process.env.WEBSLOPE_DAWN_FLAGS === "matrix" ? dawnFlags({ matrixUnits: true }) : []);
+const ctx = await init({ gpu: dawn, matrixUnits: process.env.WEBSLOPE_DAWN_FLAGS === "matrix" });
 const features = [...ctx.features].join(", ") || "none";
 console.log(`webslope tests on Node ${process.version} + Dawn (npm webgpu), adapter: ${ctx.info.adapterName}; features: ${features}`);
 // run.mjs checks that this many cases were reported (a native crash can end the process early).

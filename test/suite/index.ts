@@ -4,6 +4,7 @@ import "./elementwise.ts";
 import "./reduce.ts";
 import "./layout.ts";
 import "./matmul.ts";
+import "./matmul-units.ts";
 import "./nn.ts";
 import "./runtime.ts";
 import "./errors.ts";

@@ -1,0 +1,99 @@
+// The GPU's matrix units through WebGPU: webslope's subgroup-matrix matmul (each tile that compiles
+// on this device, f32 operands rounded to f16 on staging and f16 operands, f32 accumulation)
+// against our f32 shader-core matmul in the same run, N×N×N, TFLOP/s = 2N³/t. Node + Dawn only:
+// Dawn exposes the feature when made with create(dawnFlags()) (on NVIDIA's Vulkan driver that also
+// turns on f16). PyTorch's figures for the same shapes come from bench/torch/matmul.py.
+//
+//   node .bench-dist/matmul-units.mjs [--sizes 2048,4096,8192] [--json out.json] [--batch-ms 250]
+import * as ws from "../src/index.ts";
+import { setMatmulTile } from "../src/ops/matmul.ts";
+import { type SgTileName } from "../shaders/matmul-subgroup.wgsl.ts";
+import { randomF32, tflops, timeBatches } from "./timing.ts";
+import { argv, exit, writeText } from "./env.ts";
+import { parseArgs } from "node:util";
+
+const { values } = parseArgs({
+  args: argv(),
+  options: { sizes: { type: "string", default: "2048,4096,8192" }, json: { type: "string" }, "batch-ms": { type: "string", default: "250" } },
+});
+const sizes = values.sizes!.split(",").map(Number);
+const batchMs = Number(values["batch-ms"]);
+
+const pkg = "webgpu";
+const { create, globals } = (await import(pkg)) as { create: (f: string[]) => GPU; globals: Record<string, unknown> };
+Object.assign(globalThis, globals);
+const dawn = create(ws.dawnFlags({ matrixUnits: true }));
+const ctx = await ws.init({ gpu: dawn, matrixUnits: true });
+const mu = ctx.matrixUnits;
+const configs = ctx.info.subgroupMatrixConfigs.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`);
+console.log(`adapter ${ctx.info.adapterName}; features ${[...ctx.features].join(", ")}`);
+console.log(`subgroup sizes ${ctx.info.subgroupMinSize}-${ctx.info.subgroupMaxSize}; configs ${configs.join(", ") || "none"}`);
+console.log(`matrix-unit tiles: ${mu.tiles.join(", ") || "none"}; note: ${mu.note}`);
+
+/** Max |x − y| / (1 + |y|) of the GPU product against a float64 product of f16-rounded inputs. */
+async function check(tile: SgTileName, dtype: "f32" | "f16"): Promise<number> {
+  const [M, K, N] = [200, 160, 136];
+  const a = randomF32(M * K, 11), b = randomF32(K * N, 12);
+  const A = ws.tensor(a, [M, K]).to("f16"), B = ws.tensor(b, [K, N]).to("f16");
+  const a16 = await A.toArray(), b16 = await B.toArray();
+  setMatmulTile(tile);
+  const y = dtype === "f16" ? ws.matmul(A, B) : ws.matmul(ws.tensor(a16, [M, K]), ws.tensor(b16, [K, N]));
+  setMatmulTile(null);
+  const got = await y.toArray();
+  let e = 0;
+  for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) {
+    let s = 0;
+    for (let k = 0; k < K; k++) s += a16[i * K + k]! * b16[k * N + j]!;
+    e = Math.max(e, Math.abs(got[i * N + j]! - s) / (1 + Math.abs(s)));
+  }
+  return e;
+}
+
+interface Row { variant: string; N: number; tflops: number; ms: number }
+const rows: Row[] = [];
+const errors: Record<string, string> = {};
+const checks: Record<string, number> = {};
+ws.setFloat32MatmulPrecision("medium");
+for (const t of mu.tiles) for (const d of ["f32", "f16"] as const) {
+  try { checks[`${t} ${d}`] = await check(t, d); } catch (e) { errors[`check ${t} ${d}`] = String((e as Error).stack ?? e); }
+}
+console.log(`checks (max rel. error vs float64 of f16-rounded inputs): ${JSON.stringify(checks)}`);
+
+for (const N of sizes) {
+  const A = ws.tensor(randomF32(N * N, 3), [N, N]), B = ws.tensor(randomF32(N * N, 4), [N, N]);
+  const A16 = A.to("f16"), B16 = B.to("f16");
+  const variants: [string, () => void][] = [["f32 shader cores (auto)", () => { ws.setFloat32MatmulPrecision("highest"); setMatmulTile(null); }]];
+  for (const t of mu.tiles) {
+    variants.push([`${t} f32 in`, () => { ws.setFloat32MatmulPrecision("medium"); setMatmulTile(t); }]);
+    variants.push([`${t} f16 in`, () => { ws.setFloat32MatmulPrecision("medium"); setMatmulTile(t); }]);
+  }
+  let first = true;
+  for (const [name, set] of variants) {
+    try {
+      set();
+      const [x, y] = name.endsWith("f16 in") ? [A16, B16] : [A, B];
+      const timing = await timeBatches(async (n) => {
+        for (let i = 0; i < n; i++) ws.matmul(x, y).dispose();
+        await ctx.sync();
+      }, { warmupMs: first ? 1000 : 300, batchMs });
+      first = false;
+      const r = { variant: name, N, tflops: tflops(N, N, N, timing.medianMs), ms: timing.medianMs };
+      rows.push(r);
+      console.log(`N=${N} ${name}: ${r.tflops.toFixed(1)} TFLOP/s (${r.ms.toFixed(3)} ms)`);
+    } catch (e) {
+      errors[`${name}@${N}`] = String((e as Error).stack ?? e);
+      console.log(`N=${N} ${name} failed: ${(e as Error).message}`);
+    }
+  }
+  setMatmulTile(null);
+  ws.setFloat32MatmulPrecision("highest");
+  for (const t of [A, B, A16, B16]) t.dispose();
+}
+if (values.json) {
+  await writeText(values.json, JSON.stringify({
+    bench: "matmul-units", date: new Date().toISOString(), adapter: ctx.info.adapterName, configs,
+    subgroupSize: [ctx.info.subgroupMinSize, ctx.info.subgroupMaxSize], tiles: mu.tiles, note: mu.note, checks, rows, errors,
+  }, null, 1));
+}
+void dawn;
+exit();

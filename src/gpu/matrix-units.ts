@@ -1,0 +1,52 @@
+// Whether this device can run webslope's matrix-unit (subgroup-matrix) matmul, decided once at
+// init(): the feature, f16 and an f16→f32 16×16×16 configuration must be offered, and the kernels
+// must actually compile — the feature is experimental and its WGSL surface still moves, so each
+// tile variant is compiled inside an error scope and only those that pass are used. Nothing here
+// runs when the feature is absent; matmuls then stay on the shader-core kernels.
+import { type SgTileName, sgMatmulKernel, SG_TILES } from "../../shaders/matmul-subgroup.wgsl.ts";
+import { type DeviceInfo, SUBGROUP_MATRIX } from "./device.ts";
+
+export interface MatrixUnits {
+  /** Tile variants that compiled on this device, fastest first (empty: matrix units unused). */
+  readonly tiles: readonly SgTileName[];
+  readonly subgroupSize: number;
+  /** Why the matrix units are not used, or the compiler's warnings when they are. */
+  readonly note: string;
+}
+
+export const NO_MATRIX_UNITS: MatrixUnits = { tiles: [], subgroupSize: 0, note: "not asked for: init({ matrixUnits: true })" };
+
+/** Preference order (measured on an H200; bench/README.md). */
+const ORDER: SgTileName[] = ["128x128s4", "128x64s4", "64x64s4", "64x64s1"];
+
+export async function probeMatrixUnits(info: DeviceInfo): Promise<MatrixUnits> {
+  const { device } = info;
+  if (!info.features.has(SUBGROUP_MATRIX)) return { ...NO_MATRIX_UNITS, note: `the adapter does not offer ${SUBGROUP_MATRIX}` };
+  if (!info.features.has("shader-f16")) return { ...NO_MATRIX_UNITS, note: "the matrix units need shader-f16 (Node/Dawn on NVIDIA: create(dawnFlags()))" };
+  const cfg = info.subgroupMatrixConfigs.find((c) => c.componentType === "f16" && c.resultComponentType === "f32" && c.M === 16 && c.N === 16 && c.K === 16);
+  if (!cfg) {
+    const have = info.subgroupMatrixConfigs.map((c) => `${c.componentType}→${c.resultComponentType} ${c.M}×${c.N}×${c.K}`).join(", ") || "none";
+    return { ...NO_MATRIX_UNITS, note: `no f16→f32 16×16×16 subgroup-matrix configuration (offered: ${have})` };
+  }
+  const subgroupSize = info.subgroupMaxSize || 32;
+  const tiles: SgTileName[] = [];
+  const notes: string[] = [];
+  for (const name of ORDER) {
+    const k = sgMatmulKernel({ ...SG_TILES[name], transA: false, transB: true, bias: true, act: "gelu", aux: false, inType: "f32", outType: "f32", vec: true, subgroupSize, prefetch: name !== "64x64s1" });
+    device.pushErrorScope("validation");
+    const module = device.createShaderModule({ label: k.key, code: k.code });
+    let failed: string | null = null;
+    try {
+      await device.createComputePipelineAsync({ label: k.key, layout: "auto", compute: { module, entryPoint: "main" } });
+    } catch (e) {
+      failed = (e as Error).message;
+    }
+    const scoped = await device.popErrorScope();
+    if (scoped) failed = failed ?? scoped.message;
+    const msgs = (await module.getCompilationInfo?.())?.messages ?? [];
+    const warn = msgs.map((m) => `${m.type}: ${m.message}`).join("; ");
+    if (failed) notes.push(`${name}: ${failed.slice(0, 400)}`);
+    else { tiles.push(name); if (warn) notes.push(`${name}: ${warn.slice(0, 400)}`); }
+  }
+  return { tiles, subgroupSize, note: notes.join(" | ") || "ok" };
+}

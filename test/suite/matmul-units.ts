@@ -1,0 +1,78 @@
+// The matrix-unit (subgroup-matrix) matmul against the float64 reference. These cases need the
+// adapter feature chromium-experimental-subgroup-matrix (with shader-f16): no software adapter
+// has it, so they skip here and run on a GPU — in Node on NVIDIA, with Dawn made by
+// create(dawnFlags()) (test/node/suite.test.ts does that when WEBSLOPE_DAWN_FLAGS=matrix).
+// Operands are rounded to f16 on their way into the matrix units, so the reference multiplies the
+// f16-rounded inputs in float64: what remains is f32 accumulation error.
+import * as ws from "../../src/index.ts";
+import { fromHalfBits, toHalfBits } from "../../src/dtype.ts";
+import { SG_TILES, type SgTileName } from "../../shaders/matmul-subgroup.wgsl.ts";
+import { setMatmulTile } from "../../src/ops/matmul.ts";
+import { assert, assertClose, assertEquals } from "../lib/assert.ts";
+import { test } from "../lib/harness.ts";
+import { type Arr, geluTanh, map, matmul as cpuMatmul, randArr } from "../ref/cpu.ts";
+import { fromArr } from "../ref/convert.ts";
+
+const NEEDS = { needs: ["chromium-experimental-subgroup-matrix" as const, "shader-f16" as const] };
+const toF16 = (a: Arr): Arr => map((v) => fromHalfBits(toHalfBits(v)), a);
+
+function stored(M: number, K: number, N: number, tA: boolean, tB: boolean, batch: number[] = []): [number[], number[]] {
+  return [[...batch, ...(tA ? [K, M] : [M, K])], [...batch, ...(tB ? [N, K] : [K, N])]];
+}
+
+async function check(M: number, K: number, N: number, o: { tA?: boolean; tB?: boolean; bias?: boolean; gelu?: boolean; tile?: SgTileName; dtype?: "f32" | "f16"; batch?: number[]; seed?: number }): Promise<void> {
+  const tA = !!o.tA, tB = !!o.tB, seed = o.seed ?? 1, dtype = o.dtype ?? "f32";
+  const [sa, sb] = stored(M, K, N, tA, tB, o.batch);
+  const a = toF16(randArr(sa, seed)), b = toF16(randArr(sb, seed + 1)), bias = o.bias ? toF16(randArr([N], seed + 2)) : null;
+  let e = cpuMatmul(a, b, tA, tB);
+  if (bias) e = map((v, c) => v + c, e, bias);
+  if (o.gelu) e = map(geluTanh, e);
+  setMatmulTile(o.tile ?? null);
+  const prev = ws.getFloat32MatmulPrecision();
+  ws.setFloat32MatmulPrecision("medium");
+  try {
+    const f = (x: Arr) => dtype === "f16" ? ws.tensor(Float32Array.from(x.data), x.shape, { dtype: "f16" }) : fromArr(x);
+    const y = ws.tidy(() => ws.matmul(f(a), f(b), { transA: tA, transB: tB, bias: bias ? f(bias) : null, activation: o.gelu ? "gelu" : "none" }));
+    assertEquals([...y.shape], e.shape);
+    const tol = dtype === "f16" ? 2e-3 : 1e-5;
+    assertClose(await y.toArray(), e.data, { rtol: Math.max(tol, 1e-4), atol: 1e-4 * Math.sqrt(K) + tol, msg: `${o.tile ?? "auto"} ${dtype} ${M}x${K}x${N}${tA ? " Aᵀ" : ""}${tB ? " Bᵀ" : ""}${bias ? " +bias" : ""}${o.gelu ? " gelu" : ""}` });
+    y.dispose();
+  } finally {
+    setMatmulTile(null);
+    ws.setFloat32MatmulPrecision(prev);
+  }
+}
+
+test("matrix units: init() found compiling subgroup-matrix kernels", () => {
+  const mu = ws.gpu().matrixUnits;
+  assert(mu.tiles.length > 0, `no matrix-unit kernel compiled: ${mu.note}`);
+  console.log(`matrix units: tiles ${mu.tiles.join(", ")}, subgroup size ${mu.subgroupSize}; ${mu.note}`);
+}, NEEDS);
+
+test("matrix units: every tile, all four transposes, odd shapes, bias + gelu, vec4 and scalar", async () => {
+  for (const tile of ws.gpu().matrixUnits.tiles) {
+    let i = 0;
+    for (const [M, K, N] of [[130, 72, 136], [67, 33, 129], [200, 300, 100], [17, 1, 5]] as const) {
+      for (const tA of [false, true]) for (const tB of [false, true]) {
+        await check(M, K, N, { tA, tB, bias: i % 2 === 0, gelu: i % 3 === 0, tile, seed: 7 * i++ });
+      }
+    }
+  }
+}, NEEDS);
+
+test("matrix units: batched products, f16 tensors, and the automatic choice at a large shape", async () => {
+  await check(64, 96, 80, { batch: [3], tB: true, seed: 3 });
+  await check(133, 64, 72, { dtype: "f16", bias: true, gelu: true, seed: 4 });
+  await check(512, 256, 384, { tB: true, bias: true, seed: 5 });
+  const used = ws.gpu().pipelines.all().some((p) => p.kernel.key.startsWith("matmul_sgmat"));
+  assert(used, "the automatic choice never picked a matrix-unit kernel");
+}, NEEDS);
+
+test("matrix units: \"highest\" precision keeps f32 products off them; bad precision is refused", async () => {
+  assertEquals(ws.getFloat32MatmulPrecision(), "highest");
+  assert(Object.keys(SG_TILES).length > 0);
+  let threw = false;
+  try { ws.setFloat32MatmulPrecision("low" as never); } catch (e) { threw = e instanceof ws.WebslopeError && /highest/.test((e as Error).message); }
+  assert(threw, "setFloat32MatmulPrecision(\"low\") must throw a typed error naming the choices");
+  assertEquals(ws.getFloat32MatmulPrecision(), "highest");
+});
