@@ -19,5 +19,6 @@ export {
   softmax, logSoftmax, layerNorm, embedding, crossEntropy, dropout,
   type SoftmaxOptions, type CrossEntropyOptions, type DropoutOptions, type Reduction,
 } from "./ops/nn.ts";
+export { scaledDotProductAttention, qkvAttention, type AttentionOptions } from "./ops/attention.ts";
 export type { Activation, OpName } from "./autograd/ops.ts";
 export * from "./errors.ts";

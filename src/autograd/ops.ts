@@ -5,6 +5,30 @@ import type { DType } from "../dtype.ts";
 
 export type Activation = "none" | "relu" | "gelu";
 
+/** How the attention kernels address one call's q, k, v, O and gradients (src/ops/attention.ts). */
+export interface AttentionGeometry {
+  BH: number;
+  T: number;
+  D: number;
+  /** Heads per batch: row (bh, t) sits at (bh / H)·sB + (bh % H)·sH + t·sT. */
+  H: number;
+  /** Q/K/V (and gradient) strides of a batch, a head and a row; the q, k, v base offsets. */
+  sB: number; sH: number; sT: number;
+  bases: [number, number, number];
+  /** O / dO strides of a batch, a head and a row. */
+  oSB: number; oSH: number; oST: number;
+  /** Packed qkv: one [B, T, 3C] buffer for q, k, v and one for their gradient. */
+  packed: boolean;
+}
+
+export interface AttentionAttrs {
+  geo: AttentionGeometry;
+  causal: boolean;
+  p: number;
+  scale: number;
+  key: [number, number];
+}
+
 export interface OpAttrs {
   // elementwise (src/ops/elementwise.ts)
   add: Record<never, never>;
@@ -45,6 +69,9 @@ export interface OpAttrs {
   embedding: Record<never, never>;
   crossEntropy: { ignoreIndex: number; reduction: "mean" | "sum" | "none" };
   dropout: { p: number; key: [number, number] };
+  // attention (src/ops/attention.ts)
+  scaledDotProductAttention: AttentionAttrs;
+  qkvAttention: AttentionAttrs;
   // sparse (src/sparse/ops.ts): N:M pattern, W is dOut×dIn
   sparseLinear: { n: number; m: number; dOut: number; dIn: number };
   // the masked-dense simulation (src/sparse/masked-linear.ts)

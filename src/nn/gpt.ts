@@ -7,7 +7,7 @@ import { crossEntropy, dropout } from "../ops/nn.ts";
 import type { Tensor } from "../tensor.ts";
 import { Embedding, LayerNorm } from "./layers.ts";
 import { Module } from "./module.ts";
-import { Block } from "./transformer.ts";
+import { type AttentionImpl, Block } from "./transformer.ts";
 
 export interface GPTConfig {
   vocabSize: number;
@@ -16,6 +16,8 @@ export interface GPTConfig {
   nHead: number;
   nEmbd: number;
   dropout?: number;
+  /** Attention implementation of every block (see BlockConfig.attention); default "fused". */
+  attention?: AttentionImpl;
   seed?: number;
 }
 
@@ -28,7 +30,7 @@ export class GPT extends Module {
 
   constructor(cfg: GPTConfig) {
     super();
-    this.config = { dropout: 0, ...cfg };
+    this.config = { dropout: 0, attention: "fused", ...cfg };
     this.wte = this.module("wte", new Embedding(cfg.vocabSize, cfg.nEmbd, { std: 0.02, seed: cfg.seed }));
     this.wpe = this.module("wpe", new Embedding(cfg.blockSize, cfg.nEmbd, { std: 0.02, seed: cfg.seed === undefined ? undefined : cfg.seed + 1 }));
     this.blocks = Array.from({ length: cfg.nLayer }, (_, i) => this.module(`blocks.${i}`, new Block(cfg)));

@@ -1,7 +1,10 @@
-// The pieces of a GPT-2-style block: causal self-attention (fused qkv projection, scores through
-// a transposed matmul, causal softmax in one kernel) and the MLP (GELU fused into fc1's epilogue).
-import { ShapeError, fmtShape } from "../errors.ts";
+// The pieces of a GPT-2-style block: causal self-attention (fused qkv projection, then fused
+// flash-style attention read straight from the qkv output, or the unfused reference path:
+// scores through a transposed matmul, causal softmax, ·v) and the MLP (GELU fused into fc1's
+// epilogue).
+import { ShapeError, WebslopeError, fmtShape } from "../errors.ts";
 import { dropout, softmax } from "../ops/nn.ts";
+import { qkvAttention } from "../ops/attention.ts";
 import { matmul } from "../ops/matmul.ts";
 import type { Tensor } from "../tensor.ts";
 import { LayerNorm, Linear, type LinearLike } from "./layers.ts";
@@ -12,6 +15,34 @@ export interface BlockConfig {
   nHead: number;
   nLayer: number;
   dropout?: number;
+  /**
+   * "fused" (default): one flash-style kernel family reading q, k, v from the qkv projection in
+   * place, memory O(B·T·C). "unfused": matmul → causal softmax → dropout → matmul with [B, H, T, T]
+   * scores kept for the backward (the reference path).
+   */
+  attention?: AttentionImpl;
+}
+
+export type AttentionImpl = "fused" | "unfused";
+
+/**
+ * The unfused attention core on a qkv projection's output [B, T, 3C] → [B, T, C]: permute and
+ * split into heads, q·kᵀ [B, H, T, T], scale, causal softmax, dropout, ·v, merge the heads.
+ */
+export function unfusedCausalAttention(qkv: Tensor, nHead: number, pDrop: number): Tensor {
+  const [B, T, C3] = qkv.shape as [number, number, number];
+  const C = C3 / 3, H = nHead, D = C / H;
+  const heads = qkv.reshape([B, T, 3, H, D]).permute([2, 0, 3, 1, 4]); // [3, B, H, T, D]
+  const [q, k, v] = heads.split(1, 0).map((t) => { const r = t.reshape([B, H, T, D]); t.dispose(); return r; }) as [Tensor, Tensor, Tensor];
+  const scores = matmul(q, k, { transB: true });            // [B, H, T, T]
+  const scaled = scores.mul(1 / Math.sqrt(D));
+  const att = softmax(scaled, -1, { causal: true });
+  const attD = pDrop > 0 ? dropout(att, pDrop) : att;
+  const y = matmul(attD, v);                                // [B, H, T, D]
+  const merged = y.permute([0, 2, 1, 3]).reshape([B, T, C]);
+  for (const t of [heads, q, k, v, scores, scaled, att, y]) t.dispose();
+  if (attD !== att) attD.dispose();
+  return merged;
 }
 
 const gptInit = (cfg: BlockConfig, residual: boolean) => ({ std: residual ? 0.02 / Math.sqrt(2 * cfg.nLayer) : 0.02 });
@@ -22,9 +53,13 @@ export class CausalSelfAttention extends Module {
   readonly nHead: number;
   readonly nEmbd: number;
   readonly pDrop: number;
+  readonly impl: AttentionImpl;
 
   constructor(cfg: BlockConfig) {
     super();
+    const impl = cfg.attention ?? "fused";
+    if (impl !== "fused" && impl !== "unfused") throw new WebslopeError(`CausalSelfAttention: attention must be "fused" or "unfused", got ${JSON.stringify(impl)}`);
+    this.impl = impl;
     if (cfg.nEmbd % cfg.nHead !== 0) throw new ShapeError("CausalSelfAttention", `nEmbd=${cfg.nEmbd} is not divisible by nHead=${cfg.nHead}`);
     this.nHead = cfg.nHead;
     this.nEmbd = cfg.nEmbd;
@@ -35,21 +70,12 @@ export class CausalSelfAttention extends Module {
 
   /** x [B, T, C] → [B, T, C]. Temporaries are disposed as soon as the graph no longer needs them. */
   forward(x: Tensor): Tensor {
-    const [B, T, C] = x.shape as [number, number, number];
-    if (x.ndim !== 3 || C !== this.nEmbd) throw new ShapeError("CausalSelfAttention", `input ${fmtShape(x.shape)} must be [B, T, ${this.nEmbd}]`);
-    const H = this.nHead, D = C / H;
+    if (x.ndim !== 3 || x.shape[2] !== this.nEmbd) throw new ShapeError("CausalSelfAttention", `input ${fmtShape(x.shape)} must be [B, T, ${this.nEmbd}]`);
     const qkv = this.qkv.forward(x);                         // [B, T, 3C]
-    const heads = qkv.reshape([B, T, 3, H, D]).permute([2, 0, 3, 1, 4]); // [3, B, H, T, D]
-    const [q, k, v] = heads.split(1, 0).map((t) => { const r = t.reshape([B, H, T, D]); t.dispose(); return r; }) as [Tensor, Tensor, Tensor];
-    const scores = matmul(q, k, { transB: true });            // [B, H, T, T]
-    const scaled = scores.mul(1 / Math.sqrt(D));
-    const att = softmax(scaled, -1, { causal: true });
-    const attD = this.training && this.pDrop > 0 ? dropout(att, this.pDrop) : att;
-    const y = matmul(attD, v);                                // [B, H, T, D]
-    const merged = y.permute([0, 2, 1, 3]).reshape([B, T, C]);
-    const out = this.proj.forward(merged);
-    for (const t of [qkv, heads, q, k, v, scores, scaled, att, y, merged]) t.dispose();
-    if (attD !== att) attD.dispose();
+    const p = this.training ? this.pDrop : 0;
+    const y = this.impl === "fused" ? qkvAttention(qkv, this.nHead, { causal: true, dropoutP: p }) : unfusedCausalAttention(qkv, this.nHead, p);
+    const out = this.proj.forward(y);
+    qkv.dispose(); y.dispose();
     return out;
   }
 }

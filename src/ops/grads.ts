@@ -1,6 +1,7 @@
 // The one typed record of backward rules. Its type lists every op of OpAttrs, so an op
 // without a rule fails to compile; the rules themselves live next to their ops.
 import type { RuleTable } from "../autograd/graph.ts";
+import { attentionRules } from "./attention.ts";
 import { elementwiseRules } from "./elementwise.ts";
 import { layoutRules } from "./layout.ts";
 import { matmulRules } from "./matmul.ts";
@@ -19,6 +20,7 @@ export function backwardRules(): RuleTable {
     ...layoutRules,
     ...matmulRules,
     ...nnRules,
+    ...attentionRules,
     ...sparseRules,
     ...maskedLinearRules,
   });

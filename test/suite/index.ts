@@ -6,6 +6,7 @@ import "./layout.ts";
 import "./matmul.ts";
 import "./matmul-units.ts";
 import "./nn.ts";
+import "./attention.ts";
 import "./runtime.ts";
 import "./errors.ts";
 import "./training.ts";
