@@ -3,7 +3,7 @@ export { Tensor, type TensorLike } from "./tensor.ts";
 export { init, flush, memoryStats, gpu, type GpuContext } from "./gpu/context.ts";
 export { dawnFlags, type InitOptions, type SubgroupMatrixConfig } from "./gpu/device.ts";
 export type { MatrixUnits } from "./gpu/matrix-units.ts";
-export type { MemoryStats } from "./gpu/pool.ts";
+export type { BufferRange, MemoryStats } from "./gpu/pool.ts";
 export type { DType } from "./dtype.ts";
 export { tidy, noGrad, keep, isGradEnabled } from "./scope.ts";
 export { manualSeed, Generator } from "./random.ts";

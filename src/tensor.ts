@@ -6,6 +6,7 @@ import type { Activation } from "./autograd/ops.ts";
 import { DTYPE_BYTES, type DType, fromHalfBits } from "./dtype.ts";
 import { AutogradError, DisposedTensorError } from "./errors.ts";
 import { gpu } from "./gpu/context.ts";
+import type { BufferRange } from "./gpu/pool.ts";
 import { isGradEnabled, keep, track } from "./scope.ts";
 import { backwardRules } from "./ops/grads.ts";
 import * as ew from "./ops/elementwise.ts";
@@ -14,16 +15,30 @@ import * as lay from "./ops/layout.ts";
 import { matmul, type MatmulOptions } from "./ops/matmul.ts";
 import { logSoftmax, softmax, type SoftmaxOptions } from "./ops/nn.ts";
 
-/** GPU memory shared by a tensor and its aliases (reshape views, saved copies); freed at zero refs. */
+/**
+ * GPU memory shared by a tensor and its aliases (reshape views, saved copies); freed at zero refs.
+ * A view storage is a byte range of a parent's buffer (a slot of an optimizer's flat arena): it
+ * holds a reference on the parent, which returns its buffer to the pool when the last view goes.
+ */
 export class Storage {
   refs = 1;
-  constructor(readonly buffer: GPUBuffer, readonly bytes: number) {}
+  /** What kernels bind (one object per storage, so aliases compare equal). */
+  readonly range: BufferRange;
+  constructor(readonly buffer: GPUBuffer, readonly bytes: number, readonly offset = 0, readonly parent: Storage | null = null) {
+    this.range = { buffer, offset, size: parent ? Math.ceil(bytes / 4) * 4 : buffer.size };
+  }
+  /** A storage of `bytes` at byte `offset` (a multiple of the adapter's minStorageBufferOffsetAlignment) of this one. */
+  view(offset: number, bytes: number): Storage {
+    return new Storage(this.buffer, bytes, this.offset + offset, this.retain());
+  }
   retain(): this {
     this.refs++;
     return this;
   }
   release(): void {
-    if (--this.refs === 0) gpu().pool.release(this.buffer, this.bytes);
+    if (--this.refs !== 0) return;
+    if (this.parent) this.parent.release();
+    else gpu().pool.release(this.buffer, this.bytes);
   }
 }
 
@@ -41,6 +56,11 @@ export class Tensor {
   requiresGrad = false;
   /** Accumulated gradient after backward(); same shape as the tensor. */
   grad: Tensor | null = null;
+  /**
+   * Internal: where backward writes this leaf's gradient when it has none yet (a slot of an
+   * optimizer's gradient arena, so one dispatch can update every parameter); null: a new tensor.
+   */
+  gradSlot: Storage | null = null;
   private _gradFn: GraphNode | null = null;
   private _storage: Storage | null;
 
@@ -69,10 +89,10 @@ export class Tensor {
     return this._storage === null;
   }
 
-  /** The GPU buffer; throws DisposedTensorError after dispose(). */
-  buffer(op = "tensor"): GPUBuffer {
+  /** The GPU buffer range kernels bind; throws DisposedTensorError after dispose(). */
+  buffer(op = "tensor"): BufferRange {
     if (!this._storage) throw new DisposedTensorError(op, `a tensor of shape [${this.shape.join(", ")}]`);
-    return this._storage.buffer;
+    return this._storage.range;
   }
 
   /** Internal: the storage, for aliasing. */
@@ -97,6 +117,18 @@ export class Tensor {
   alias(shape: readonly number[] = this.shape): Tensor {
     const t = new Tensor(this.storage("alias").retain(), [...shape], this.dtype);
     return t;
+  }
+
+  /**
+   * Internal: moves this tensor onto `storage` (same byte size, data already copied there), as an
+   * optimizer does when it gathers its parameters into a flat arena. Aliases keep the old storage.
+   */
+  adoptStorage(storage: Storage): void {
+    const old = this.storage("adoptStorage");
+    registry?.unregister(this);
+    this._storage = storage;
+    registry?.register(this, storage, this);
+    old.release();
   }
 
   /** Frees the GPU memory (when no alias still holds it). Safe to call twice. */
@@ -167,6 +199,10 @@ export class Tensor {
       if (leaf.grad && !leaf.grad.isDisposed) {
         ew.addInPlace(leaf.grad, gi);
         gi.dispose();
+      } else if (leaf.gradSlot && gi.dtype === leaf.dtype && gi.size === leaf.size) {
+        gpu().launcher.copy(gi.buffer("backward"), 0, leaf.gradSlot.range, 0, leaf.gradSlot.range.size);
+        gi.dispose();
+        leaf.grad = keep(new Tensor(leaf.gradSlot.retain(), leaf.shape, leaf.dtype));
       } else {
         leaf.grad = gi;
       }

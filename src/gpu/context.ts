@@ -6,7 +6,7 @@ import { type DeviceInfo, type InitOptions, requestDevice, runtimeName } from ".
 import { Launcher } from "./launcher.ts";
 import { type MatrixUnits, NO_MATRIX_UNITS, probeMatrixUnits } from "./matrix-units.ts";
 import { PipelineCache } from "./pipelines.ts";
-import { BufferPool, type MemoryStats } from "./pool.ts";
+import { BufferPool, type BufferRange, type MemoryStats } from "./pool.ts";
 
 const BufferUsage_MAP_READ = 0x01, BufferUsage_COPY_DST = 0x08;
 const GPUMapMode_READ = 0x1;
@@ -69,7 +69,7 @@ export class GpuContext {
   }
 
   /** Reads `bytes` of `src` back. Submits what is recorded first. */
-  async read(src: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
+  async read(src: BufferRange, bytes: number, offset = 0): Promise<ArrayBuffer> {
     this.check();
     const size = Math.ceil(bytes / 4) * 4;
     const staging = this.device.createBuffer({ size: Math.max(size, 4), usage: BufferUsage_MAP_READ | BufferUsage_COPY_DST });

@@ -4,6 +4,7 @@
 import { PARAM_WORDS, type Kernel } from "../../shaders/kernel.ts";
 import { ResourceLimitError } from "../errors.ts";
 import { PARAM_SLOT_BYTES, PipelineCache } from "./pipelines.ts";
+import type { BufferRange } from "./pool.ts";
 
 const ARENA_SLOTS = 2048;
 const MAX_DISPATCHES_PER_SUBMIT = 4096;
@@ -43,7 +44,7 @@ export class Launcher {
   }
 
   /** Records one dispatch. `params` are u32 words (use f32bits / i32 >>> 0 for other types). */
-  dispatch(kernel: Kernel, buffers: readonly GPUBuffer[], groups: readonly number[], params?: ArrayLike<number>): void {
+  dispatch(kernel: Kernel, buffers: readonly BufferRange[], groups: readonly number[], params?: ArrayLike<number>): void {
     const [x = 1, y = 1, z = 1] = groups;
     if (x > this.maxGroups || y > this.maxGroups || z > this.maxGroups) {
       throw new ResourceLimitError(kernel.key, `dispatch of ${x}×${y}×${z} workgroups exceeds the adapter's ` +
@@ -72,21 +73,23 @@ export class Launcher {
   }
 
   /** Copies bytes into `dst` in encoder order (through a staging buffer), so it never overtakes recorded work. */
-  upload(dst: GPUBuffer, data: ArrayBufferView, dstOffset = 0): void {
+  upload(dst: BufferRange, data: ArrayBufferView, dstOffset = 0): void {
     const bytes = Math.ceil(data.byteLength / 4) * 4;
     if (bytes === 0) return;
     const staging = this.device.createBuffer({ size: bytes, usage: BufferUsage_COPY_SRC | BufferUsage_MAP_WRITE, mappedAtCreation: true });
     new Uint8Array(staging.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     staging.unmap();
     this.endPass();
-    this.enc().copyBufferToBuffer(staging, 0, dst, dstOffset, bytes);
+    this.enc().copyBufferToBuffer(staging, 0, dst.buffer, dst.offset + dstOffset, bytes);
     this.toDestroy.push(staging);
   }
 
-  /** Records a buffer-to-buffer copy in encoder order. */
-  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+  /** Records a buffer-to-buffer copy in encoder order (offsets are relative to each range). */
+  copy(src: BufferRange | GPUBuffer, srcOffset: number, dst: BufferRange | GPUBuffer, dstOffset: number, bytes: number): void {
     this.endPass();
-    this.enc().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+    const [sb, so] = "offset" in src ? [src.buffer, src.offset] : [src, 0];
+    const [db, dof] = "offset" in dst ? [dst.buffer, dst.offset] : [dst, 0];
+    this.enc().copyBufferToBuffer(sb, so + srcOffset, db, dof + dstOffset, bytes);
   }
 
   /** Submits what is recorded (nothing if empty). The one place queue.submit is called. */

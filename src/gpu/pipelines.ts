@@ -2,7 +2,7 @@
 // layouts so the params block can use a dynamic offset, and a bind-group cache keyed by the
 // buffers bound (the pool hands the same buffers back every training step).
 import type { Kernel } from "../../shaders/kernel.ts";
-import { bufferId } from "./pool.ts";
+import { type BufferRange, bufferId } from "./pool.ts";
 
 export interface CachedPipeline {
   pipeline: GPUComputePipeline;
@@ -48,13 +48,13 @@ export class PipelineCache {
     return p;
   }
 
-  bindGroup(p: CachedPipeline, buffers: readonly GPUBuffer[], paramsBuffer: GPUBuffer | null): GPUBindGroup {
+  bindGroup(p: CachedPipeline, buffers: readonly BufferRange[], paramsBuffer: GPUBuffer | null): GPUBindGroup {
     let key = p.kernel.key;
-    for (const b of buffers) key += "|" + bufferId(b);
+    for (const b of buffers) key += b.offset || b.size !== b.buffer.size ? `|${bufferId(b.buffer)}@${b.offset}+${b.size}` : "|" + bufferId(b.buffer);
     if (paramsBuffer) key += "|p" + bufferId(paramsBuffer);
     let bg = this.bindGroups.get(key);
     if (!bg) {
-      const entries: GPUBindGroupEntry[] = buffers.map((buffer, i) => ({ binding: i, resource: { buffer } }));
+      const entries: GPUBindGroupEntry[] = buffers.map((b, i) => ({ binding: i, resource: { buffer: b.buffer, offset: b.offset, size: b.size } }));
       if (paramsBuffer) {
         entries.push({ binding: buffers.length, resource: { buffer: paramsBuffer, offset: 0, size: PARAM_SLOT_BYTES } });
       }

@@ -2,6 +2,16 @@
 // storage from here and give it back on dispose; live bytes count what tensors asked for, so
 // the memory claims measured with memoryStats() are the model's bytes, not the pool's rounding.
 
+/**
+ * What a kernel binds: a whole pooled buffer (offset 0, size = buffer.size), or one tensor's
+ * 256-byte-aligned slot of a flat arena (optimizer state, parameters and gradients).
+ */
+export interface BufferRange {
+  readonly buffer: GPUBuffer;
+  readonly offset: number;
+  readonly size: number;
+}
+
 export const STORAGE_USAGE = 0x80 /* STORAGE */ | 0x04 /* COPY_SRC */ | 0x08; /* COPY_DST */
 
 /** Rounds a byte size up to its bucket: 256-byte steps below 4 KiB, then 8 steps per power of two. */

@@ -22,6 +22,8 @@ function keptShape(shape: readonly number[], axes: number[], keepDim: boolean): 
 
 /** Workgroups a first pass aims for: enough to fill a large GPU, few enough to keep partials small. */
 const TARGET_GROUPS = 1024;
+/** Below this many (vector) elements a single column pass costs less than a second dispatch. */
+const SMALL_PASS = 1 << 17;
 
 /**
  * Reduces src seen as [outer, R, inner] over R into `out` (outer·inner elements of out's dtype),
@@ -56,9 +58,12 @@ export function reduceInto(op: string, src: Tensor, outer: number, R: number, in
   const strips = Math.ceil(innerV / strip);
   const maxRows = ry * COLUMNS_MAX_ITERS;
   let chunks = 1;
-  if (R > maxRows || outer * strips < TARGET_GROUPS / 4) {
-    // At least 8 rows per invocation (less is all overhead), at most COLUMNS_MAX_ITERS.
-    chunks = Math.max(Math.ceil(R / maxRows), Math.min(Math.ceil(TARGET_GROUPS / (outer * strips)), Math.ceil(R / (8 * ry))));
+  // One pass when it can (R ≤ maxRows) and either fills the GPU or is too small to matter.
+  if (R > maxRows || (outer * strips < TARGET_GROUPS / 4 && outer * R * innerV > SMALL_PASS)) {
+    // At least 8 rows per invocation (less is all overhead), at most COLUMNS_MAX_ITERS; at most
+    // maxRows chunks when that allows, so the partials finish in one more pass.
+    const want = Math.min(Math.ceil(TARGET_GROUPS / (outer * strips)), Math.ceil(R / (8 * ry)), maxRows);
+    chunks = Math.max(Math.ceil(R / maxRows), want);
   }
   const rowsPerChunk = Math.ceil(R / chunks);
   chunks = Math.ceil(R / rowsPerChunk);

@@ -1,6 +1,9 @@
-// AdamW (torch.optim.AdamW semantics) over parameter groups, one fused kernel dispatch per
-// parameter. lr and weightDecay are plain fields, settable every step; addParamGroup() adds
-// parameters later (lazy adapters) without touching existing state.
+// AdamW (torch.optim.AdamW semantics) over parameter groups. Each group's parameters move into
+// flat arenas (src/optim/arena.ts) with their gradients and moments, so a step is one fused
+// dispatch per arena (one per group unless a group outgrows a binding); a parameter without a
+// fresh gradient in its slot is updated on its own. lr and weightDecay are plain fields,
+// settable every step; addParamGroup() adds parameters later (lazy adapters) without touching
+// existing state.
 import { flush, gpu } from "../gpu/context.ts";
 import { f32bits } from "../gpu/launcher.ts";
 import { zerosLike } from "../ops/creation.ts";
@@ -9,6 +12,7 @@ import { keep } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import { ADAMW_WORKGROUP, adamwKernel } from "../../shaders/adamw.wgsl.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
+import { FlatArena, GradArena, planArenas } from "./arena.ts";
 
 export interface AdamWOptions {
   lr?: number;
@@ -35,13 +39,70 @@ export function adamwUpdate(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, s
     [param.size, f32bits(o.lr), f32bits(b1), f32bits(b2), f32bits(o.eps), f32bits(o.weightDecay), f32bits(1 - b1 ** step), f32bits(1 - b2 ** step)]);
 }
 
+/**
+ * Parameters gathered into gradient arenas with lazily made moment arenas: the shared machinery
+ * of AdamW and SparseAdamW. `fused` updates one arena in one dispatch when every tensor of it
+ * has its gradient in its slot and the same step count; the rest is left to the caller.
+ */
+export class ArenaSet {
+  readonly arenas: { grad: GradArena; m: FlatArena | null; v: FlatArena | null }[] = [];
+  private readonly where = new Map<Tensor, { a: number; i: number }>();
+
+  constructor(private readonly op: string, private readonly maxBytes: number) {}
+
+  /** Moves `tensors` (f32, not yet in any arena) into new arenas. */
+  add(tensors: readonly Tensor[]): void {
+    const free = tensors.filter((t) => !t.gradSlot && !t.storage(this.op).parent);
+    const limit = Math.min(this.maxBytes, gpu().limits.maxStorageBufferBindingSize);
+    for (const { start, end, layout } of planArenas(free.map((t) => t.size), limit)) {
+      const ts = free.slice(start, end);
+      ts.forEach((t, i) => this.where.set(t, { a: this.arenas.length, i }));
+      this.arenas.push({ grad: new GradArena(this.op, ts, layout), m: null, v: null });
+    }
+  }
+
+  /** The moments of arena a, made (zeroed) on first use. */
+  moments(a: number): [FlatArena, FlatArena] {
+    const e = this.arenas[a]!;
+    if (!e.m || !e.v) {
+      const sizes = e.grad.tensors.map((t) => t.size);
+      e.m = new FlatArena(this.op, e.grad.params.layout, sizes);
+      e.v = new FlatArena(this.op, e.grad.params.layout, sizes);
+    }
+    return [e.m, e.v];
+  }
+
+  /** Moments of one tensor: views of its arena's moments, or null when it has no arena. */
+  momentViews(t: Tensor): [Tensor, Tensor] | null {
+    const w = this.where.get(t);
+    if (!w) return null;
+    const [m, v] = this.moments(w.a);
+    return [m.view(w.i, t.shape), v.view(w.i, t.shape)];
+  }
+
+  dispose(): void {
+    for (const e of this.arenas) { e.grad.dispose(); e.m?.dispose(); e.v?.dispose(); }
+    this.arenas.length = 0;
+    this.where.clear();
+  }
+}
+
 export class AdamW {
   readonly paramGroups: ParamGroup[] = [];
   readonly defaults: Required<AdamWOptions>;
   private readonly state = new Map<Tensor, ParamState>();
+  private readonly arenas: ArenaSet;
+  /** Arena indices of each group. */
+  private readonly groupArenas: number[][] = [];
 
-  constructor(params: Tensor[] | (AdamWOptions & { params: Tensor[] })[], opts: AdamWOptions = {}) {
-    this.defaults = { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 1e-2, ...opts };
+  /**
+   * `arenaBytes` caps one flat arena (default and upper bound: the adapter's
+   * maxStorageBufferBindingSize); a group larger than that takes one dispatch per arena.
+   */
+  constructor(params: Tensor[] | (AdamWOptions & { params: Tensor[] })[], opts: AdamWOptions & { arenaBytes?: number } = {}) {
+    const { arenaBytes, ...o } = opts;
+    this.defaults = { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 1e-2, ...o };
+    this.arenas = new ArenaSet("AdamW", arenaBytes ?? Infinity);
     const groups = params.length && !("params" in (params[0] as object)) ? [{ params: params as Tensor[] }] : (params as (AdamWOptions & { params: Tensor[] })[]);
     for (const g of groups) this.addParamGroup(g);
   }
@@ -58,22 +119,46 @@ export class AdamW {
       if (p.dtype !== "f32") throw new DTypeError("AdamW", `parameters must be f32 (master weights), got ${p.dtype}`);
     }
     this.paramGroups.push({ ...this.defaults, ...group, params: [...group.params] });
+    const first = this.arenas.arenas.length;
+    this.arenas.add(group.params);
+    this.groupArenas.push(Array.from({ length: this.arenas.arenas.length - first }, (_, k) => first + k));
   }
 
-  /** Applies one update to every parameter that has a gradient. Records GPU work and submits it; never waits. */
+  private stateFor(p: Tensor): ParamState {
+    let s = this.state.get(p);
+    if (!s) {
+      const mv = this.arenas.momentViews(p);
+      s = mv ? { step: 0, m: mv[0], v: mv[1] } : { step: 0, m: keep(zerosLike(p)), v: keep(zerosLike(p)) };
+      this.state.set(p, s);
+    }
+    return s;
+  }
+
+  /**
+   * Applies one update to every parameter that has a gradient: one dispatch per arena whose
+   * parameters all have one (and equal step counts), one per parameter otherwise. Records GPU
+   * work and submits it; never waits.
+   */
   step(): void {
-    for (const group of this.paramGroups) {
+    this.paramGroups.forEach((group, gi) => {
+      const done = new Set<Tensor>();
+      for (const a of this.groupArenas[gi]!) {
+        const e = this.arenas.arenas[a]!;
+        if (!e.grad.gradsInPlace()) continue;
+        const states = e.grad.tensors.map((p) => this.stateFor(p));
+        if (states.some((s) => s.step !== states[0]!.step)) continue;
+        for (const s of states) s.step++;
+        const [m, v] = this.arenas.moments(a);
+        adamwUpdate(e.grad.params.flat, e.grad.grads.flat, m.flat, v.flat, states[0]!.step, group, "torch");
+        for (const p of e.grad.tensors) done.add(p);
+      }
       for (const p of group.params) {
-        if (!p.grad) continue;
-        let s = this.state.get(p);
-        if (!s) {
-          s = { step: 0, m: keep(zerosLike(p)), v: keep(zerosLike(p)) };
-          this.state.set(p, s);
-        }
+        if (!p.grad || done.has(p)) continue;
+        const s = this.stateFor(p);
         s.step++;
         adamwUpdate(p, p.grad, s.m, s.v, s.step, group, "torch");
       }
-    }
+    });
     flush();
   }
 
@@ -87,9 +172,10 @@ export class AdamW {
     return this.state.get(p);
   }
 
-  /** Frees the optimizer state. */
+  /** Frees the optimizer state; parameters stay where they are, gradients go back to new tensors. */
   dispose(): void {
     for (const s of this.state.values()) { s.m.dispose(); s.v.dispose(); }
     this.state.clear();
+    this.arenas.dispose();
   }
 }

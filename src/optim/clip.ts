@@ -1,19 +1,20 @@
 // Gradient clipping by one global L2 norm, computed and applied on the GPU (no readback):
-// coef = min(1, maxNorm / (norm + 1e-6)) scales every gradient in place, as torch does.
+// coef = min(1, maxNorm / (norm + 1e-6)) scales every gradient in place, as torch does. Gradients
+// in an optimizer's arena are summed and scaled as one flat tensor (a few dispatches in all).
 import { mapInPlace, mapOp } from "../ops/elementwise.ts";
 import { reduceRaw } from "../ops/reduce.ts";
 import { zeros } from "../ops/creation.ts";
 import { noGrad } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
+import { gradSpans } from "./arena.ts";
 
 /** Σ g² over all given gradients, as a 1-element tensor. */
 export function sumOfSquares(grads: readonly Tensor[]): Tensor | null {
   let total: Tensor | null = null;
-  for (const g of grads) {
-    const sq = mapOp("clipGradNorm", "a * a", [g], "f32");
-    const s = reduceRaw("clipGradNorm", sq, [...Array(sq.ndim).keys()], "sum", false);
+  for (const g of gradSpans(grads)) {
+    const s = reduceRaw("clipGradNorm", g, [...Array(g.ndim).keys()], "sumsq", false);
     const flat = s.alias([1]);
-    sq.dispose(); s.dispose();
+    s.dispose();
     if (total) { mapInPlace("clipGradNorm", "a + b", total, [flat]); flat.dispose(); } else total = flat;
   }
   return total;
@@ -21,10 +22,8 @@ export function sumOfSquares(grads: readonly Tensor[]): Tensor | null {
 
 /** Scales `grads` in place so their global norm is at most maxNorm, given Σg² (1 element). Returns the norm. */
 export function clipBySumOfSquares(grads: readonly Tensor[], sumSq: Tensor, maxNorm: number): Tensor {
+  for (const g of gradSpans(grads)) mapInPlace("clipGradNorm", "a * min(1.0, s / (sqrt(b) + 1e-6))", g, [sumSq], maxNorm);
   const norm = mapOp("clipGradNorm", "sqrt(a)", [sumSq], "f32");
-  const coef = mapOp("clipGradNorm", "min(1.0, s / (a + 1e-6))", [norm], "f32", maxNorm);
-  for (const g of grads) mapInPlace("clipGradNorm", "a * b", g, [coef]);
-  coef.dispose();
   const out = norm.alias([]);
   norm.dispose();
   return out;

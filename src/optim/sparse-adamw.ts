@@ -4,14 +4,17 @@
 //   w ← w − lr·√(1−β₂ᵗ)/(1−β₁ᵗ) · m/(√v + eps)
 // (eps added to √v before bias correction = AdamW with eps scaled by 1/√(1−β₂ᵗ)). After each
 // step W_RC^T's values are refreshed from W; every maskChangeFreq steps its mask is recomputed.
+// The layers' values, gradients and moments live in flat arenas (src/optim/arena.ts): the update
+// of every sparse layer is one dispatch.
 import { flush } from "../gpu/context.ts";
 import type { Module } from "../nn/module.ts";
 import { SparseLinear } from "../nn/sparse-linear.ts";
+import { copyInto } from "../ops/layout.ts";
 import { zerosLike } from "../ops/creation.ts";
 import { keep, noGrad } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import { ShapeError, WebslopeError, fmtShape } from "../errors.ts";
-import { type AdamW, adamwUpdate } from "./adamw.ts";
+import { type AdamW, ArenaSet, adamwUpdate } from "./adamw.ts";
 import { clipBySumOfSquares, sumOfSquares } from "./clip.ts";
 
 export interface SparseAdamWOptions {
@@ -41,6 +44,7 @@ export class SparseAdamW {
   stepCount = 0;
   readonly layers: SparseLinear[];
   private readonly state = new Map<SparseLinear, LayerState>();
+  private readonly arenas: ArenaSet;
 
   constructor(model: Module, opts: SparseAdamWOptions = {}) {
     this.lr = opts.lr ?? 1e-3;
@@ -55,6 +59,8 @@ export class SparseAdamW {
     if (this.layers.some((l) => l.merged)) {
       throw new WebslopeError("SparseAdamW: the model has layers merged for inference (mergeAdapters); a merged model cannot be trained");
     }
+    this.arenas = new ArenaSet("SparseAdamW", Infinity);
+    this.arenas.add(this.layers.map((l) => l.sparseParam));
   }
 
   /** The sparse gradients (compressed, or masked-dense in the simulation) that exist now. */
@@ -84,12 +90,18 @@ export class SparseAdamW {
     const t = this.stepCount;
     const o = { lr: this.lr, betas: this.betas, eps: this.eps, weightDecay: this.weightDecay };
     const reprune = t % this.maskChangeFreq === 0;
+    const done = new Set<Tensor>();
+    this.arenas.arenas.forEach((e, a) => {
+      if (!e.grad.gradsInPlace()) return;
+      const [m, v] = this.arenas.moments(a);
+      adamwUpdate(e.grad.params.flat, e.grad.grads.flat, m.flat, v.flat, t, o, "slope");
+      for (const p of e.grad.tensors) done.add(p);
+    });
     for (const layer of this.layers) {
       const p = layer.sparseParam;
       if (!p.grad) continue;
-      let s = this.state.get(layer);
-      if (!s) { s = { m: keep(zerosLike(p)), v: keep(zerosLike(p)) }; this.state.set(layer, s); }
-      adamwUpdate(p, p.grad, s.m, s.v, t, o, "slope");
+      const s = this.stateFor(layer);
+      if (!done.has(p)) adamwUpdate(p, p.grad, s.m, s.v, t, o, "slope");
       if (reprune) layer.repruneTranspose();
       else layer.refreshTranspose();
     }
@@ -98,6 +110,17 @@ export class SparseAdamW {
 
   zeroGrad(): void {
     for (const l of this.layers) { const p = l.sparseParam; p.grad?.dispose(); p.grad = null; }
+  }
+
+  private stateFor(layer: SparseLinear): LayerState {
+    let s = this.state.get(layer);
+    if (!s) {
+      const p = layer.sparseParam;
+      const mv = this.arenas.momentViews(p);
+      s = mv ? { m: mv[0], v: mv[1] } : { m: keep(zerosLike(p)), v: keep(zerosLike(p)) };
+      this.state.set(layer, s);
+    }
+    return s;
   }
 
   /** The moments of a layer (undefined before its first step). */
@@ -131,9 +154,9 @@ export class SparseAdamW {
     if (problems.length) throw new ShapeError("SparseAdamW.loadStateDict", problems.join("; "));
     noGrad(() => {
       for (const [l, m, v] of plan) {
-        const old = this.state.get(l);
-        old?.m.dispose(); old?.v.dispose();
-        this.state.set(l, { m: keep(m.mul(1)), v: keep(v.mul(1)) });
+        const s = this.stateFor(l);
+        copyInto(s.m, m);
+        copyInto(s.v, v);
       }
     });
     this.stepCount = sd.step;
@@ -142,5 +165,6 @@ export class SparseAdamW {
   dispose(): void {
     for (const s of this.state.values()) { s.m.dispose(); s.v.dispose(); }
     this.state.clear();
+    this.arenas.dispose();
   }
 }

@@ -59,7 +59,7 @@ async function oneLayerSteps(maskChangeFreq: number, steps: number) {
   const opt = new SparseAdamW(model, { lr: 0.05, weightDecay: 0, maskChangeFreq });
   const x = ws.randn([8, d], { seed: 3 });
   const metaT0 = Array.from(await layer.wT!.meta.toArray());
-  const stateBuffers: GPUBuffer[] = [];
+  const stateBuffers: ws.BufferRange[] = [];
   for (let s = 0; s < steps; s++) {
     ws.tidy(() => model.forward(x).pow(2).mean().backward());
     opt.step();
