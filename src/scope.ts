@@ -1,5 +1,6 @@
 // Lifetime scopes: tidy() disposes the tensors made inside it except what it returns, and
 // noGrad() turns off graph recording. Kept apart from Tensor so both stay small.
+import { WebslopeError } from "./errors.ts";
 
 export interface Disposable {
   dispose(): void;
@@ -31,7 +32,7 @@ function collect(value: unknown, out: Set<unknown>, depth = 0): void {
 /**
  * Runs fn and disposes every tensor it created that is not part of its result (tensors in a
  * returned array or plain object are kept too). Works with sync functions only, like TF.js:
- * an async fn would let its awaits escape the scope.
+ * an async fn would let its awaits escape the scope. When fn throws, everything it made is freed.
  */
 export function tidy<T>(fn: () => T): T {
   const scope = new Set<Disposable>();
@@ -39,10 +40,18 @@ export function tidy<T>(fn: () => T): T {
   let result: T;
   try {
     result = fn();
-  } finally {
+  } catch (e) {
+    // A throwing fn keeps nothing: free what it made, then rethrow.
     scopes.pop();
+    for (const t of scope) if (!t.isDisposed) t.dispose();
+    throw e;
   }
-  if (result instanceof Promise) throw new TypeError("tidy(fn): fn must be synchronous (it returned a Promise)");
+  scopes.pop();
+  if (result instanceof Promise) {
+    // The async rest of fn may still use what it made: hand those to the enclosing scope.
+    for (const t of scope) scopes[scopes.length - 1]?.add(t);
+    throw new WebslopeError("tidy(fn): fn must be synchronous (it returned a Promise); await outside tidy() and wrap only the synchronous part");
+  }
   const kept = new Set<unknown>();
   collect(result, kept);
   const parent = scopes[scopes.length - 1];
