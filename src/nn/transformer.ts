@@ -32,15 +32,17 @@ export type AttentionImpl = "fused" | "unfused";
 export function unfusedCausalAttention(qkv: Tensor, nHead: number, pDrop: number): Tensor {
   const [B, T, C3] = qkv.shape as [number, number, number];
   const C = C3 / 3, H = nHead, D = C / H;
-  const heads = qkv.reshape([B, T, 3, H, D]).permute([2, 0, 3, 1, 4]); // [3, B, H, T, D]
+  const split5 = qkv.reshape([B, T, 3, H, D]);
+  const heads = split5.permute([2, 0, 3, 1, 4]);          // [3, B, H, T, D]
   const [q, k, v] = heads.split(1, 0).map((t) => { const r = t.reshape([B, H, T, D]); t.dispose(); return r; }) as [Tensor, Tensor, Tensor];
   const scores = matmul(q, k, { transB: true });            // [B, H, T, T]
   const scaled = scores.mul(1 / Math.sqrt(D));
   const att = softmax(scaled, -1, { causal: true });
   const attD = pDrop > 0 ? dropout(att, pDrop) : att;
   const y = matmul(attD, v);                                // [B, H, T, D]
-  const merged = y.permute([0, 2, 1, 3]).reshape([B, T, C]);
-  for (const t of [heads, q, k, v, scores, scaled, att, y]) t.dispose();
+  const yt = y.permute([0, 2, 1, 3]);
+  const merged = yt.reshape([B, T, C]);
+  for (const t of [split5, heads, q, k, v, scores, scaled, att, y, yt]) t.dispose();
   if (attD !== att) attD.dispose();
   return merged;
 }
