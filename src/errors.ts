@@ -44,6 +44,17 @@ export class DTypeError extends WebslopeError {
   }
 }
 
+/**
+ * A value the op does not accept: an option out of its range, a non-finite or non-integer size,
+ * a token id outside the vocabulary. The message names the op, the value and the accepted range.
+ */
+export class ValueError extends WebslopeError {
+  override name = "ValueError";
+  constructor(readonly op: string, detail: string) {
+    super(`${op}: ${detail}`);
+  }
+}
+
 /** A tensor used after dispose() (directly, or by tidy() at the end of its scope). */
 export class DisposedTensorError extends WebslopeError {
   override name = "DisposedTensorError";
