@@ -9,6 +9,7 @@ import "./nn.ts";
 import "./attention.ts";
 import "./runtime.ts";
 import "./errors.ts";
+import "./hardening.ts";
 import "./training.ts";
 import "./optim.ts";
 import "./sparse.ts";
