@@ -4,8 +4,8 @@
 import { GraphNode, runBackward } from "./autograd/graph.ts";
 import type { Activation } from "./autograd/ops.ts";
 import { DTYPE_BYTES, type DType, fromHalfBits } from "./dtype.ts";
-import { AutogradError, DisposedTensorError } from "./errors.ts";
-import { gpu } from "./gpu/context.ts";
+import { AutogradError, DeviceLostError, DisposedTensorError } from "./errors.ts";
+import { type GpuContext, gpu, maybeGpu } from "./gpu/context.ts";
 import type { BufferRange } from "./gpu/pool.ts";
 import { isGradEnabled, keep, track } from "./scope.ts";
 import { backwardRules } from "./ops/grads.ts";
@@ -22,6 +22,8 @@ import { logSoftmax, softmax, type SoftmaxOptions } from "./ops/nn.ts";
  */
 export class Storage {
   refs = 1;
+  /** The context whose pool the buffer came from: a buffer of a lost device goes back there, never to a new pool. */
+  readonly ctx: GpuContext | null = maybeGpu();
   /** What kernels bind (one object per storage, so aliases compare equal). */
   readonly range: BufferRange;
   constructor(readonly buffer: GPUBuffer, readonly bytes: number, readonly offset = 0, readonly parent: Storage | null = null) {
@@ -38,7 +40,7 @@ export class Storage {
   release(): void {
     if (--this.refs !== 0) return;
     if (this.parent) this.parent.release();
-    else gpu().pool.release(this.buffer, this.bytes);
+    else this.ctx?.pool.release(this.buffer, this.bytes);
   }
 }
 
@@ -92,12 +94,21 @@ export class Tensor {
   /** The GPU buffer range kernels bind; throws DisposedTensorError after dispose(). */
   buffer(op = "tensor"): BufferRange {
     if (!this._storage) throw new DisposedTensorError(op, `a tensor of shape [${this.shape.join(", ")}]`);
+    if (this._storage.ctx !== maybeGpu()) throw this.staleDevice(op);
     return this._storage.range;
+  }
+
+  /** The error for a tensor whose device was lost (init() has since made a new one). */
+  private staleDevice(op: string): DeviceLostError {
+    const lost = this._storage?.ctx?.lost;
+    return new DeviceLostError(lost?.reason ?? "unknown", `${op}: this tensor of shape [${this.shape.join(", ")}] was made on the lost device` +
+      `${lost?.message ? ` (${lost.message})` : ""}; dispose it and rebuild it on the new one`);
   }
 
   /** Internal: the storage, for aliasing. */
   storage(op = "tensor"): Storage {
     if (!this._storage) throw new DisposedTensorError(op, `a tensor of shape [${this.shape.join(", ")}]`);
+    if (this._storage.ctx !== maybeGpu()) throw this.staleDevice(op);
     return this._storage;
   }
 

@@ -27,7 +27,7 @@ export class GpuContext {
     this.pipelines = new PipelineCache(this.device);
     this.pool.onDestroy = () => this.pipelines.clearBindGroups();
     this.launcher = new Launcher(this.device, this.pipelines);
-    this.device.lost.then((l) => { this.lost = { reason: l.reason ?? "unknown", message: l.message }; });
+    this.device.lost.then((l) => { this.lost = { reason: l.reason ?? "unknown", message: l.message }; this.pool.close(); });
     const onError = (e: Event) => {
       const err = (e as GPUUncapturedErrorEvent).error;
       if (this.errors.length < 16) this.errors.push(err?.message ?? String(err));
@@ -78,6 +78,8 @@ export class GpuContext {
     try {
       await staging.mapAsync(GPUMapMode_READ);
     } catch (e) {
+      // A device lost mid-flight fails the map before its lost promise settles: give it a moment.
+      await Promise.race([this.device.lost, new Promise((r) => setTimeout(r, 500))]);
       this.check();
       throw new WebGPUError(`readback failed: ${(e as Error).message}`);
     }

@@ -49,6 +49,7 @@ export class BufferPool {
   private peak = 0;
   private count = 0;
   private pooled = 0;
+  private closed = false;
   /** Called when buffers are destroyed, so caches holding them can drop their entries. */
   onDestroy: () => void = () => {};
 
@@ -71,6 +72,7 @@ export class BufferPool {
   release(buf: GPUBuffer, bytes: number): void {
     this.live -= bytes;
     this.count--;
+    if (this.closed) { buf.destroy(); return; }
     const size = buf.size;
     let list = this.free.get(size);
     if (!list) this.free.set(size, (list = []));
@@ -82,6 +84,12 @@ export class BufferPool {
     for (const list of this.free.values()) for (const b of list) { this.pooled -= b.size; b.destroy(); }
     this.free.clear();
     this.onDestroy();
+  }
+
+  /** The device is lost: free buffers are destroyed, and so is every buffer released from now on. */
+  close(): void {
+    this.trim();
+    this.closed = true;
   }
 
   stats(): MemoryStats {

@@ -15,6 +15,7 @@ import "./optim.ts";
 import "./sparse.ts";
 import "./slope.ts";
 import "./adapters.ts";
-import "./compile.ts"; // last: checks every variant compiled above
+import "./compile.ts"; // checks every variant compiled above
+import "./device-loss.ts"; // last: destroys the device on purpose
 
 export { cases, supported, type TestCase } from "../lib/harness.ts";
