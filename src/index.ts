@@ -1,4 +1,5 @@
 // Public entry point of webslope: runtime, tensors, ops, autograd scopes and errors.
+import "./ops/register.ts";
 export { Tensor, type TensorLike } from "./tensor.ts";
 export { init, flush, memoryStats, gpu, type GpuContext } from "./gpu/context.ts";
 export { dawnFlags, type InitOptions, type SubgroupMatrixConfig } from "./gpu/device.ts";
@@ -15,10 +16,11 @@ export {
 export { sum, mean, max } from "./ops/reduce.ts";
 export { reshape, permute, transpose, slice, narrow, concat, split, expand } from "./ops/layout.ts";
 export { matmul, type MatmulOptions, setFloat32MatmulPrecision, getFloat32MatmulPrecision, type MatmulPrecision } from "./ops/matmul.ts";
-export {
-  softmax, logSoftmax, layerNorm, embedding, crossEntropy, dropout,
-  type SoftmaxOptions, type CrossEntropyOptions, type DropoutOptions, type Reduction,
-} from "./ops/nn.ts";
+export { softmax, logSoftmax, type SoftmaxOptions } from "./ops/softmax.ts";
+export { layerNorm } from "./ops/layernorm.ts";
+export { embedding } from "./ops/embedding.ts";
+export { crossEntropy, type CrossEntropyOptions, type Reduction } from "./ops/crossentropy.ts";
+export { dropout, type DropoutOptions } from "./ops/dropout.ts";
 export { scaledDotProductAttention, qkvAttention, type AttentionOptions } from "./ops/attention.ts";
 export type { Activation, OpName } from "./autograd/ops.ts";
 export * from "./errors.ts";

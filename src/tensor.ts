@@ -1,19 +1,15 @@
 // Tensor: a shape, a dtype and reference-counted GPU storage from the pool, plus the autograd
 // fields (requiresGrad, grad, gradFn). Data stays on the GPU; toArray()/item() read it back
-// asynchronously. Methods are thin PyTorch-named forwards to the op front-ends in src/ops/.
-import { GraphNode, runBackward } from "./autograd/graph.ts";
-import type { Activation } from "./autograd/ops.ts";
-import { DTYPE_BYTES, type DType, fromHalfBits } from "./dtype.ts";
+// asynchronously. The PyTorch-named op methods (add, sum, reshape, matmul, softmax ...) are
+// attached by the op modules in src/ops/ (each declares its methods on this class by declaration
+// merging), so this file imports no op.
+import { backward, type GraphNode } from "./autograd/graph.ts";
+import { tapeKernels } from "./autograd/rules.ts";
+import { DTYPE_BYTES, fromHalfBits, type DType } from "./dtype.ts";
 import { AutogradError, DeviceLostError, DisposedTensorError } from "./errors.ts";
 import { type GpuContext, gpu, maybeGpu } from "./gpu/context.ts";
 import type { BufferRange } from "./gpu/pool.ts";
-import { isGradEnabled, keep, track } from "./scope.ts";
-import { backwardRules } from "./ops/grads.ts";
-import * as ew from "./ops/elementwise.ts";
-import * as red from "./ops/reduce.ts";
-import * as lay from "./ops/layout.ts";
-import { matmul, type MatmulOptions } from "./ops/matmul.ts";
-import { logSoftmax, softmax, type SoftmaxOptions } from "./ops/nn.ts";
+import { keep, track } from "./scope.ts";
 
 /**
  * GPU memory shared by a tensor and its aliases (reshape views, saved copies); freed at zero refs.
@@ -193,76 +189,40 @@ export class Tensor {
    * Without `grad` the tensor must hold one element (the loss), like PyTorch.
    */
   backward(grad?: Tensor): void {
-    if (!isGradEnabled()) throw new AutogradError("backward() inside noGrad()");
-    let g = grad;
-    if (!g) {
-      if (this.size !== 1) {
-        throw new AutogradError(`backward(): the tensor has shape [${this.shape.join(", ")}]; pass a gradient of that shape or call it on a scalar`);
-      }
-      g = ew.fullLike(this, 1);
-    } else if (g.shape.join() !== this.shape.join()) {
-      throw new AutogradError(`backward(grad): grad has shape [${g.shape.join(", ")}], the tensor [${this.shape.join(", ")}]`);
-    }
-    const root = grad ? g.alias() : g;
-    keep(root);
-    runBackward(this, root, backwardRules(), (leaf, gi) => {
-      keep(gi);
-      if (leaf.grad && !leaf.grad.isDisposed) {
-        ew.addInPlace(leaf.grad, gi);
-        gi.dispose();
-      } else if (leaf.gradSlot && gi.dtype === leaf.dtype && gi.size === leaf.size) {
-        gpu().launcher.copy(gi.buffer("backward"), 0, leaf.gradSlot.range, 0, leaf.gradSlot.range.size);
-        gi.dispose();
-        leaf.grad = keep(new Tensor(leaf.gradSlot.retain(), leaf.shape, leaf.dtype));
-      } else {
-        leaf.grad = gi;
-      }
-    });
-    root.dispose();
+    backward(this, grad);
   }
 
-  // ---- elementwise -------------------------------------------------------------------------
-  add(o: TensorLike): Tensor { return ew.add(this, o); }
-  sub(o: TensorLike): Tensor { return ew.sub(this, o); }
-  mul(o: TensorLike): Tensor { return ew.mul(this, o); }
-  div(o: TensorLike): Tensor { return ew.div(this, o); }
-  neg(): Tensor { return ew.neg(this); }
-  exp(): Tensor { return ew.exp(this); }
-  log(): Tensor { return ew.log(this); }
-  sqrt(): Tensor { return ew.sqrt(this); }
-  rsqrt(): Tensor { return ew.rsqrt(this); }
-  tanh(): Tensor { return ew.tanh(this); }
-  relu(): Tensor { return ew.relu(this); }
-  gelu(): Tensor { return ew.gelu(this); }
-  pow(p: number): Tensor { return ew.pow(this, p); }
-  maskedFill(mask: Tensor, value: number): Tensor { return ew.maskedFill(this, mask, value); }
-  to(dtype: DType): Tensor { return ew.cast(this, dtype); }
-  eq(o: TensorLike): Tensor { return ew.compare("eq", this, o); }
-  gt(o: TensorLike): Tensor { return ew.compare("gt", this, o); }
-  lt(o: TensorLike): Tensor { return ew.compare("lt", this, o); }
-  // ---- reductions --------------------------------------------------------------------------
-  sum(axes?: number | number[], keepDim = false): Tensor { return red.sum(this, axes, keepDim); }
-  mean(axes?: number | number[], keepDim = false): Tensor { return red.mean(this, axes, keepDim); }
-  max(axes?: number | number[], keepDim = false): Tensor { return red.max(this, axes, keepDim); }
-  // ---- layout ------------------------------------------------------------------------------
-  reshape(...shape: number[] | [number[]]): Tensor { return lay.reshape(this, (Array.isArray(shape[0]) ? shape[0] : shape) as number[]); }
-  view(...shape: number[] | [number[]]): Tensor { return this.reshape(...shape); }
-  flatten(): Tensor { return lay.reshape(this, [this.size]); }
-  permute(...perm: number[] | [number[]]): Tensor { return lay.permute(this, (Array.isArray(perm[0]) ? perm[0] : perm) as number[]); }
-  transpose(d0 = -2, d1 = -1): Tensor { return lay.transpose(this, d0, d1); }
-  get T(): Tensor { return lay.transpose(this, -2, -1); }
-  slice(starts: number[], ends: number[]): Tensor { return lay.slice(this, starts, ends); }
-  narrow(axis: number, start: number, length: number): Tensor { return lay.narrow(this, axis, start, length); }
-  split(sizes: number | number[], axis = 0): Tensor[] { return lay.split(this, sizes, axis); }
-  expand(shape: number[]): Tensor { return lay.expand(this, shape); }
-  // ---- matmul / nn -------------------------------------------------------------------------
-  matmul(o: Tensor, opts?: MatmulOptions): Tensor { return matmul(this, o, opts); }
-  softmax(axis = -1, opts?: SoftmaxOptions): Tensor { return softmax(this, axis, opts); }
-  logSoftmax(axis = -1, opts?: SoftmaxOptions): Tensor { return logSoftmax(this, axis, opts); }
+  /** Internal (the tape): adds a gradient that reached this leaf into `.grad` (or its arena slot). */
+  accumulateGrad(gi: Tensor): void {
+    keep(gi);
+    if (this.grad && !this.grad.isDisposed) {
+      tapeKernels().addInPlace(this.grad, gi);
+      gi.dispose();
+    } else if (this.gradSlot && gi.dtype === this.dtype && gi.size === this.size) {
+      gpu().launcher.copy(gi.buffer("backward"), 0, this.gradSlot.range, 0, this.gradSlot.range.size);
+      gi.dispose();
+      this.grad = keep(new Tensor(this.gradSlot.retain(), this.shape, this.dtype));
+    } else {
+      this.grad = gi;
+    }
+  }
 
   toString(): string {
     return `Tensor(shape=[${this.shape.join(", ")}], dtype=${this.dtype}${this.requiresGrad ? ", requiresGrad" : ""}${this.isDisposed ? ", disposed" : ""})`;
   }
 }
 
-export type { Activation };
+/**
+ * Attaches op methods to Tensor (non-enumerable, like class methods). Each op module declares its
+ * methods on the Tensor interface (declaration merging) and calls this when it loads; `getters`
+ * are properties computed on read (`x.T`).
+ */
+export function defineTensorMethods<G extends keyof Tensor = never>(
+  methods: { [K in keyof Tensor]?: Tensor[K] } & ThisType<Tensor>,
+  getters: { [K in G]: (this: Tensor) => Tensor[K] } = {} as { [K in G]: (this: Tensor) => Tensor[K] },
+): void {
+  for (const [name, value] of Object.entries(methods)) {
+    Object.defineProperty(Tensor.prototype, name, { value, writable: true, configurable: true });
+  }
+  for (const [name, get] of Object.entries(getters) as [string, () => unknown][]) Object.defineProperty(Tensor.prototype, name, { get, configurable: true });
+}

@@ -1,21 +1,12 @@
 // The autograd tape: each op run with grad enabled records a node (its op, saved tensors,
 // attributes and the edges to its inputs). Nodes are reference counted, so a graph that is
 // never backpropagated (eval without noGrad) is freed as soon as its tensors are disposed.
+// The rules it runs come from the table in ./rules.ts, which the op modules fill.
 import { AutogradError } from "../errors.ts";
-import { keep, noGrad } from "../scope.ts";
+import { isGradEnabled, keep, noGrad } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
-import type { OpAttrs, OpName } from "./ops.ts";
-
-export interface NodeCtx<K extends OpName> {
-  readonly attrs: OpAttrs[K];
-  readonly saved: readonly Tensor[];
-  readonly inputShapes: readonly (readonly number[])[];
-  readonly needsGrad: readonly boolean[];
-}
-
-/** One gradient (or null where the input needs none) per input, in input order. */
-export type Rule<K extends OpName> = (g: Tensor, ctx: NodeCtx<K>) => (Tensor | null)[];
-export type RuleTable = { [K in OpName]: Rule<K> };
+import type { OpAttrs, OpName, OpSaved, SavedOf } from "./ops.ts";
+import { type NodeCtx, type Rule, ruleFor, tapeKernels } from "./rules.ts";
 
 type Edge = { node: GraphNode } | { leaf: Tensor } | null;
 
@@ -41,21 +32,22 @@ export class GraphNode {
   release(): void {
     if (this.released) return;
     this.released = true;
-    for (const t of this.ctx.saved) t.dispose();
+    for (const t of Object.values(this.ctx.saved) as (Tensor | undefined)[]) t?.dispose();
     for (const e of this.edges) if (e && "node" in e) e.node.unref();
   }
 }
 
 /**
- * Records `op` producing `out` from `inputs` when any input requires grad. `saved` tensors are
- * aliased (they survive the user disposing the originals) and released with the node.
+ * Records `op` producing `out` from `inputs` when any input requires grad. The `saved` record
+ * (the op's OpSaved entry; none for an op that saves nothing) is aliased tensor by tensor (they
+ * survive the user disposing the originals) and released with the node.
  */
 export function record<K extends OpName>(
   op: K,
   inputs: readonly (Tensor | null)[],
   out: Tensor,
   attrs: OpAttrs[K],
-  saved: readonly Tensor[] = [],
+  ...savedArg: K extends keyof OpSaved ? [saved: SavedOf<K>] : []
 ): void {
   const needsGrad = inputs.map((t) => !!t && t.requiresGrad);
   if (!needsGrad.some(Boolean)) return;
@@ -66,15 +58,43 @@ export function record<K extends OpName>(
   });
   const ctx: NodeCtx<K> = {
     attrs,
-    saved: saved.map((t) => keep(t.alias())),
+    saved: aliasSaved((savedArg[0] ?? {}) as Record<string, Tensor | undefined>) as SavedOf<K>,
     inputShapes: inputs.map((t) => t?.shape ?? []),
     needsGrad,
   };
   out.setGradFn(new GraphNode(op, edges, ctx as unknown as NodeCtx<OpName>));
 }
 
+function aliasSaved(saved: Record<string, Tensor | undefined>): Record<string, Tensor> {
+  const out: Record<string, Tensor> = {};
+  for (const [name, t] of Object.entries(saved)) if (t) out[name] = keep(t.alias());
+  return out;
+}
+
+/**
+ * Tensor.backward(): backpropagates from `root`; leaf tensors with requiresGrad accumulate into
+ * `.grad`. Without `grad` the root must hold one element (the loss), like PyTorch.
+ */
+export function backward(root: Tensor, grad?: Tensor): void {
+  if (!isGradEnabled()) throw new AutogradError("backward() inside noGrad()");
+  const k = tapeKernels();
+  let g = grad;
+  if (!g) {
+    if (root.size !== 1) {
+      throw new AutogradError(`backward(): the tensor has shape [${root.shape.join(", ")}]; pass a gradient of that shape or call it on a scalar`);
+    }
+    g = k.fillLike(root, 1);
+  } else if (g.shape.join() !== root.shape.join()) {
+    throw new AutogradError(`backward(grad): grad has shape [${g.shape.join(", ")}], the tensor [${root.shape.join(", ")}]`);
+  }
+  const seed = grad ? g.alias() : g;
+  keep(seed);
+  runBackward(root, seed, (leaf, gi) => leaf.accumulateGrad(gi));
+  seed.dispose();
+}
+
 /** Runs the backward pass from `root` and frees the graph (PyTorch's retain_graph=False). */
-export function runBackward(root: Tensor, grad: Tensor, rules: RuleTable, accumulate: (leaf: Tensor, g: Tensor) => void): void {
+function runBackward(root: Tensor, grad: Tensor, accumulate: (leaf: Tensor, g: Tensor) => void): void {
   const rootNode = root.gradFn;
   if (!rootNode) {
     if (root.requiresGrad) { accumulate(root, grad); return; }
@@ -107,7 +127,7 @@ export function runBackward(root: Tensor, grad: Tensor, rules: RuleTable, accumu
       const g = grads.get(node)!;
       grads.delete(node);
       if (node.released) throw new AutogradError(`backward(): the graph through ${node.op} was already freed`);
-      const rule = rules[node.op] as Rule<OpName>;
+      const rule = ruleFor(node.op) as Rule<OpName>;
       // Rules may hand back g itself or one tensor for two inputs; alias those so each is owned once.
       const inGrads = rule(g, node.ctx).map((t, k, all) => (t && (t === g || all.indexOf(t) !== k) ? t.alias() : t));
       if (g !== grad) g.dispose();
@@ -117,7 +137,7 @@ export function runBackward(root: Tensor, grad: Tensor, rules: RuleTable, accumu
         if (!gi) throw new AutogradError(`backward rule of ${node.op} returned no gradient for input ${i}`);
         if ("leaf" in e) { accumulate(e.leaf, gi); return; }
         const prev = grads.get(e.node);
-        if (prev) { grads.set(e.node, prev.add(gi)); prev.dispose(); gi.dispose(); }
+        if (prev) { grads.set(e.node, tapeKernels().add(prev, gi)); prev.dispose(); gi.dispose(); }
         else grads.set(e.node, gi);
         const left = pending.get(e.node)! - 1;
         pending.set(e.node, left);

@@ -1,6 +1,8 @@
-// The names of every differentiable op and the attributes each records for its backward rule.
-// The rule table (src/ops/grads.ts) is typed `{ [K in OpName]: Rule<K> }`, so an op added here
-// without a backward rule fails to compile.
+// The names of every differentiable op and the attributes each records for its backward rule,
+// plus the interface op modules extend with the tensors each op saves. Types only: the op modules
+// register their rules with the tape (src/autograd/rules.ts), and test/suite/registry.ts holds the
+// one typed check that every op here has a rule (`satisfies RuleTable`: an op added without one
+// fails to compile).
 import type { DType } from "../dtype.ts";
 
 export type Activation = "none" | "relu" | "gelu";
@@ -62,7 +64,7 @@ export interface OpAttrs {
   expand: Record<never, never>;
   // matmul (src/ops/matmul.ts)
   matmul: { transA: boolean; transB: boolean; activation: Activation; hasBias: boolean };
-  // nn (src/ops/nn.ts)
+  // nn (src/ops/softmax.ts, layernorm.ts, embedding.ts, crossentropy.ts, dropout.ts)
   softmax: { axis: number; causal: boolean };
   logSoftmax: { axis: number; causal: boolean };
   layerNorm: { eps: number; hasWeight: boolean; hasBias: boolean };
@@ -79,3 +81,15 @@ export interface OpAttrs {
 }
 
 export type OpName = keyof OpAttrs;
+
+/**
+ * The tensors an op saves for its backward, by name: each op module declares its entries next to
+ * the forward that saves them (`declare module "../autograd/ops.ts" { interface OpSaved { ... } }`);
+ * record() takes that record and the rule reads it back as `ctx.saved`. Ops that save nothing
+ * have no entry.
+ */
+// deno-lint-ignore no-empty-interface
+export interface OpSaved {}
+
+/** What `op` saves: its OpSaved record, or nothing. */
+export type SavedOf<K extends OpName> = K extends keyof OpSaved ? OpSaved[K] : Record<never, never>;

@@ -3,7 +3,8 @@
 import { ShapeError, fmtShape } from "../errors.ts";
 import { arange } from "../ops/creation.ts";
 import { matmul } from "../ops/matmul.ts";
-import { crossEntropy, dropout } from "../ops/nn.ts";
+import { crossEntropy } from "../ops/crossentropy.ts";
+import { dropout } from "../ops/dropout.ts";
 import type { Tensor } from "../tensor.ts";
 import { Embedding, LayerNorm } from "./layers.ts";
 import { Module } from "./module.ts";

@@ -1,4 +1,5 @@
 // webslope/nn: modules (PyTorch names): Module, Linear, Embedding, LayerNorm, attention, MLP, GPT.
+import "../ops/register.ts";
 export { Module } from "./module.ts";
 export { Linear, Embedding, LayerNorm, type LinearOptions, type LinearLike } from "./layers.ts";
 export { CausalSelfAttention, MLP, Block, type BlockConfig } from "./transformer.ts";

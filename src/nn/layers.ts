@@ -4,7 +4,8 @@ import type { Activation } from "../autograd/ops.ts";
 import { ShapeError, fmtShape } from "../errors.ts";
 import { randn, rand, zeros, ones } from "../ops/creation.ts";
 import { matmul } from "../ops/matmul.ts";
-import { embedding, layerNorm } from "../ops/nn.ts";
+import { embedding } from "../ops/embedding.ts";
+import { layerNorm } from "../ops/layernorm.ts";
 import type { Tensor } from "../tensor.ts";
 import { Module } from "./module.ts";
 

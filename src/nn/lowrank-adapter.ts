@@ -4,7 +4,7 @@
 // gradient) so that the merged [W; Lᵀ] inference matrix is exactly the trained one (§5.5).
 import { ShapeError, fmtShape } from "../errors.ts";
 import { randn, zeros } from "../ops/creation.ts";
-import { permuteRaw } from "../ops/layout.ts";
+import { permuteRaw } from "../ops/raw/copy.ts";
 import { matmul } from "../ops/matmul.ts";
 import { noGrad } from "../scope.ts";
 import { maskOf } from "../sparse/mask.ts";

@@ -4,7 +4,7 @@
 import { keep, noGrad } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import { ShapeError, fmtShape } from "../errors.ts";
-import { copyInto } from "../ops/layout.ts";
+import { copyInto } from "../ops/raw/copy.ts";
 
 /** Parameters owned by sparse layers (SparseAdamW updates them; denseParameters() leaves them out). */
 export const sparseParams = new WeakSet<Tensor>();

@@ -14,7 +14,7 @@ import { spmm } from "../sparse/spmm.ts";
 import { type AdapterRank, LowRankAdapter, resolveRank } from "./lowrank-adapter.ts";
 import { gelu, relu } from "../ops/elementwise.ts";
 import { maskOf } from "../sparse/mask.ts";
-import { permuteRaw } from "../ops/layout.ts";
+import { permuteRaw } from "../ops/raw/copy.ts";
 import { compress24, decompress24, type Pattern, Sparse24 } from "../sparse/sparse24.ts";
 import { doublePrune, refreshTranspose, repruneTranspose } from "../sparse/double-prune.ts";
 import { sparseLinear } from "../sparse/ops.ts";

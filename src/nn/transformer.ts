@@ -3,7 +3,8 @@
 // scores through a transposed matmul, causal softmax, ·v) and the MLP (GELU fused into fc1's
 // epilogue).
 import { ShapeError, WebslopeError, fmtShape } from "../errors.ts";
-import { dropout, softmax } from "../ops/nn.ts";
+import { dropout } from "../ops/dropout.ts";
+import { softmax } from "../ops/softmax.ts";
 import { qkvAttention } from "../ops/attention.ts";
 import { matmul } from "../ops/matmul.ts";
 import type { Tensor } from "../tensor.ts";

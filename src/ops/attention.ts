@@ -4,10 +4,10 @@
 // Two entries share the kernels: `scaledDotProductAttention(q, k, v)` on contiguous
 // [..., T, D] tensors, and `qkvAttention(qkv, nHead)`, which reads q, k, v in place from the
 // qkv projection's [B, T, 3C] output and writes y as [B, T, C] (its gradient as [B, T, 3C]), so
-// a transformer block needs no permute, split or copy around attention.
-import type { Rule } from "../autograd/graph.ts";
+// a transformer block needs no permute, split or copy around attention. Registers its rules.
 import { record } from "../autograd/graph.ts";
-import type { AttentionAttrs, AttentionGeometry as Geometry } from "../autograd/ops.ts";
+import type { AttentionAttrs, AttentionGeometry as Geometry, OpSaved } from "../autograd/ops.ts";
+import { registerRules, type Rules } from "../autograd/rules.ts";
 import { DTypeError, ResourceLimitError, ShapeError, WebslopeError, fmtShape } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
 import { f32bits } from "../gpu/launcher.ts";
@@ -105,6 +105,14 @@ function checkOptions(op: string, opts: AttentionOptions, D: number, shapes: str
   return { causal: !!opts.causal, p, scale, key };
 }
 
+declare module "../autograd/ops.ts" {
+  interface OpSaved {
+    /** The inputs, the output and the per-row logsumexp [B·H, T]. */
+    scaledDotProductAttention: { q: Tensor; k: Tensor; v: Tensor; out: Tensor; lse: Tensor };
+    qkvAttention: { qkv: Tensor; out: Tensor; lse: Tensor };
+  }
+}
+
 /**
  * softmax(scale·q·kᵀ [masked causally]) [dropout] · v over the last two axes of contiguous
  * q, k, v [..., T, D] (one shape for all three; the leading axes are batch and heads) →
@@ -128,7 +136,7 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   const geo: Geometry = { BH, T, D, H: 1, sB: T * D, sH: 0, sT: D, bases: [0, 0, 0], oSB: T * D, oSH: 0, oST: D, packed: false };
   const attrs: AttentionAttrs = { geo, ...o };
   const [out, lse] = forwardRaw(op, q, k, v, q.shape, attrs);
-  if (isGradEnabled()) record(op, [q, k, v], out, attrs, [q, k, v, out, lse]);
+  if (isGradEnabled()) record(op, [q, k, v], out, attrs, { q, k, v, out, lse });
   lse.dispose();
   return out;
 }
@@ -156,30 +164,32 @@ export function qkvAttention(qkv: Tensor, nHead: number, opts: AttentionOptions 
   };
   const attrs: AttentionAttrs = { geo, ...o };
   const [out, lse] = forwardRaw(op, qkv, qkv, qkv, [B, T, C], attrs);
-  if (isGradEnabled()) record(op, [qkv], out, attrs, [qkv, out, lse]);
+  if (isGradEnabled()) record(op, [qkv], out, attrs, { qkv, out, lse });
   lse.dispose();
   return out;
 }
 
 // ---- backward rules --------------------------------------------------------------------------
 
-function sdpaBackward(g: Tensor, saved: readonly Tensor[], a: AttentionAttrs, needsGrad: readonly boolean[]): (Tensor | null)[] {
+function sdpaBackward(g: Tensor, saved: OpSaved["scaledDotProductAttention"], a: AttentionAttrs, needsGrad: readonly boolean[]): (Tensor | null)[] {
   const op = "scaledDotProductAttention";
-  const [q, k, v, out, lse] = saved as [Tensor, Tensor, Tensor, Tensor, Tensor];
+  const { q, k, v, out, lse } = saved;
   const dq = Tensor.empty(q.shape, q.dtype, op), dk = Tensor.empty(q.shape, q.dtype, op), dv = Tensor.empty(q.shape, q.dtype, op);
   backwardRaw(op, q, k, v, out, lse, g, dq, dk, dv, a);
   return [dq, dk, dv].map((t, i) => { if (needsGrad[i]) return t; t.dispose(); return null; });
 }
 
-function qkvBackward(g: Tensor, saved: readonly Tensor[], a: AttentionAttrs): Tensor {
+function qkvBackward(g: Tensor, saved: OpSaved["qkvAttention"], a: AttentionAttrs): Tensor {
   const op = "qkvAttention";
-  const [qkv, out, lse] = saved as [Tensor, Tensor, Tensor];
+  const { qkv, out, lse } = saved;
   const dqkv = Tensor.empty(qkv.shape, qkv.dtype, op);
   backwardRaw(op, qkv, qkv, qkv, out, lse, g, dqkv, dqkv, dqkv, a);
   return dqkv;
 }
 
-export const attentionRules: { scaledDotProductAttention: Rule<"scaledDotProductAttention">; qkvAttention: Rule<"qkvAttention"> } = {
+export const attentionRules: Rules<"scaledDotProductAttention" | "qkvAttention"> = {
   scaledDotProductAttention: (g, c) => sdpaBackward(g, c.saved, c.attrs, c.needsGrad),
   qkvAttention: (g, c) => [qkvBackward(g, c.saved, c.attrs)],
 };
+
+registerRules(attentionRules);

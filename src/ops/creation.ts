@@ -7,7 +7,7 @@ import { f32bits } from "../gpu/launcher.ts";
 import { generatorFor } from "../random.ts";
 import { Tensor } from "../tensor.ts";
 import { FILL_WORKGROUP, fillKernel, randomKernel } from "../../shaders/fill.wgsl.ts";
-import { fill } from "./elementwise.ts";
+import { fill } from "./raw/map.ts";
 import { grid1d, numel } from "./util.ts";
 
 export interface CreateOptions {

@@ -1,81 +1,27 @@
 // Elementwise op front-ends (arithmetic with broadcasting and scalars, unary math, where,
-// maskedFill, cast, comparisons) and their backward rules, declared next to what they save.
-import type { Rule } from "../autograd/graph.ts";
+// maskedFill, cast, comparisons), the Tensor methods that forward to them, and their backward
+// rules, registered with the tape when this module loads. What each op saves for its backward is
+// declared next to its forward. The kernels themselves are launched through ./raw/map.ts.
 import { record } from "../autograd/graph.ts";
+import { registerRules, registerTapeKernels, type Rules } from "../autograd/rules.ts";
 import type { DType } from "../dtype.ts";
 import { DTypeError, ShapeError, fmtShape } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
-import { f32bits } from "../gpu/launcher.ts";
 import { isGradEnabled, noGrad } from "../scope.ts";
-import { Tensor, type TensorLike } from "../tensor.ts";
-import { EW_MAX_RANK, EW_SHAPE, EW_STRIDES, EW_WORKGROUP, mapKernel } from "../../shaders/elementwise.wgsl.ts";
-import { fillKernel, FILL_WORKGROUP } from "../../shaders/fill.wgsl.ts";
-import { sumToShape } from "./reduce.ts";
-import { broadcastShapes, broadcastStrides, checkFloat, checkLive, grid1d, sameShape } from "./util.ts";
-
-function scalarBits(x: number, dtype: DType): number {
-  return dtype === "i32" ? (Math.trunc(x) | 0) >>> 0 : f32bits(x);
-}
-
-/**
- * Launches a map kernel: out = expr(a, b, c) over the broadcast shape of the inputs. No autograd:
- * front-ends record, backward rules call this directly.
- */
-export function mapOp(op: string, expr: string, inputs: Tensor[], outDtype: DType, s = 0, s2 = 0): Tensor {
-  const g = gpu();
-  const shape = inputs.length > 1 ? broadcastShapes(op, ...inputs.map((t) => t.shape)) : [...inputs[0]!.shape];
-  if (shape.length > EW_MAX_RANK) throw new ShapeError(op, `rank ${shape.length} is over the supported ${EW_MAX_RANK}`);
-  const bufs = inputs.map((t) => t.buffer(op));
-  const out = Tensor.empty(shape, outDtype, op);
-  const n = out.size;
-  const broadcast = inputs.some((t) => !sameShape(t.shape, shape));
-  const ct: DType = inputs.every((t) => t.dtype === "i32") ? "i32" : "f32";
-  const params = new Array<number>(EW_STRIDES + 3 * EW_MAX_RANK).fill(0);
-  params[0] = n; params[1] = shape.length; params[2] = scalarBits(s, ct); params[3] = scalarBits(s2, ct);
-  if (broadcast) {
-    shape.forEach((d, i) => { params[EW_SHAPE + i] = d; });
-    inputs.forEach((t, k) => broadcastStrides(t.shape, shape).forEach((st, i) => { params[EW_STRIDES + k * EW_MAX_RANK + i] = st; }));
-  }
-  const kernel = mapKernel(expr, inputs.map((t) => t.dtype), outDtype, broadcast, false);
-  g.launcher.dispatch(kernel, [out.buffer(op), ...bufs], grid1d(n, EW_WORKGROUP), params);
-  return out;
-}
-
-/** dst = expr(dst, src) in place, src broadcast to dst's shape. Used for .grad accumulation and optimizers. */
-export function mapInPlace(op: string, expr: string, dst: Tensor, srcs: Tensor[], s = 0, s2 = 0): void {
-  const shape = dst.shape;
-  const all = [dst, ...srcs];
-  const broadcast = srcs.some((t) => !sameShape(t.shape, shape));
-  if (broadcast) broadcastShapes(op, ...all.map((t) => t.shape));
-  const ct: DType = all.every((t) => t.dtype === "i32") ? "i32" : "f32";
-  const params = new Array<number>(EW_STRIDES + 3 * EW_MAX_RANK).fill(0);
-  params[0] = dst.size; params[1] = shape.length; params[2] = scalarBits(s, ct); params[3] = scalarBits(s2, ct);
-  if (broadcast) {
-    shape.forEach((d, i) => { params[EW_SHAPE + i] = d; });
-    all.forEach((t, k) => broadcastStrides(t.shape, shape).forEach((st, i) => { params[EW_STRIDES + k * EW_MAX_RANK + i] = st; }));
-  }
-  const kernel = mapKernel(expr, all.map((t) => t.dtype), dst.dtype, broadcast, true);
-  gpu().launcher.dispatch(kernel, [dst.buffer(op), ...srcs.map((t) => t.buffer(op))], grid1d(dst.size, EW_WORKGROUP), params);
-}
-
-/** dst += src (same dtype; src broadcast to dst). */
-export function addInPlace(dst: Tensor, src: Tensor): void {
-  mapInPlace("addInPlace", "a + b", dst, [src]);
-}
-
-/** Fills a new tensor with a constant. */
-export function fill(shape: readonly number[], value: number, dtype: DType = "f32", op = "full"): Tensor {
-  const out = Tensor.empty(shape, dtype, op);
-  if (dtype === "f16" && !gpu().hasF16()) throw new DTypeError(op, "f16 needs the adapter feature shader-f16, which this adapter lacks");
-  gpu().launcher.dispatch(fillKernel(dtype, false), [out.buffer(op)], grid1d(out.size, FILL_WORKGROUP), [out.size, scalarBits(value, dtype === "i32" ? "i32" : "f32")]);
-  return out;
-}
-
-export function fullLike(t: Tensor, value: number): Tensor {
-  return fill(t.shape, value, t.dtype, "fullLike");
-}
+import { defineTensorMethods, Tensor, type TensorLike } from "../tensor.ts";
+import { addInPlace, fill, mapOp } from "./raw/map.ts";
+import { sumToShape } from "./raw/reduce.ts";
+import { broadcastShapes, checkFloat, checkLive, sameShape } from "./util.ts";
 
 // ---- front-ends ------------------------------------------------------------------------------
+
+declare module "../autograd/ops.ts" {
+  interface OpSaved {
+    mul: { a: Tensor; b: Tensor };
+    div: { a: Tensor; b: Tensor };
+    rdivScalar: { y: Tensor };
+  }
+}
 
 function binaryTensor(op: "add" | "sub" | "mul" | "div", expr: string, a: Tensor, b: Tensor): Tensor {
   checkLive(op, a, b);
@@ -83,14 +29,20 @@ function binaryTensor(op: "add" | "sub" | "mul" | "div", expr: string, a: Tensor
     throw new DTypeError(op, `operands have different dtypes: ${a.dtype} ${fmtShape(a.shape)} and ${b.dtype} ${fmtShape(b.shape)}; convert one with .to("${a.dtype}")`);
   }
   const out = mapOp(op, expr, [a, b], a.dtype);
-  if (isGradEnabled()) record(op, [a, b], out, {}, op === "mul" ? [a, b] : op === "div" ? [a, b] : []);
+  if (isGradEnabled()) {
+    if (op === "mul" || op === "div") record(op, [a, b], out, {}, { a, b });
+    else record(op, [a, b], out, {});
+  }
   return out;
 }
 
 function scalarOp(op: "addScalar" | "mulScalar" | "rdivScalar", expr: string, t: Tensor, s: number): Tensor {
   checkLive(op, t);
   const out = mapOp(op, expr, [t], t.dtype, s);
-  if (isGradEnabled()) record(op, [t], out, { s }, op === "rdivScalar" ? [out] : []);
+  if (isGradEnabled()) {
+    if (op === "rdivScalar") record(op, [t], out, { s }, { y: out });
+    else record(op, [t], out, { s });
+  }
   return out;
 }
 
@@ -136,23 +88,39 @@ function binaryScalarI32Div(t: Tensor, s: number): Tensor {
 }
 
 type UnaryName = "neg" | "exp" | "log" | "sqrt" | "rsqrt" | "tanh" | "relu" | "gelu";
-const UNARY: Record<UnaryName, { expr: string; save: "x" | "y" | "none"; float: boolean }> = {
-  neg: { expr: "-a", save: "none", float: false },
-  exp: { expr: "exp(a)", save: "y", float: true },
-  log: { expr: "log(a)", save: "x", float: true },
-  sqrt: { expr: "sqrt(a)", save: "y", float: true },
-  rsqrt: { expr: "inverseSqrt(a)", save: "y", float: true },
-  tanh: { expr: "safe_tanh(a)", save: "y", float: true },
-  relu: { expr: "max(a, 0.0)", save: "x", float: true },
-  gelu: { expr: "gelu_tanh(a)", save: "x", float: true },
+const UNARY: Record<UnaryName, { expr: string; float: boolean }> = {
+  neg: { expr: "-a", float: false },
+  exp: { expr: "exp(a)", float: true },
+  log: { expr: "log(a)", float: true },
+  sqrt: { expr: "sqrt(a)", float: true },
+  rsqrt: { expr: "inverseSqrt(a)", float: true },
+  tanh: { expr: "safe_tanh(a)", float: true },
+  relu: { expr: "max(a, 0.0)", float: true },
+  gelu: { expr: "gelu_tanh(a)", float: true },
 };
+
+declare module "../autograd/ops.ts" {
+  interface OpSaved {
+    exp: { y: Tensor };
+    log: { x: Tensor };
+    sqrt: { y: Tensor };
+    rsqrt: { y: Tensor };
+    tanh: { y: Tensor };
+    relu: { x: Tensor };
+    gelu: { x: Tensor };
+  }
+}
 
 function unary(op: UnaryName, x: Tensor): Tensor {
   checkLive(op, x);
   const spec = UNARY[op];
   if (spec.float) checkFloat(op, x);
   const out = mapOp(op, x.dtype === "i32" && op === "neg" ? "-a" : spec.expr, [x], x.dtype);
-  if (isGradEnabled()) record(op, [x], out, {}, spec.save === "x" ? [x] : spec.save === "y" ? [out] : []);
+  if (isGradEnabled()) {
+    if (op === "neg") record(op, [x], out, {});
+    else if (op === "log" || op === "relu" || op === "gelu") record(op, [x], out, {}, { x });
+    else record(op, [x], out, {}, { y: out });
+  }
   return out;
 }
 
@@ -166,12 +134,20 @@ export const relu = (x: Tensor) => unary("relu", x);
 /** GELU, the tanh approximation GPT-2 uses. */
 export const gelu = (x: Tensor) => unary("gelu", x);
 
+declare module "../autograd/ops.ts" {
+  interface OpSaved {
+    pow: { x: Tensor };
+    where: { cond: Tensor };
+    maskedFill: { mask: Tensor };
+  }
+}
+
 /** x ** p for a scalar p (negative bases with integer p keep their sign rules). */
 export function pow(x: Tensor, p: number): Tensor {
   checkLive("pow", x);
   checkFloat("pow", x);
   const out = mapOp("pow", "spow(a, s)", [x], x.dtype, p);
-  if (isGradEnabled()) record("pow", [x], out, { p }, [x]);
+  if (isGradEnabled()) record("pow", [x], out, { p }, { x });
   return out;
 }
 
@@ -183,7 +159,7 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
   if (ta.dtype !== tb.dtype) throw new DTypeError("where", `a is ${ta.dtype}, b is ${tb.dtype}; they must match`);
   const condExpr = cond.dtype === "i32" ? "a != 0" : "a != 0.0";
   const out = mapOp("where", `select(c, b, ${condExpr})`, [cond, ta, tb], ta.dtype);
-  if (isGradEnabled()) record("where", [null, ta, tb], out, {}, [cond]);
+  if (isGradEnabled()) record("where", [null, ta, tb], out, {}, { cond });
   if (ta !== a) ta.dispose();
   if (tb !== b) tb.dispose();
   return out;
@@ -198,7 +174,7 @@ export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
   }
   const test = mask.dtype === "i32" ? "f32(b) != 0.0" : "b != 0.0";
   const out = mapOp("maskedFill", `select(a, s, ${test})`, [x, mask], x.dtype, value);
-  if (isGradEnabled()) record("maskedFill", [x, null], out, { value }, [mask]);
+  if (isGradEnabled()) record("maskedFill", [x, null], out, { value }, { mask });
   return out;
 }
 
@@ -228,7 +204,7 @@ type EwOp = "add" | "sub" | "mul" | "div" | "addScalar" | "mulScalar" | "rdivSca
 
 const reduceTo = (g: Tensor, shape: readonly number[]) => sumToShape(g, shape);
 
-export const elementwiseRules: { [K in EwOp]: Rule<K> } = {
+export const elementwiseRules: Rules<EwOp> = {
   add: (g, c) => [c.needsGrad[0] ? reduceTo(g, c.inputShapes[0]!) : null, c.needsGrad[1] ? reduceTo(g, c.inputShapes[1]!) : null],
   sub: (g, c) => {
     let gb: Tensor | null = null;
@@ -236,38 +212,38 @@ export const elementwiseRules: { [K in EwOp]: Rule<K> } = {
     return [c.needsGrad[0] ? reduceTo(g, c.inputShapes[0]!) : null, gb];
   },
   mul: (g, c) => {
-    const [a, b] = c.saved as [Tensor, Tensor];
+    const { a, b } = c.saved;
     const ga = c.needsGrad[0] ? withReduce(mapOp("mul", "a * b", [g, b], g.dtype), c.inputShapes[0]!) : null;
     const gb = c.needsGrad[1] ? withReduce(mapOp("mul", "a * b", [g, a], g.dtype), c.inputShapes[1]!) : null;
     return [ga, gb];
   },
   div: (g, c) => {
-    const [a, b] = c.saved as [Tensor, Tensor];
+    const { a, b } = c.saved;
     const ga = c.needsGrad[0] ? withReduce(mapOp("div", "a / b", [g, b], g.dtype), c.inputShapes[0]!) : null;
     const gb = c.needsGrad[1] ? withReduce(mapOp("div", "-a * b / (c * c)", [g, a, b], g.dtype), c.inputShapes[1]!) : null;
     return [ga, gb];
   },
   addScalar: (g) => [g],
   mulScalar: (g, c) => [mapOp("mulScalar", "a * s", [g], g.dtype, c.attrs.s)],
-  rdivScalar: (g, c) => [mapOp("rdivScalar", "-a * b * b / s", [g, c.saved[0]!], g.dtype, c.attrs.s)],
-  pow: (g, c) => [mapOp("pow", "a * s * spow(b, s - 1.0)", [g, c.saved[0]!], g.dtype, c.attrs.p)],
+  rdivScalar: (g, c) => [mapOp("rdivScalar", "-a * b * b / s", [g, c.saved.y], g.dtype, c.attrs.s)],
+  pow: (g, c) => [mapOp("pow", "a * s * spow(b, s - 1.0)", [g, c.saved.x], g.dtype, c.attrs.p)],
   neg: (g) => [mapOp("neg", "-a", [g], g.dtype)],
-  exp: (g, c) => [mapOp("exp", "a * b", [g, c.saved[0]!], g.dtype)],
-  log: (g, c) => [mapOp("log", "a / b", [g, c.saved[0]!], g.dtype)],
-  sqrt: (g, c) => [mapOp("sqrt", "a * 0.5 / b", [g, c.saved[0]!], g.dtype)],
-  rsqrt: (g, c) => [mapOp("rsqrt", "a * -0.5 * b * b * b", [g, c.saved[0]!], g.dtype)],
-  tanh: (g, c) => [mapOp("tanh", "a * (1.0 - b * b)", [g, c.saved[0]!], g.dtype)],
-  relu: (g, c) => [mapOp("relu", "select(0.0, a, b > 0.0)", [g, c.saved[0]!], g.dtype)],
-  gelu: (g, c) => [mapOp("gelu", "a * gelu_tanh_grad(b)", [g, c.saved[0]!], g.dtype)],
+  exp: (g, c) => [mapOp("exp", "a * b", [g, c.saved.y], g.dtype)],
+  log: (g, c) => [mapOp("log", "a / b", [g, c.saved.x], g.dtype)],
+  sqrt: (g, c) => [mapOp("sqrt", "a * 0.5 / b", [g, c.saved.y], g.dtype)],
+  rsqrt: (g, c) => [mapOp("rsqrt", "a * -0.5 * b * b * b", [g, c.saved.y], g.dtype)],
+  tanh: (g, c) => [mapOp("tanh", "a * (1.0 - b * b)", [g, c.saved.y], g.dtype)],
+  relu: (g, c) => [mapOp("relu", "select(0.0, a, b > 0.0)", [g, c.saved.x], g.dtype)],
+  gelu: (g, c) => [mapOp("gelu", "a * gelu_tanh_grad(b)", [g, c.saved.x], g.dtype)],
   where: (g, c) => {
-    const cond = c.saved[0]!;
+    const { cond } = c.saved;
     const test = cond.dtype === "i32" ? "b != 0" : "b != 0.0";
     const ga = c.needsGrad[1] ? withReduce(mapOp("where", `select(0.0, a, ${test})`, [g, cond], g.dtype), c.inputShapes[1]!) : null;
     const gb = c.needsGrad[2] ? withReduce(mapOp("where", `select(a, 0.0, ${test})`, [g, cond], g.dtype), c.inputShapes[2]!) : null;
     return [null, ga, gb];
   },
   maskedFill: (g, c) => {
-    const mask = c.saved[0]!;
+    const { mask } = c.saved;
     const test = mask.dtype === "i32" ? "f32(b) != 0.0" : "b != 0.0";
     return [mapOp("maskedFill", `select(a, 0.0, ${test})`, [g, mask], g.dtype), null];
   },
@@ -281,3 +257,57 @@ function withReduce(full: Tensor, shape: readonly number[]): Tensor {
   full.dispose();
   return r;
 }
+
+registerRules(elementwiseRules);
+registerTapeKernels({
+  fillLike: (t, value) => fill(t.shape, value, t.dtype, "backward"),
+  add: (a, b) => mapOp("backward", "a + b", [a, b], a.dtype),
+  addInPlace,
+});
+
+// ---- Tensor methods --------------------------------------------------------------------------
+
+declare module "../tensor.ts" {
+  interface Tensor {
+    add(o: TensorLike): Tensor;
+    sub(o: TensorLike): Tensor;
+    mul(o: TensorLike): Tensor;
+    div(o: TensorLike): Tensor;
+    neg(): Tensor;
+    exp(): Tensor;
+    log(): Tensor;
+    sqrt(): Tensor;
+    rsqrt(): Tensor;
+    tanh(): Tensor;
+    relu(): Tensor;
+    gelu(): Tensor;
+    pow(p: number): Tensor;
+    maskedFill(mask: Tensor, value: number): Tensor;
+    /** Converts to another dtype (cast). */
+    to(dtype: DType): Tensor;
+    eq(o: TensorLike): Tensor;
+    gt(o: TensorLike): Tensor;
+    lt(o: TensorLike): Tensor;
+  }
+}
+
+defineTensorMethods({
+  add(o) { return add(this, o); },
+  sub(o) { return sub(this, o); },
+  mul(o) { return mul(this, o); },
+  div(o) { return div(this, o); },
+  neg() { return neg(this); },
+  exp() { return exp(this); },
+  log() { return log(this); },
+  sqrt() { return sqrt(this); },
+  rsqrt() { return rsqrt(this); },
+  tanh() { return tanh(this); },
+  relu() { return relu(this); },
+  gelu() { return gelu(this); },
+  pow(p) { return pow(this, p); },
+  maskedFill(mask, value) { return maskedFill(this, mask, value); },
+  to(dtype) { return cast(this, dtype); },
+  eq(o) { return compare("eq", this, o); },
+  gt(o) { return compare("gt", this, o); },
+  lt(o) { return compare("lt", this, o); },
+});

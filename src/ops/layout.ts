@@ -1,43 +1,15 @@
 // Layout ops: reshape (a view: shares storage), permute/transpose, slice/narrow, concat/split
-// and expand (broadcastTo), all through one strided-copy kernel, with their backward rules.
-import type { Rule } from "../autograd/graph.ts";
+// and expand (broadcastTo), all through one strided-copy kernel (./raw/copy.ts), with their Tensor
+// methods and backward rules, registered with the tape when this module loads.
 import { record } from "../autograd/graph.ts";
+import { registerRules, type Rules } from "../autograd/rules.ts";
 import { ShapeError, fmtShape } from "../errors.ts";
-import { gpu } from "../gpu/context.ts";
 import { isGradEnabled } from "../scope.ts";
-import { Tensor } from "../tensor.ts";
-import { COPY_MAX_RANK, COPY_WORKGROUP, stridedCopyKernel } from "../../shaders/layout.wgsl.ts";
-import { fill } from "./elementwise.ts";
-import { sumToShape } from "./reduce.ts";
-import { broadcastShapes, broadcastStrides, checkLive, grid1d, normAxis, numel, sameShape, stridesOf } from "./util.ts";
-
-/** Copies the index space `shape` from src (strided) into dst (strided). No autograd. */
-export function stridedCopy(
-  op: string, src: Tensor, dst: Tensor, shape: readonly number[],
-  srcStrides: readonly number[], dstStrides: readonly number[], srcOffset = 0, dstOffset = 0,
-): void {
-  if (shape.length > COPY_MAX_RANK) throw new ShapeError(op, `rank ${shape.length} is over the supported ${COPY_MAX_RANK}`);
-  const n = numel(shape);
-  if (n === 0) return;
-  const p = new Array<number>(22).fill(0);
-  p[0] = n; p[1] = shape.length; p[2] = srcOffset; p[3] = dstOffset;
-  shape.forEach((d, i) => { p[4 + i] = d; p[10 + i] = srcStrides[i]!; p[16 + i] = dstStrides[i]!; });
-  gpu().launcher.dispatch(stridedCopyKernel(src.dtype), [src.buffer(op), dst.buffer(op)], grid1d(n, COPY_WORKGROUP), p);
-}
-
-export function permuteRaw(op: string, x: Tensor, perm: readonly number[]): Tensor {
-  const outShape = perm.map((p) => x.shape[p]!);
-  const out = Tensor.empty(outShape, x.dtype, op);
-  const st = stridesOf(x.shape);
-  stridedCopy(op, x, out, outShape, perm.map((p) => st[p]!), stridesOf(outShape));
-  return out;
-}
-
-export function expandRaw(op: string, x: Tensor, shape: readonly number[]): Tensor {
-  const out = Tensor.empty(shape, x.dtype, op);
-  stridedCopy(op, x, out, shape, broadcastStrides(x.shape, shape), stridesOf(shape));
-  return out;
-}
+import { defineTensorMethods, Tensor } from "../tensor.ts";
+import { expandRaw, permuteRaw, stridedCopy } from "./raw/copy.ts";
+import { fill } from "./raw/map.ts";
+import { sumToShape } from "./raw/reduce.ts";
+import { broadcastShapes, checkLive, normAxis, numel, sameShape, stridesOf } from "./util.ts";
 
 /** A view with a new shape (one -1 is inferred). Shares storage: no copy. */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
@@ -158,19 +130,9 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
   return out;
 }
 
-/** dst := src in place (same shape and dtype), recorded in encoder order; no autograd. */
-export function copyInto(dst: Tensor, src: Tensor): void {
-  if (dst.shape.join() !== src.shape.join() || dst.dtype !== src.dtype) {
-    throw new ShapeError("copyInto", `destination ${fmtShape(dst.shape)} ${dst.dtype} and source ${fmtShape(src.shape)} ${src.dtype} differ`);
-  }
-  if (src.buffer("copyInto") === dst.buffer("copyInto")) return;
-  const bytes = Math.ceil((src.size * (src.dtype === "f16" ? 2 : 4)) / 4) * 4;
-  gpu().launcher.copy(src.buffer("copyInto"), 0, dst.buffer("copyInto"), 0, bytes);
-}
-
 type LayoutOp = "reshape" | "permute" | "slice" | "concat" | "expand";
 
-export const layoutRules: { [K in LayoutOp]: Rule<K> } = {
+export const layoutRules: Rules<LayoutOp> = {
   reshape: (g, c) => [g.alias(c.inputShapes[0]!)],
   permute: (g, c) => {
     const inv = new Array<number>(c.attrs.perm.length);
@@ -201,3 +163,37 @@ export const layoutRules: { [K in LayoutOp]: Rule<K> } = {
   },
   expand: (g, c) => [sumToShape(g, c.inputShapes[0]!)],
 };
+
+registerRules(layoutRules);
+
+declare module "../tensor.ts" {
+  interface Tensor {
+    reshape(...shape: number[] | [number[]]): Tensor;
+    view(...shape: number[] | [number[]]): Tensor;
+    flatten(): Tensor;
+    permute(...perm: number[] | [number[]]): Tensor;
+    transpose(d0?: number, d1?: number): Tensor;
+    /** The last two axes swapped. */
+    readonly T: Tensor;
+    slice(starts: number[], ends: number[]): Tensor;
+    narrow(axis: number, start: number, length: number): Tensor;
+    split(sizes: number | number[], axis?: number): Tensor[];
+    expand(shape: number[]): Tensor;
+  }
+}
+
+const listArg = (args: number[] | [number[]]): number[] => (Array.isArray(args[0]) ? args[0] : args) as number[];
+
+defineTensorMethods({
+  reshape(...shape) { return reshape(this, listArg(shape)); },
+  view(...shape) { return reshape(this, listArg(shape)); },
+  flatten() { return reshape(this, [this.size]); },
+  permute(...perm) { return permute(this, listArg(perm)); },
+  transpose(d0 = -2, d1 = -1) { return transpose(this, d0, d1); },
+  slice(starts, ends) { return slice(this, starts, ends); },
+  narrow(axis, start, length) { return narrow(this, axis, start, length); },
+  split(sizes, axis = 0) { return split(this, sizes, axis); },
+  expand(shape) { return expand(this, shape); },
+}, {
+  T() { return transpose(this, -2, -1); },
+});

@@ -2,20 +2,20 @@
 // read in place (transA / transB), and a fused bias + activation epilogue. It picks the kernel
 // variant (vec4 or scalar loads, tile shape by output size and the adapter's workgroup memory);
 // the backward rule reuses the same kernel with the transpose flags flipped, so no transpose is
-// materialised.
-import type { Rule } from "../autograd/graph.ts";
+// materialised. Tensor.matmul and the rule are registered when this module loads.
 import { record } from "../autograd/graph.ts";
+import { registerRules, type Rules } from "../autograd/rules.ts";
 import type { Activation } from "../autograd/ops.ts";
 import type { Kernel } from "../../shaders/kernel.ts";
 import { DTypeError, ResourceLimitError, ShapeError, fmtShape } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
 import { isGradEnabled } from "../scope.ts";
-import { Tensor } from "../tensor.ts";
+import { defineTensorMethods, Tensor } from "../tensor.ts";
 import { MATMUL_TILES, type MatmulTileName, matmulKernel, matmulSharedBytes, tileExtent } from "../../shaders/matmul.wgsl.ts";
 import { SG_TILES, type SgTileName, sgMatmulKernel, sgSharedBytes, sgTileExtent } from "../../shaders/matmul-subgroup.wgsl.ts";
-import { mapOp } from "./elementwise.ts";
-import { expandRaw } from "./layout.ts";
-import { reduceRaw, sumToShape } from "./reduce.ts";
+import { expandRaw } from "./raw/copy.ts";
+import { mapOp } from "./raw/map.ts";
+import { reduceRaw, sumToShape } from "./raw/reduce.ts";
 import { broadcastShapes, checkLive, numel, sameShape } from "./util.ts";
 
 export interface MatmulOptions {
@@ -177,6 +177,13 @@ function launch(kernel: Kernel, bm: number, bn: number, a: Tensor, b: Tensor, d:
   return [out, z];
 }
 
+declare module "../autograd/ops.ts" {
+  interface OpSaved {
+    /** The operands and, with an activation epilogue, the pre-activation z. */
+    matmul: { a: Tensor; b: Tensor; z?: Tensor };
+  }
+}
+
 /**
  * op(A)·op(B) (+ bias, then activation). Batch axes broadcast like torch.matmul. A batched A times
  * a 2-D B is computed as one 2-D product over the folded rows.
@@ -208,16 +215,16 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const wantAux = isGradEnabled() && act !== "none" && (a.requiresGrad || b.requiresGrad || !!bias?.requiresGrad);
   const [out, z] = matmulRaw(a, b, transA, transB, bias, act, wantAux);
   if (isGradEnabled()) {
-    record("matmul", [a, b, bias], out, { transA, transB, activation: act, hasBias: !!bias }, z ? [a, b, z] : [a, b]);
+    record("matmul", [a, b, bias], out, { transA, transB, activation: act, hasBias: !!bias }, { a, b, z: z ?? undefined });
   }
   z?.dispose();
   return out;
 }
 
-export const matmulRules: { matmul: Rule<"matmul"> } = {
+export const matmulRules: Rules<"matmul"> = {
   matmul: (g, c) => {
     const { transA, transB, activation } = c.attrs;
-    const [a, b, z] = c.saved as [Tensor, Tensor, Tensor | undefined];
+    const { a, b, z } = c.saved;
     const dz = activation === "none" ? g
       : mapOp("matmul", activation === "relu" ? "select(0.0, a, b > 0.0)" : "a * gelu_tanh_grad(b)", [g, z!], g.dtype);
     let da: Tensor | null = null, db: Tensor | null = null, dbias: Tensor | null = null;
@@ -247,3 +254,15 @@ function fitTo(t: Tensor, shape: readonly number[]): Tensor {
   t.dispose();
   return r;
 }
+
+registerRules(matmulRules);
+
+declare module "../tensor.ts" {
+  interface Tensor {
+    matmul(o: Tensor, opts?: MatmulOptions): Tensor;
+  }
+}
+
+defineTensorMethods({
+  matmul(o, opts) { return matmul(this, o, opts); },
+});

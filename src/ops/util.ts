@@ -66,19 +66,18 @@ export function grid1d(n: number, wg: number): [number, number] {
   return [Math.ceil(groups / y), y];
 }
 
+export type F = "f32" | "f16";
+/** The float kind a kernel is built for (f16 or f32). */
+export const fdt = (t: Tensor): F => (t.dtype === "f16" ? "f16" : "f32");
+/** One workgroup per row, folded into 2-D past the per-dimension limit. */
+export const rowGrid = (rows: number): [number, number] => grid1d(rows, 1);
+
 export function checkLive(op: string, ...ts: (Tensor | null | undefined)[]): void {
   for (const t of ts) if (t) t.buffer(op);
 }
 
 export function checkFloat(op: string, t: Tensor): void {
   if (t.dtype === "i32") throw new DTypeError(op, `needs a floating-point tensor (f32 or f16), got i32 of shape ${fmtShape(t.shape)}; convert with .to("f32")`);
-}
-
-export function checkSameDtype(op: string, a: Tensor, b: Tensor): void {
-  if (a.dtype !== b.dtype) {
-    throw new DTypeError(op, `operands have different dtypes: ${a.dtype} ${fmtShape(a.shape)} and ${b.dtype} ${fmtShape(b.shape)}; ` +
-      `convert one with .to("${a.dtype}")`);
-  }
 }
 
 export function sameShape(a: readonly number[], b: readonly number[]): boolean {

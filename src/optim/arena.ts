@@ -5,7 +5,7 @@
 // (Tensor.gradSlot). The padding between slots is zero in every arena and stays zero: a zero
 // gradient with zero moments leaves a zero weight, and adds nothing to a norm.
 import { gpu } from "../gpu/context.ts";
-import { fill } from "../ops/elementwise.ts";
+import { fill } from "../ops/raw/map.ts";
 import { keep } from "../scope.ts";
 import { type Storage, Tensor } from "../tensor.ts";
 

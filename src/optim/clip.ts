@@ -1,8 +1,8 @@
 // Gradient clipping by one global L2 norm, computed and applied on the GPU (no readback):
 // coef = min(1, maxNorm / (norm + 1e-6)) scales every gradient in place, as torch does. Gradients
 // in an optimizer's arena are summed and scaled as one flat tensor (a few dispatches in all).
-import { mapInPlace, mapOp } from "../ops/elementwise.ts";
-import { reduceRaw } from "../ops/reduce.ts";
+import { mapInPlace, mapOp } from "../ops/raw/map.ts";
+import { reduceRaw } from "../ops/raw/reduce.ts";
 import { zeros } from "../ops/creation.ts";
 import { noGrad } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";

@@ -9,7 +9,7 @@
 import { flush } from "../gpu/context.ts";
 import type { Module } from "../nn/module.ts";
 import { SparseLinear } from "../nn/sparse-linear.ts";
-import { copyInto } from "../ops/layout.ts";
+import { copyInto } from "../ops/raw/copy.ts";
 import { zerosLike } from "../ops/creation.ts";
 import { keep, noGrad } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";

@@ -1,5 +1,6 @@
 // The sparse core of SLoPe: the N:M format (sparse24.ts), the double-pruned transpose
 // (double-prune.ts), spmm (spmm.ts), sddmm (sddmm.ts) and the sparseLinear autograd op (ops.ts).
+import "../ops/register.ts";
 export {
   compress24, decompress24, metaWords, parsePattern, Sparse24,
   type CompressOptions, type NM, type Pattern, type SparseLike,

@@ -1,6 +1,6 @@
 // maskOf: the dense 0/1 mask of a sparse matrix's kept positions (decompressing ones), used by
 // the masked-dense simulation and the adapters' static 2:4 mask.
-import { fill } from "../ops/elementwise.ts";
+import { fill } from "../ops/raw/map.ts";
 import type { Tensor } from "../tensor.ts";
 import { decompress24, Sparse24 } from "./sparse24.ts";
 

@@ -5,15 +5,22 @@
 //   dX = dY·(M_RC⊙W)
 //   dW = M_R ⊙ (dYᵀX)
 //   db = Σ_rows dY
-import type { Rule } from "../autograd/graph.ts";
+// The rule is registered with the tape when this module loads.
 import { record } from "../autograd/graph.ts";
+import { registerRules, type Rules } from "../autograd/rules.ts";
 import { ShapeError, fmtShape } from "../errors.ts";
-import { mapOp } from "../ops/elementwise.ts";
 import { matmulRaw } from "../ops/matmul.ts";
-import { reduceRaw } from "../ops/reduce.ts";
+import { mapOp } from "../ops/raw/map.ts";
+import { reduceRaw } from "../ops/raw/reduce.ts";
 import { checkLive } from "../ops/util.ts";
 import { isGradEnabled } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
+
+declare module "../autograd/ops.ts" {
+  interface OpSaved {
+    maskedLinear: { x: Tensor; weight: Tensor; maskR: Tensor; maskRC: Tensor };
+  }
+}
 
 /** x [..., d_in], weight/maskR/maskRC [d_out, d_in] (masks 0/1 f32), bias [d_out] → [..., d_out]. */
 export function maskedLinear(x: Tensor, weight: Tensor, maskR: Tensor, maskRC: Tensor, bias: Tensor | null = null): Tensor {
@@ -30,13 +37,13 @@ export function maskedLinear(x: Tensor, weight: Tensor, maskR: Tensor, maskRC: T
   wr.dispose(); x2.dispose();
   const y = y2.alias([...x.shape.slice(0, -1), dOut]);
   y2.dispose();
-  if (isGradEnabled()) record(op, [x, weight, bias], y, {}, [x, weight, maskR, maskRC]);
+  if (isGradEnabled()) record(op, [x, weight, bias], y, {}, { x, weight, maskR, maskRC });
   return y;
 }
 
-export const maskedLinearRules: { maskedLinear: Rule<"maskedLinear"> } = {
+export const maskedLinearRules: Rules<"maskedLinear"> = {
   maskedLinear: (g, c) => {
-    const [x, w, maskR, maskRC] = c.saved as [Tensor, Tensor, Tensor, Tensor];
+    const { x, weight: w, maskR, maskRC } = c.saved;
     const [dOut, dIn] = w.shape as [number, number];
     const rows = g.size / dOut;
     const g2 = g.alias([rows, dOut]);
@@ -62,3 +69,5 @@ export const maskedLinearRules: { maskedLinear: Rule<"maskedLinear"> } = {
     return [dx, dw, db];
   },
 };
+
+registerRules(maskedLinearRules);

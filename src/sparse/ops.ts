@@ -5,15 +5,23 @@
 //   db      = Σ_rows dY
 // The differentiable inputs are x, w.values and bias: mark w.values requiresGrad and
 // w.values.grad accumulates the compressed gradient (same layout as w.values) over backwards.
-import type { Rule } from "../autograd/graph.ts";
+// The rule is registered with the tape when this module loads.
 import { record } from "../autograd/graph.ts";
+import { registerRules, type Rules } from "../autograd/rules.ts";
 import { ShapeError, fmtShape } from "../errors.ts";
 import { isGradEnabled } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
-import { reduceRaw } from "../ops/reduce.ts";
+import { reduceRaw } from "../ops/raw/reduce.ts";
 import { sddmmRaw } from "./sddmm.ts";
 import type { Sparse24, SparseLike } from "./sparse24.ts";
 import { checkSpmm, spmmRaw } from "./spmm.ts";
+
+declare module "../autograd/ops.ts" {
+  interface OpSaved {
+    /** The input, W's metadata (for sddmm) and the double-pruned transpose (for dX). */
+    sparseLinear: { x: Tensor; meta: Tensor; valuesT: Tensor; metaT: Tensor };
+  }
+}
 
 /**
  * y = x·W_Rᵀ + bias for x [..., d_in], w = compress24(W) [d_out, d_in] and wT = doublePrune(w)
@@ -31,15 +39,15 @@ export function sparseLinear(x: Tensor, w: Sparse24, wT: Sparse24, bias: Tensor 
   let y = y2;
   if (x.ndim !== 2) { y = y2.alias([...x.shape.slice(0, -1), w.rows]); y2.dispose(); }
   if (isGradEnabled()) {
-    record(op, [x, w.values, bias], y, { n: w.n, m: w.m, dOut: w.rows, dIn: w.cols }, [x, w.meta, wT.values, wT.meta]);
+    record(op, [x, w.values, bias], y, { n: w.n, m: w.m, dOut: w.rows, dIn: w.cols }, { x, meta: w.meta, valuesT: wT.values, metaT: wT.meta });
   }
   return y;
 }
 
-export const sparseRules: { sparseLinear: Rule<"sparseLinear"> } = {
+export const sparseRules: Rules<"sparseLinear"> = {
   sparseLinear: (g, c) => {
     const { n, m, dOut, dIn } = c.attrs;
-    const [x, meta, valsT, metaT] = c.saved as [Tensor, Tensor, Tensor, Tensor];
+    const { x, meta, valuesT: valsT, metaT } = c.saved;
     const rows = g.size / dOut;
     let dx: Tensor | null = null, dv: Tensor | null = null, db: Tensor | null = null;
     if (c.needsGrad[0]) {
@@ -61,3 +69,5 @@ export const sparseRules: { sparseLinear: Rule<"sparseLinear"> } = {
     return [dx, dv, db];
   },
 };
+
+registerRules(sparseRules);

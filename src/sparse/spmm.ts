@@ -8,8 +8,8 @@ import { gpu } from "../gpu/context.ts";
 import { Tensor } from "../tensor.ts";
 import type { SpDType } from "../../shaders/sparse24.wgsl.ts";
 import { SPMM_SMALL_MAX_ROWS, SPMM_SMALL_WORKGROUP, SPMM_TILE, expandExtent, type ExpandTile, spmmExpandKernel, spmmExpandStorage, spmmSmallKernel, spmmGatherKernel, spmmGatherStorage } from "../../shaders/spmm.wgsl.ts";
-import { fill } from "../ops/elementwise.ts";
-import { stridedCopy } from "../ops/layout.ts";
+import { fill } from "../ops/raw/map.ts";
+import { stridedCopy } from "../ops/raw/copy.ts";
 import { checkLive, grid1d, numel } from "../ops/util.ts";
 import { metaWords, type Sparse24, type SparseLike } from "./sparse24.ts";
 

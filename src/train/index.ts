@@ -1,4 +1,5 @@
 // webslope/train: tokenizer, corpus batches, the Trainer (dense or SLoPe) and text generation.
+import "../ops/register.ts";
 export { CharTokenizer } from "./tokenizer.ts";
 export { Corpus, type Batch } from "./corpus.ts";
 export { Trainer, type TrainerOptions, type SlopeOptions } from "./trainer.ts";

@@ -24,7 +24,7 @@ await build({
   target: "node20",
   external: ["webgpu"], // native addon (dawn.node): loaded from node_modules at run time
   sourcemap: "inline",
-  // package.json declares "sideEffects": false for the library, but the suite registers its cases
+  // package.json "sideEffects" lists only the library's registering modules, but the suite registers its cases
   // by side effect on import: without this, esbuild drops every suite file.
   ignoreAnnotations: true,
   logLevel: "warning",

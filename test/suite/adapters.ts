@@ -12,7 +12,7 @@ import { test } from "../lib/harness.ts";
 import { type Arr, arr, map, matmul as refMatmul, randArr } from "../ref/cpu.ts";
 import { fromArr, toArr } from "../ref/convert.ts";
 import { gradCheck } from "../ref/gradcheck.ts";
-import { copyInto } from "../../src/ops/layout.ts";
+import { copyInto } from "../../src/ops/raw/copy.ts";
 
 const lossOf = (m: Module & { forward(x: ws.Tensor): ws.Tensor }, x: ws.Tensor, y: ws.Tensor) => ws.tidy(() => m.forward(x).sub(y).pow(2).mean());
 
