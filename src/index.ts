@@ -1,7 +1,10 @@
 // Public entry point of webslope: runtime, tensors, ops, autograd scopes and errors.
 import "./ops/register.ts";
 export { Tensor, type TensorLike } from "./tensor.ts";
-export { init, flush, memoryStats, gpu, type GpuContext } from "./gpu/context.ts";
+export { init, flush, memoryStats, resetPeakMemory, gpu, type GpuContext } from "./gpu/context.ts";
+export {
+  profile, startProfile, Profile, type ProfileSession, type ProfileOptions, type ProfileEvent, type ProfileRow, type ProfileGrouping,
+} from "./gpu/profiler.ts";
 export { dawnFlags, type InitOptions, type SubgroupMatrixConfig } from "./gpu/device.ts";
 export type { MatrixUnits } from "./gpu/matrix-units.ts";
 export type { BufferRange, MemoryStats } from "./gpu/pool.ts";

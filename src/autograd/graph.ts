@@ -3,6 +3,7 @@
 // never backpropagated (eval without noGrad) is freed as soon as its tensors are disposed.
 // The rules it runs come from the table in ./rules.ts, which the op modules fill.
 import { AutogradError } from "../errors.ts";
+import { endOp, isProfiling, setOpLabel } from "../gpu/profiler.ts";
 import { isGradEnabled, keep, noGrad } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import type { OpAttrs, OpName, OpSaved, SavedOf } from "./ops.ts";
@@ -49,6 +50,7 @@ export function record<K extends OpName>(
   attrs: OpAttrs[K],
   ...savedArg: K extends keyof OpSaved ? [saved: SavedOf<K>] : []
 ): void {
+  endOp(op);
   const needsGrad = inputs.map((t) => !!t && t.requiresGrad);
   if (!needsGrad.some(Boolean)) return;
   const edges: Edge[] = inputs.map((t, i) => {
@@ -95,6 +97,7 @@ export function backward(root: Tensor, grad?: Tensor): void {
 
 /** Runs the backward pass from `root` and frees the graph (PyTorch's retain_graph=False). */
 function runBackward(root: Tensor, grad: Tensor, accumulate: (leaf: Tensor, g: Tensor) => void): void {
+  endOp("backward"); // the seed gradient
   const rootNode = root.gradFn;
   if (!rootNode) {
     if (root.requiresGrad) { accumulate(root, grad); return; }
@@ -128,6 +131,7 @@ function runBackward(root: Tensor, grad: Tensor, accumulate: (leaf: Tensor, g: T
       grads.delete(node);
       if (node.released) throw new AutogradError(`backward(): the graph through ${node.op} was already freed`);
       const rule = ruleFor(node.op) as Rule<OpName>;
+      if (isProfiling()) setOpLabel(`${node.op}.backward`);
       // Rules may hand back g itself or one tensor for two inputs; alias those so each is owned once.
       const inGrads = rule(g, node.ctx).map((t, k, all) => (t && (t === g || all.indexOf(t) !== k) ? t.alias() : t));
       if (g !== grad) g.dispose();
@@ -147,6 +151,7 @@ function runBackward(root: Tensor, grad: Tensor, accumulate: (leaf: Tensor, g: T
     }
   });
   } finally {
+    setOpLabel(null);
     for (const g of grads.values()) g.dispose();
     for (const n of seen) n.unref();
   }

@@ -126,6 +126,11 @@ export function memoryStats(): MemoryStats {
   return gpu().pool.stats();
 }
 
+/** Starts peak tracking afresh: memoryStats().peakBytes becomes the bytes live now. */
+export function resetPeakMemory(): void {
+  gpu().pool.resetPeak();
+}
+
 /** Submits recorded GPU work now (a step boundary). Never waits. */
 export function flush(): void {
   gpu().launcher.flush();

@@ -5,6 +5,7 @@ import { PARAM_WORDS, type Kernel } from "../../shaders/kernel.ts";
 import { ResourceLimitError } from "../errors.ts";
 import { PARAM_SLOT_BYTES, PipelineCache } from "./pipelines.ts";
 import type { BufferRange } from "./pool.ts";
+import type { Recording } from "./profiler.ts";
 
 const ARENA_SLOTS = 2048;
 const MAX_DISPATCHES_PER_SUBMIT = 4096;
@@ -13,10 +14,14 @@ const BufferUsage_UNIFORM = 0x40, BufferUsage_COPY_DST = 0x08, BufferUsage_COPY_
 export interface LaunchStats {
   submits: number;
   dispatches: number;
+  /** Compute passes begun (one per dispatch while a profile records). */
+  passes: number;
 }
 
 export class Launcher {
-  readonly stats: LaunchStats = { submits: 0, dispatches: 0 };
+  readonly stats: LaunchStats = { submits: 0, dispatches: 0, passes: 0 };
+  /** Set by the profiler (src/gpu/profiler.ts) while a profile records; null otherwise. */
+  recording: Recording | null = null;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private arena: GPUBuffer;
@@ -36,7 +41,16 @@ export class Launcher {
   }
 
   private computePass(): GPUComputePassEncoder {
-    return (this.pass ??= this.enc().beginComputePass());
+    if (!this.pass) { this.pass = this.enc().beginComputePass(); this.stats.passes++; }
+    return this.pass;
+  }
+
+  /** Profiling: a pass of its own for one dispatch, with its timestamp writes where timed. */
+  private profiledPass(rec: Recording, kernel: Kernel): GPUComputePassEncoder {
+    this.endPass();
+    const timestampWrites = rec.add(kernel);
+    this.stats.passes++;
+    return (this.pass = this.enc().beginComputePass(timestampWrites ? { timestampWrites } : {}));
   }
 
   private endPass(): void {
@@ -63,11 +77,13 @@ export class Launcher {
       this.slots++;
     }
     const bg = this.pipelines.bindGroup(p, buffers, kernel.params ? this.arena : null);
-    const pass = this.computePass();
+    const rec = this.recording;
+    const pass = rec ? this.profiledPass(rec, kernel) : this.computePass();
     pass.setPipeline(p.pipeline);
     if (kernel.params) pass.setBindGroup(0, bg, [offset]);
     else pass.setBindGroup(0, bg);
     pass.dispatchWorkgroups(x, y, z);
+    if (rec) this.endPass();
     this.pendingDispatches++;
     this.stats.dispatches++;
   }

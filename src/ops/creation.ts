@@ -4,6 +4,7 @@ import { DTYPE_BYTES, type DType, toHalfBits } from "../dtype.ts";
 import { DTypeError, ShapeError, fmtShape } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
 import { f32bits } from "../gpu/launcher.ts";
+import { endOp } from "../gpu/profiler.ts";
 import { generatorFor } from "../random.ts";
 import { Tensor } from "../tensor.ts";
 import { FILL_WORKGROUP, fillKernel, randomKernel } from "../../shaders/fill.wgsl.ts";
@@ -92,6 +93,7 @@ export function arange(start: number, end?: number, step = 1, opts: CreateOption
   const t = Tensor.empty([n], dtype, "arange");
   const bits = (x: number) => (dtype === "i32" ? (x | 0) >>> 0 : f32bits(x));
   gpu().launcher.dispatch(fillKernel(dtype, true), [t.buffer("arange")], grid1d(n, FILL_WORKGROUP), [n, bits(start), bits(step)]);
+  endOp("arange");
   return finish(t, opts);
 }
 
@@ -102,6 +104,7 @@ function random(op: string, shape: number[], normal: boolean, a: number, b: numb
   const t = Tensor.empty(shape, dtype, op);
   const [k0, k1] = generatorFor(opts.seed).nextKey();
   gpu().launcher.dispatch(randomKernel(dtype, normal), [t.buffer(op)], grid1d(t.size, FILL_WORKGROUP), [t.size, k0, k1, f32bits(a), f32bits(b)]);
+  endOp(op);
   return finish(t, opts);
 }
 

@@ -2,6 +2,7 @@
 // (pruneModel + SparseAdamW + lazy adapters at 99%), linear warm-up + decay, global clipping.
 // step() records one whole step into the GPU queue and returns the loss tensor without waiting:
 // callers read losses a few steps late (DESIGN.md §3).
+import { endOp } from "../gpu/profiler.ts";
 import type { GPT } from "../nn/gpt.ts";
 import { AdamW } from "../optim/adamw.ts";
 import { clipGradNorm } from "../optim/clip.ts";
@@ -93,13 +94,17 @@ export class Trainer {
       this.sparse.lr = lr;
       this.sparse.weightDecay = this.o.weightDecay;
       this.sparse.clipGradNorm(this.o.gradClip, this.dense).dispose();
+      endOp("clipGradNorm");
       this.sparse.step();
       this.sparse.zeroGrad();
+      endOp("SparseAdamW.step");
     } else {
       clipGradNorm(this.dense.paramGroups.flatMap((g) => g.params), this.o.gradClip).dispose();
+      endOp("clipGradNorm");
     }
     this.dense.step();
     this.dense.zeroGrad();
+    endOp("AdamW.step");
     this.stepCount++;
     return keep(loss);
   }

@@ -15,6 +15,7 @@ import "./optim.ts";
 import "./sparse.ts";
 import "./slope.ts";
 import "./adapters.ts";
+import "./profiler.ts";
 import "./structure.ts";
 import "./compile.ts"; // checks every variant compiled above
 import "./device-loss.ts"; // last: destroys the device on purpose
