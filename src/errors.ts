@@ -81,6 +81,14 @@ export class CheckpointError extends WebslopeError {
   override name = "CheckpointError";
 }
 
+/** Training produced a NaN or infinite loss. Names the step; the message says what to try. */
+export class NonFiniteLossError extends WebslopeError {
+  override name = "NonFiniteLossError";
+  constructor(readonly step: number, readonly loss: number, message: string) {
+    super(message);
+  }
+}
+
 /** Shapes formatted the same way in every message: [2, 3]. */
 export function fmtShape(shape: readonly number[]): string {
   return `[${shape.join(", ")}]`;

@@ -24,6 +24,15 @@ export class Generator {
   randint(n: number): number {
     return Math.floor(this.random() * n);
   }
+  /** The generator's whole state (one u32): save it to resume the stream exactly (checkpoints). */
+  getState(): number {
+    return this.state;
+  }
+  /** Restores a state from getState(). */
+  setState(state: number): void {
+    if (!Number.isInteger(state) || state < 0 || state > 0xffffffff) throw new RangeError(`Generator.setState: state must be a u32, got ${state}`);
+    this.state = state >>> 0;
+  }
   /** A two-word key for a GPU random kernel. */
   nextKey(): [number, number] {
     return [this.nextU32(), this.nextU32()];
@@ -35,6 +44,11 @@ let global = new Generator(0);
 /** Reseeds the global generator (torch.manual_seed). */
 export function manualSeed(seed: number): void {
   global = new Generator(seed);
+}
+
+/** The global generator (dropout keys, unseeded init): its state goes into checkpoints. */
+export function globalGenerator(): Generator {
+  return global;
 }
 
 /** The global generator, or a fresh one when an explicit seed is given. */

@@ -8,7 +8,7 @@ import { dropout } from "../ops/dropout.ts";
 import type { Tensor } from "../tensor.ts";
 import { Embedding, LayerNorm } from "./layers.ts";
 import { Module } from "./module.ts";
-import { type AttentionImpl, Block } from "./transformer.ts";
+import { type AttentionImpl, Block, seedStream } from "./transformer.ts";
 
 export interface GPTConfig {
   vocabSize: number;
@@ -19,11 +19,16 @@ export interface GPTConfig {
   dropout?: number;
   /** Attention implementation of every block (see BlockConfig.attention); default "fused". */
   attention?: AttentionImpl;
+  /**
+   * Seeds every weight (embeddings and every Linear, through per-layer seeds derived from it):
+   * the same seed gives the same model. Without it, init draws from the global generator
+   * (manualSeed).
+   */
   seed?: number;
 }
 
 export class GPT extends Module {
-  readonly config: Required<Omit<GPTConfig, "seed">>;
+  readonly config: Required<Omit<GPTConfig, "seed">> & Pick<GPTConfig, "seed">;
   wte: Embedding;
   wpe: Embedding;
   blocks: Block[];
@@ -32,9 +37,10 @@ export class GPT extends Module {
   constructor(cfg: GPTConfig) {
     super();
     this.config = { dropout: 0, attention: "fused", ...cfg };
-    this.wte = this.module("wte", new Embedding(cfg.vocabSize, cfg.nEmbd, { std: 0.02, seed: cfg.seed }));
-    this.wpe = this.module("wpe", new Embedding(cfg.blockSize, cfg.nEmbd, { std: 0.02, seed: cfg.seed === undefined ? undefined : cfg.seed + 1 }));
-    this.blocks = Array.from({ length: cfg.nLayer }, (_, i) => this.module(`blocks.${i}`, new Block(cfg)));
+    const seed = seedStream(cfg.seed);
+    this.wte = this.module("wte", new Embedding(cfg.vocabSize, cfg.nEmbd, { std: 0.02, seed: seed() }));
+    this.wpe = this.module("wpe", new Embedding(cfg.blockSize, cfg.nEmbd, { std: 0.02, seed: seed() }));
+    this.blocks = Array.from({ length: cfg.nLayer }, (_, i) => this.module(`blocks.${i}`, new Block({ ...cfg, seed: seed() })));
     this.lnF = this.module("lnF", new LayerNorm(cfg.nEmbd));
   }
 

@@ -10,6 +10,7 @@ import { matmul } from "../ops/matmul.ts";
 import type { Tensor } from "../tensor.ts";
 import { LayerNorm, Linear, type LinearLike } from "./layers.ts";
 import { Module } from "./module.ts";
+import { Generator } from "../random.ts";
 
 export interface BlockConfig {
   nEmbd: number;
@@ -22,6 +23,8 @@ export interface BlockConfig {
    * scores kept for the backward (the reference path).
    */
   attention?: AttentionImpl;
+  /** Seeds every weight of the module (a stream of per-layer seeds is derived from it). */
+  seed?: number;
 }
 
 export type AttentionImpl = "fused" | "unfused";
@@ -48,7 +51,13 @@ export function unfusedCausalAttention(qkv: Tensor, nHead: number, pDrop: number
   return merged;
 }
 
-const gptInit = (cfg: BlockConfig, residual: boolean) => ({ std: residual ? 0.02 / Math.sqrt(2 * cfg.nLayer) : 0.02 });
+const gptInit = (cfg: BlockConfig, residual: boolean, seed: number | undefined) => ({ std: residual ? 0.02 / Math.sqrt(2 * cfg.nLayer) : 0.02, seed });
+
+/** Per-layer seeds derived from one seed (undefined: every layer draws from the global generator). */
+export function seedStream(seed: number | undefined): () => number | undefined {
+  const g = seed === undefined ? null : new Generator(seed);
+  return () => g?.nextU32();
+}
 
 export class CausalSelfAttention extends Module {
   qkv: LinearLike;
@@ -67,8 +76,9 @@ export class CausalSelfAttention extends Module {
     this.nHead = cfg.nHead;
     this.nEmbd = cfg.nEmbd;
     this.pDrop = cfg.dropout ?? 0;
-    this.qkv = this.module("qkv", new Linear(cfg.nEmbd, 3 * cfg.nEmbd, gptInit(cfg, false)));
-    this.proj = this.module("proj", new Linear(cfg.nEmbd, cfg.nEmbd, gptInit(cfg, true)));
+    const seed = seedStream(cfg.seed);
+    this.qkv = this.module("qkv", new Linear(cfg.nEmbd, 3 * cfg.nEmbd, gptInit(cfg, false, seed())));
+    this.proj = this.module("proj", new Linear(cfg.nEmbd, cfg.nEmbd, gptInit(cfg, true, seed())));
   }
 
   /** x [B, T, C] → [B, T, C]. Temporaries are disposed as soon as the graph no longer needs them. */
@@ -88,8 +98,9 @@ export class MLP extends Module {
   fc2: LinearLike;
   constructor(cfg: BlockConfig) {
     super();
-    this.fc1 = this.module("fc1", new Linear(cfg.nEmbd, 4 * cfg.nEmbd, { ...gptInit(cfg, false), activation: "gelu" }));
-    this.fc2 = this.module("fc2", new Linear(4 * cfg.nEmbd, cfg.nEmbd, gptInit(cfg, true)));
+    const seed = seedStream(cfg.seed);
+    this.fc1 = this.module("fc1", new Linear(cfg.nEmbd, 4 * cfg.nEmbd, { ...gptInit(cfg, false, seed()), activation: "gelu" }));
+    this.fc2 = this.module("fc2", new Linear(4 * cfg.nEmbd, cfg.nEmbd, gptInit(cfg, true, seed())));
   }
   forward(x: Tensor): Tensor {
     const h = this.fc1.forward(x);
@@ -109,10 +120,11 @@ export class Block extends Module {
   constructor(cfg: BlockConfig) {
     super();
     this.pDrop = cfg.dropout ?? 0;
+    const seed = seedStream(cfg.seed);
     this.ln1 = this.module("ln1", new LayerNorm(cfg.nEmbd));
-    this.attn = this.module("attn", new CausalSelfAttention(cfg));
+    this.attn = this.module("attn", new CausalSelfAttention({ ...cfg, seed: seed() }));
     this.ln2 = this.module("ln2", new LayerNorm(cfg.nEmbd));
-    this.mlp = this.module("mlp", new MLP(cfg));
+    this.mlp = this.module("mlp", new MLP({ ...cfg, seed: seed() }));
   }
   private residual(x: Tensor, branch: Tensor): Tensor {
     const b = this.training && this.pDrop > 0 ? dropout(branch, this.pDrop) : branch;

@@ -11,7 +11,8 @@ import { grid1d } from "../ops/util.ts";
 import { keep } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import { ADAMW_WORKGROUP, adamwKernel } from "../../shaders/adamw.wgsl.ts";
-import { DTypeError, ShapeError } from "../errors.ts";
+import { DTypeError, ShapeError, fmtShape } from "../errors.ts";
+import { copyInto } from "../ops/raw/copy.ts";
 import { FlatArena, GradArena, planArenas } from "./arena.ts";
 
 export interface AdamWOptions {
@@ -23,6 +24,16 @@ export interface AdamWOptions {
 
 export interface ParamGroup extends Required<AdamWOptions> {
   params: Tensor[];
+}
+
+/**
+ * torch.optim.AdamW's state_dict: per-parameter state by index (parameters numbered across the
+ * groups in order) and the groups' hyperparameters with their parameter indices. Tensors are the
+ * optimizer's own (shared, not copied).
+ */
+export interface AdamWStateDict {
+  state: Map<number, { step: number; expAvg: Tensor; expAvgSq: Tensor }>;
+  paramGroups: (Required<AdamWOptions> & { params: number[] })[];
 }
 
 interface ParamState {
@@ -170,6 +181,51 @@ export class AdamW {
   /** The moments of a parameter (undefined before its first step). */
   stateOf(p: Tensor): Readonly<ParamState> | undefined {
     return this.state.get(p);
+  }
+
+  /** The state dict (torch layout; see AdamWStateDict). */
+  stateDict(): AdamWStateDict {
+    const state: AdamWStateDict["state"] = new Map();
+    let i = 0;
+    const paramGroups = this.paramGroups.map(({ params, ...h }) => ({
+      ...h, betas: [...h.betas] as [number, number],
+      params: params.map((p) => {
+        const s = this.state.get(p);
+        if (s) state.set(i, { step: s.step, expAvg: s.m, expAvgSq: s.v });
+        return i++;
+      }),
+    }));
+    return { state, paramGroups };
+  }
+
+  /**
+   * Restores a stateDict() of an optimizer over parameters of the same shapes in the same groups.
+   * Validates everything first and changes nothing on a mismatch.
+   */
+  loadStateDict(sd: AdamWStateDict): void {
+    const flat = this.paramGroups.flatMap((g) => g.params);
+    const problems: string[] = [];
+    if (sd.paramGroups.length !== this.paramGroups.length) problems.push(`${sd.paramGroups.length} parameter groups, this optimizer has ${this.paramGroups.length}`);
+    sd.paramGroups.forEach((g, gi) => {
+      const n = this.paramGroups[gi]?.params.length;
+      if (n !== undefined && g.params.length !== n) problems.push(`group ${gi} has ${g.params.length} parameters, this optimizer's has ${n}`);
+    });
+    for (const [i, s] of sd.state) {
+      const p = flat[i];
+      if (!p) { problems.push(`state for parameter ${i}, this optimizer has ${flat.length}`); continue; }
+      for (const [k, t] of [["expAvg", s.expAvg], ["expAvgSq", s.expAvgSq]] as const) {
+        if (t.shape.join() !== p.shape.join() || t.dtype !== "f32") problems.push(`parameter ${i} ${k}: expected ${fmtShape(p.shape)} f32, got ${fmtShape(t.shape)} ${t.dtype}`);
+      }
+      if (!Number.isInteger(s.step) || s.step < 0) problems.push(`parameter ${i}: step ${s.step} is not a non-negative integer`);
+    }
+    if (problems.length) throw new ShapeError("AdamW.loadStateDict", problems.join("; "));
+    sd.paramGroups.forEach(({ params: _, ...h }, gi) => Object.assign(this.paramGroups[gi]!, h, { betas: [...h.betas] }));
+    for (const [i, s] of sd.state) {
+      const st = this.stateFor(flat[i]!);
+      copyInto(st.m, s.expAvg);
+      copyInto(st.v, s.expAvgSq);
+      st.step = s.step;
+    }
   }
 
   /** Frees the optimizer state; parameters stay where they are, gradients go back to new tensors. */

@@ -4,3 +4,7 @@ export { CharTokenizer } from "./tokenizer.ts";
 export { Corpus, type Batch } from "./corpus.ts";
 export { Trainer, type TrainerOptions, type SlopeOptions } from "./trainer.ts";
 export { generate, type GenerateOptions } from "./generate.ts";
+export {
+  checkpointToBytes, checkpointFromBytes, saveCheckpoint, loadCheckpoint, torchName,
+  type CheckpointState, type LoadTarget, type LoadedCheckpoint,
+} from "./checkpoint.ts";

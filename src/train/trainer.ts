@@ -1,7 +1,11 @@
 // Trainer: the GPT pretraining loop of the demo, the CLI and the benchmarks — dense or SLoPe
 // (pruneModel + SparseAdamW + lazy adapters at 99%), linear warm-up + decay, global clipping.
 // step() records one whole step into the GPU queue and returns the loss tensor without waiting:
-// callers read losses a few steps late (DESIGN.md §3).
+// callers read losses a few steps late (DESIGN.md §3). The Trainer itself reads every loss back
+// asynchronously (started at the end of the step, never awaited in it): onLoss sees each value,
+// and a NaN or infinite loss stops the next step() (or settle()) with a NonFiniteLossError that
+// names the step and says what to try; saveCheckpoint settles first, so it never overwrites the
+// last good checkpoint with a diverged model.
 import { endOp } from "../gpu/profiler.ts";
 import type { GPT } from "../nn/gpt.ts";
 import { AdamW } from "../optim/adamw.ts";
@@ -14,6 +18,7 @@ import { LazyAdapterSchedule } from "../slope/adapters.ts";
 import { pruneModel } from "../slope/prune.ts";
 import type { Pattern } from "../sparse/sparse24.ts";
 import type { Tensor } from "../tensor.ts";
+import { NonFiniteLossError } from "../errors.ts";
 import type { Corpus } from "./corpus.ts";
 
 export interface SlopeOptions {
@@ -30,16 +35,26 @@ export interface SlopeOptions {
   adapterAt?: number;
 }
 
+/** Options of a training run (nanoGPT's names in brackets). */
 export interface TrainerOptions {
+  /** Sequences per step [batch_size]. */
   batchSize: number;
+  /** Optimizer steps of the whole run [max_iters]; the schedule and the adapter insertion follow from it. */
   totalSteps: number;
+  /** Peak learning rate after warm-up, decayed linearly to 0 at totalSteps. Default 1e-3. */
   lr?: number;
+  /** Fraction of totalSteps spent warming up linearly from 0. Default 0.01. */
   warmupFraction?: number;
+  /** Decoupled weight decay of AdamW and SparseAdamW. Default 0.1. */
   weightDecay?: number;
+  /** Global L2 gradient-norm clip over all gradients [grad_clip]. Default 1. */
   gradClip?: number;
+  /** Seeds batch sampling and the adapters' init. Default 0. (Weights: GPTConfig.seed; dropout: manualSeed.) */
   seed?: number;
   /** Train SLoPe (sparse) instead of dense. */
   slope?: SlopeOptions;
+  /** Called with each step's loss once it is read back (a few steps late, in step order). */
+  onLoss?: (step: number, loss: number) => void;
 }
 
 export class Trainer {
@@ -48,7 +63,15 @@ export class Trainer {
   readonly adapters: LazyAdapterSchedule | null = null;
   readonly gen: Generator;
   stepCount = 0;
-  private readonly o: Required<Omit<TrainerOptions, "slope">> & { slope?: SlopeOptions };
+  /** The global gradient norm (before clipping) of the last step, a 0-d tensor (no readback). */
+  lastGradNorm: Tensor | null = null;
+  /** The last checkpoint saved or loaded through saveCheckpoint / loadCheckpoint. */
+  lastCheckpoint: { step: number; path: string } | null = null;
+  /** The most recent loss read back. */
+  lastLoss: { step: number; loss: number } | null = null;
+  private readonly o: Required<Omit<TrainerOptions, "slope" | "onLoss">> & { slope?: SlopeOptions; onLoss?: TrainerOptions["onLoss"] };
+  private readonly pending = new Set<Promise<void>>();
+  private failure: Error | null = null;
 
   constructor(readonly model: GPT, readonly corpus: Corpus, opts: TrainerOptions) {
     this.o = { lr: 1e-3, warmupFraction: 0.01, weightDecay: 0.1, gradClip: 1, seed: 0, ...opts };
@@ -67,6 +90,12 @@ export class Trainer {
     this.dense = new AdamW(model.denseParameters(), { lr: this.o.lr, weightDecay: this.o.weightDecay });
   }
 
+  /** The resolved options (JSON-serialisable; saved in checkpoints). */
+  get options(): TrainerOptions {
+    const { onLoss: _, ...o } = this.o;
+    return JSON.parse(JSON.stringify(o)) as TrainerOptions;
+  }
+
   /** The learning rate of step `t`. */
   lrAt(t: number): number {
     return linearWarmupDecay(t, { lr: this.o.lr, warmupSteps: Math.round(this.o.warmupFraction * this.o.totalSteps), totalSteps: this.o.totalSteps });
@@ -79,6 +108,7 @@ export class Trainer {
 
   /** One optimizer step. Returns the (kept) loss tensor; the caller disposes it. Never waits on the GPU. */
   step(): Tensor {
+    if (this.failure) throw this.failure;
     const t = this.stepCount;
     this.adapters?.step(t, this.model, this.dense);
     const lr = this.lrAt(t);
@@ -93,20 +123,60 @@ export class Trainer {
     if (this.sparse) {
       this.sparse.lr = lr;
       this.sparse.weightDecay = this.o.weightDecay;
-      this.sparse.clipGradNorm(this.o.gradClip, this.dense).dispose();
+      this.setGradNorm(this.sparse.clipGradNorm(this.o.gradClip, this.dense));
       endOp("clipGradNorm");
       this.sparse.step();
       this.sparse.zeroGrad();
       endOp("SparseAdamW.step");
     } else {
-      clipGradNorm(this.dense.paramGroups.flatMap((g) => g.params), this.o.gradClip).dispose();
+      this.setGradNorm(clipGradNorm(this.dense.paramGroups.flatMap((g) => g.params), this.o.gradClip));
       endOp("clipGradNorm");
     }
     this.dense.step();
     this.dense.zeroGrad();
     endOp("AdamW.step");
     this.stepCount++;
+    this.watch(t, loss);
     return keep(loss);
+  }
+
+  private setGradNorm(n: Tensor): void {
+    this.lastGradNorm?.dispose();
+    this.lastGradNorm = keep(n);
+  }
+
+  /** Starts the readback of step t's loss (the copy is recorded now, so the caller may dispose it). */
+  private watch(t: number, loss: Tensor): void {
+    const p = loss.item().then((v) => {
+      if (this.failure) return;
+      if (!Number.isFinite(v)) { this.failure = this.divergence(t, v); return; }
+      this.lastLoss = { step: t, loss: v };
+      this.o.onLoss?.(t, v);
+    }, (e) => { this.failure ??= e as Error; });
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p));
+  }
+
+  private divergence(t: number, v: number): NonFiniteLossError {
+    const last = this.lastLoss ? ` (the last finite loss was ${this.lastLoss.loss.toFixed(4)} at step ${this.lastLoss.step})` : "";
+    const ck = this.lastCheckpoint ? `the last good checkpoint (step ${this.lastCheckpoint.step}, ${this.lastCheckpoint.path}) is kept; resume from it` : "no checkpoint was saved yet";
+    return new NonFiniteLossError(t, v, `Trainer: the loss is ${v} at step ${t}${last}; training stopped and ${ck}. ` +
+      `Try a lower learning rate (lr is ${this.o.lr}; e.g. ${this.o.lr / 3}), stronger gradient clipping (gradClip is ${this.o.gradClip}; e.g. ${Math.min(this.o.gradClip, 1) / 2}) ` +
+      `or a longer warm-up (warmupFraction is ${this.o.warmupFraction})`);
+  }
+
+  /** Waits for every loss readback in flight; throws the NonFiniteLossError if one was NaN or infinite. */
+  async settle(): Promise<void> {
+    while (this.pending.size) await Promise.all([...this.pending]);
+    if (this.failure) throw this.failure;
+  }
+
+  /** Restores the step counter and the batch generator (loadCheckpoint does this). */
+  restore(s: { stepCount: number; batchRng: number }): void {
+    this.stepCount = s.stepCount;
+    this.gen.setState(s.batchRng);
+    this.failure = null;
+    this.lastLoss = null;
   }
 
   /** Mean validation loss over `batches` seeded batches (reads back once). */
@@ -127,6 +197,8 @@ export class Trainer {
   }
 
   dispose(): void {
+    this.lastGradNorm?.dispose();
+    this.lastGradNorm = null;
     this.dense.dispose();
     this.sparse?.dispose();
   }

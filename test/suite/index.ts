@@ -17,6 +17,7 @@ import "./slope.ts";
 import "./adapters.ts";
 import "./profiler.ts";
 import "./structure.ts";
+import "./checkpoint.ts";
 import "./compile.ts"; // checks every variant compiled above
 import "./device-loss.ts"; // last: destroys the device on purpose
 
