@@ -12,7 +12,7 @@
 // ones (GPU already at full clock) for --rewarm ms.
 import * as ws from "../src/index.ts";
 import { chooseMatmulTile, setMatmulTile } from "../src/ops/matmul.ts";
-import { MATMUL_TILES, type MatmulTileName } from "../shaders/matmul.wgsl.ts";
+import { GEMM_TILES as MATMUL_TILES, type GemmTileName as MatmulTileName } from "../shaders/gemm.ts";
 import { type MatmulPeer, jaxPeer, setupNavigator, tfjsPeer } from "./peers.ts";
 import { type Timing, randomF32, tflops, timeBatches } from "./timing.ts";
 import { argv, exit, runtimeGpu, writeText } from "./env.ts";

@@ -14,6 +14,7 @@
 //         workgroup memory at the end. Each kept multiply-add needs a gathered 4-byte read,
 //         which makes it slower than dense-tile on the H200 (0.23–0.38×; far slower on wgpu).
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
+import { GEMM_TILES, type GemmSpec, type GemmTileName, gemmBody, gemmShared, tileExtent } from "./gemm.ts";
 import { enables, kernelFamily, paramsDecl, storage } from "./kernel.ts";
 import { nmConsts, type SpDType } from "./sparse24.wgsl.ts";
 
@@ -98,43 +99,45 @@ ${rounds}
   return { code, bindings: ["read", "read", "read", "rw"], params: true };
 });
 
-/** Tile shapes of the dense-tile kernel: invocation block tm×tn (rows o × columns k), n step bk. */
+/**
+ * Tile shapes of the dense-tile kernel, by their public names: tiles of GEMM_TILES
+ * (shaders/gemm.ts), M = rows o of S, N = columns k, the reduction over n in steps of bk.
+ */
 export type SddmmTile = "64x64" | "128x128";
-const TILES: Record<SddmmTile, { tm: number; tn: number; bk: number }> = {
-  "64x64": { tm: 4, tn: 4, bk: 16 },
-  "128x128": { tm: 8, tn: 8, bk: 8 },
-};
+export const SDDMM_TILES = { "64x64": "64x64", "128x128": "128x128k8" } as const satisfies Record<SddmmTile, GemmTileName>;
 
 /** Rows of S (o) and columns (k) covered by one workgroup of the dense-tile kernel. */
 export function sddmmExtent(tile: SddmmTile): { bo: number; bk: number } {
-  return { bo: 16 * TILES[tile].tm, bk: 16 * TILES[tile].tn };
+  const { bm, bn } = tileExtent(GEMM_TILES[SDDMM_TILES[tile]]);
+  return { bo: bm, bk: bn };
 }
 
 /**
  * The dense-tile variant: each workgroup computes a dense (16·tm)×(16·tn) tile of dYᵀ·X (rows o
- * of S × columns k) with the register tile of the dense matmul (named vec4 accumulators), n in
- * steps of bk, and stores only the kept entries, compressed. All of the multiply-adds but no
+ * of S × columns k) on the GEMM core (shaders/gemm.ts, direct loads), n in steps of bk, and its
+ * write hook stores only the kept entries, compressed. All of the multiply-adds but no
  * gathers: on the H200 it is faster than the gather kernel above, and it never writes the dense
  * d_out×K product. Tiles are 2-D arrays indexed by a constant n and tx/ty in the inner loop.
  * Unused slots of a group (fewer than N kept) are written 0 unless accumulating.
  * Bindings and params as sddmmKernel. Dispatch: [ceil(K/(16·tn)), ceil(d_out/(16·tm))].
  */
 export const sddmmDenseTileKernel = kernelFamily("sddmm_dense_tile", (n: number, m: number, dtype: SpDType, accumulate: boolean, tile: SddmmTile) => {
-  const { tm, tn, bk } = TILES[tile];
-  const bo = 16 * tm, bkk = 16 * tn, ga = tm / 4, gb = tn / 4;
-  const XYZW = ["x", "y", "z", "w"];
-  const accs = range(tm).flatMap((r) => range(gb).map((h) => `c${r}_${h}`));
+  const t = GEMM_TILES[SDDMM_TILES[tile]];
+  const { bm: bo, bn: bkk } = tileExtent(t);
+  const bk = t.bk;
   const loadA = range((bo * bk) / 256).map((i) => `      { let e = tid + ${i * 256}u; let nn = e / ${bo}u; let c = e % ${bo}u; var v = 0.0;
         if (n0 + nn < nB && o0 + c < dOut) { v = f32(dY[(n0 + nn) * dOut + o0 + c]); }
         As[nn][c >> 2u][c & 3u] = v; }`).join("\n");
   const loadB = range((bkk * bk) / 256).map((i) => `      { let e = tid + ${i * 256}u; let nn = e / ${bkk}u; let c = e % ${bkk}u; var v = 0.0;
         if (n0 + nn < nB && k0 + c < K) { v = f32(X[(n0 + nn) * K + k0 + c]); }
         Bs[nn][c >> 2u][c & 3u] = v; }`).join("\n");
-  const kSteps = range(bk).map((k) => `    { ${range(ga).map((g) => `let a${g} = As[${k}][ty${g ? ` + ${g * 16}u` : ""}];`).join(" ")} ${range(gb).map((h) => `let b${h} = Bs[${k}][tx${h ? ` + ${h * 16}u` : ""}];`).join(" ")}
-      ${range(tm).flatMap((r) => range(gb).map((h) => `c${r}_${h} = c${r}_${h} + a${r >> 2}.${XYZW[r & 3]} * b${h};`)).join(" ")} }`).join("\n");
-  const stores = range(tm).flatMap((r) => range(gb).map((h) => `
-  { let o = o0 + ${(r >> 2) * 64 + (r & 3)}u + ty * 4u; let kb = k0 + ${h * 64}u + tx * 4u;
-    if (o < dOut && kb < K) { put(o, kb, c${r}_${h}, K, ws, vpr); } }`)).join("");
+  const gemm: GemmSpec = {
+    tile: t, a: { shared: "As", stride: bo / 4 }, b: { shared: "Bs", stride: bkk / 4 }, row0: "o0", col0: "k0",
+    loop: { k: "n0", bound: "nB" },
+    loads: { direct: `${loadA}\n${loadB}` },
+    write: (row, col, acc) => `  { let o = ${row}; let kb = ${col};
+    if (o < dOut && kb < K) { put(o, kb, ${acc}, K, ws, vpr); } }`,
+  };
   const code = wgsl`${enables(dtype)}
 ${storage(0, "dY", "read", `array<${dtype}>`)}
 ${storage(1, "X", "read", `array<${dtype}>`)}
@@ -142,8 +145,7 @@ ${storage(2, "mbits", "read", "array<u32>")}
 ${storage(3, "gW", "rw", `array<${dtype}>`)}
 ${paramsDecl(4)}
 ${nmConsts(n, m)}
-var<workgroup> As: array<array<vec4<f32>, ${bo / 4}>, ${bk}>;
-var<workgroup> Bs: array<array<vec4<f32>, ${bkk / 4}>, ${bk}>;
+${gemmShared(gemm)}
 
 // Stores the kept entries among columns kb..kb+3 of row o (kb a multiple of 4: one meta word).
 fn put(o: u32, kb: u32, acc: vec4<f32>, K: u32, ws: u32, vpr: u32) {
@@ -168,15 +170,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let nB = pu(0u); let K = pu(1u); let dOut = pu(2u); let ws = pu(3u); let vpr = pu(4u);
   let tx = lid.x; let ty = lid.y; let tid = ty * 16u + tx;
   let k0 = wid.x * ${bkk}u; let o0 = wid.y * ${bo}u;
-  ${accs.map((a) => `var ${a} = vec4<f32>(0.0);`).join(" ")}
-  for (var n0 = 0u; n0 < nB; n0 = n0 + ${bk}u) {
-${loadA}
-${loadB}
-    workgroupBarrier();
-${kSteps}
-    workgroupBarrier();
-  }
-${stores}
+  ${gemmBody(gemm)}
 }
 `;
   return { code, bindings: ["read", "read", "read", "rw"], params: true };

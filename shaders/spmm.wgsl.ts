@@ -16,6 +16,7 @@
 //         invocations), one register per row of X (a vec4 per 4 rows, x transposed), then a
 //         workgroup tree reduction. 2–6× faster than the dense kernel at 1–8 rows on the H200.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
+import { GEMM_TILES, type GemmSpec, type GemmTileName, gemmBody, gemmShared, tileExtent } from "./gemm.ts";
 import { enables, kernelFamily, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
 import { nmConsts, type SpDType } from "./sparse24.wgsl.ts";
 
@@ -128,39 +129,35 @@ ${stores}
   return { code, bindings: bias ? ["read", "read", "read", "rw", "read"] : ["read", "read", "read", "rw"], params: true };
 });
 
-/** Tile shapes of the expand kernel: invocation block tm×tn, workgroup tile 16·tm × 16·tn, K step bk. */
+/** Tile shapes of the expand kernel, by their public names: tiles of GEMM_TILES (shaders/gemm.ts). */
 export type ExpandTile = "64x64" | "128x128";
-const EXPAND_TILES: Record<ExpandTile, { tm: number; tn: number; bk: number }> = {
-  "64x64": { tm: 4, tn: 4, bk: 16 },
-  "128x128": { tm: 8, tn: 8, bk: 8 },
-};
+export const EXPAND_TILES = { "64x64": "64x64", "128x128": "128x128k8" } as const satisfies Record<ExpandTile, GemmTileName>;
 
 /** Workgroup bytes of an expand tile (both operands, one vec4 of padding per k-row each). */
 export function spmmExpandStorage(tile: ExpandTile): number {
-  const { tm, tn, bk } = EXPAND_TILES[tile];
+  const { tm, tn, bk } = GEMM_TILES[EXPAND_TILES[tile]];
   return bk * 16 * ((16 * tm) / 4 + 1 + (16 * tn) / 4 + 1);
 }
 
 /** Rows of x and rows of S covered by one workgroup of the expand kernel. */
 export function expandExtent(tile: ExpandTile): { bm: number; bn: number } {
-  const { tm, tn } = EXPAND_TILES[tile];
-  return { bm: 16 * tm, bn: 16 * tn };
+  return tileExtent(GEMM_TILES[EXPAND_TILES[tile]]);
 }
 
 /**
  * The expand variant of the tiled kernel: (16·tm rows of X) × (16·tn rows of S) per workgroup, K
- * in steps of bk. Each step decodes the S tile once from (values, meta) into a dense tile in
- * workgroup memory (zeros at pruned positions) and runs the dense register tile (named vec4
- * accumulators c<row>_<group>): all of the multiply-adds, but 1 byte of workgroup traffic per
- * multiply-add instead of the gather's 4, and half the weight bytes from memory. Loads are
- * coalesced along K (lanes along k) and scattered into k-major tiles with a vec4 of padding per
- * k-row; the tiles are 2-D arrays so the inner loop indexes them with a constant k and tx/ty
- * only (the bounds clamps of WebGPU engines then hoist out of the loop).
+ * in steps of bk, on the GEMM core (shaders/gemm.ts) with direct loads: each step decodes the S
+ * tile once from (values, meta) into a dense tile in workgroup memory (zeros at pruned
+ * positions) and runs the core's register tile: all of the multiply-adds, but 1 byte of workgroup
+ * traffic per multiply-add instead of the gather's 4, and half the weight bytes from memory.
+ * Loads are coalesced along K (lanes along k) and scattered into k-major tiles with a vec4 of
+ * padding per k-row.
  * Bindings and params as spmmGatherKernel. Dispatch: [ceil(d_out/bn), ceil(rows/bm)].
  */
 export const spmmExpandKernel = kernelFamily("spmm_expand", (n: number, m: number, dtype: SpDType, bias: boolean, tile: ExpandTile) => {
-  const { tm, tn, bk } = EXPAND_TILES[tile];
-  const bm = 16 * tm, bn = 16 * tn, ga = tm / 4, gb = tn / 4, rowsPerPass = 256 / bk;
+  const t = GEMM_TILES[EXPAND_TILES[tile]];
+  const { bm, bn } = tileExtent(t);
+  const bk = t.bk, rowsPerPass = 256 / bk;
   const decls = [
     storage(0, "X", "read", `array<${dtype}>`),
     storage(1, "values", "read", `array<${dtype}>`),
@@ -178,23 +175,28 @@ export const spmmExpandKernel = kernelFamily("spmm_expand", (n: number, m: numbe
         if (((gbits >> gj) & 1u) != 0u) { v = f32(values[(o0 + c) * vpr + gg * NN + countOneBits(gbits & below)]); }
       }
       Ws[lk][c >> 2u][c & 3u] = v; }`).join("\n");
-  const XYZW = ["x", "y", "z", "w"];
-  const accs = range(tm).flatMap((r) => range(gb).map((h) => `c${r}_${h}`));
-  const kSteps = range(bk).map((k) => `    { ${range(ga).map((g) => `let a${g} = Xs[${k}][ty${g ? ` + ${g * 16}u` : ""}];`).join(" ")} ${range(gb).map((h) => `let b${h} = Ws[${k}][tx${h ? ` + ${h * 16}u` : ""}];`).join(" ")}
-      ${range(tm).flatMap((r) => range(gb).map((h) => `c${r}_${h} = c${r}_${h} + a${r >> 2}.${XYZW[r & 3]} * b${h};`)).join(" ")} }`).join("\n");
-  const stores = range(tm).flatMap((r) => range(gb).map((h) => `
-  { let row = m0 + ${(r >> 2) * 64 + (r & 3)}u + ty * 4u; let col = o0 + ${h * 64}u + tx * 4u;
+  const gemm: GemmSpec = {
+    tile: t, a: { shared: "Xs", stride: bm / 4 + 1 }, b: { shared: "Ws", stride: bn / 4 + 1 }, row0: "m0", col0: "o0",
+    loop: { k: "k0", bound: "ws * 32u" },
+    loads: {
+      direct: `    // this invocation's column k of the step: its meta word, group, position in the group
+    let gk = k0 + lk; let gw = gk / 32u; let gg = gk / MM; let gj = gk % MM;
+    let gshift = (gg * MM) % 32u; let below = (1u << gj) - 1u;
+${loadX}
+${loadW}`,
+    },
+    write: (row, col, acc) => `  { let row = ${row}; let col = ${col};
     if (row < nX) {
       for (var j = 0u; j < 4u; j = j + 1u) {
-        if (col + j < dOut) { Y[row * dOut + col + j] = ${dtype}(c${r}_${h}[j]${bias ? " + f32(bias[col + j])" : ""}); }
+        if (col + j < dOut) { Y[row * dOut + col + j] = ${dtype}(${acc}[j]${bias ? " + f32(bias[col + j])" : ""}); }
       }
-    } }`)).join("");
+    } }`,
+  };
   const code = wgsl`${enables(dtype)}
 ${decls.join("\n")}
 ${paramsDecl(decls.length)}
 ${nmConsts(n, m)}
-var<workgroup> Xs: array<array<vec4<f32>, ${bm / 4 + 1}>, ${bk}>;
-var<workgroup> Ws: array<array<vec4<f32>, ${bn / 4 + 1}>, ${bk}>;
+${gemmShared(gemm)}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -202,18 +204,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let tx = lid.x; let ty = lid.y; let tid = ty * 16u + tx;
   let o0 = wid.x * ${bn}u; let m0 = wid.y * ${bm}u;
   let lk = tid % ${bk}u; let lr = tid / ${bk}u;
-  ${accs.map((a) => `var ${a} = vec4<f32>(0.0);`).join(" ")}
-  for (var k0 = 0u; k0 < ws * 32u; k0 = k0 + ${bk}u) {
-    // this invocation's column k of the step: its meta word, group, position in the group
-    let gk = k0 + lk; let gw = gk / 32u; let gg = gk / MM; let gj = gk % MM;
-    let gshift = (gg * MM) % 32u; let below = (1u << gj) - 1u;
-${loadX}
-${loadW}
-    workgroupBarrier();
-${kSteps}
-    workgroupBarrier();
-  }
-${stores}
+  ${gemmBody(gemm)}
 }
 `;
   return { code, bindings: bias ? ["read", "read", "read", "rw", "read"] : ["read", "read", "read", "rw"], params: true };

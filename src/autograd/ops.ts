@@ -4,8 +4,9 @@
 // one typed check that every op here has a rule (`satisfies RuleTable`: an op added without one
 // fails to compile).
 import type { DType } from "../dtype.ts";
+import type { Activation } from "../../shaders/matmul.wgsl.ts";
 
-export type Activation = "none" | "relu" | "gelu";
+export type { Activation };
 
 /** How the attention kernels address one call's q, k, v, O and gradients (src/ops/attention.ts). */
 export interface AttentionGeometry {

@@ -11,7 +11,8 @@ import { DTypeError, ResourceLimitError, ShapeError, fmtShape } from "../errors.
 import { gpu } from "../gpu/context.ts";
 import { isGradEnabled } from "../scope.ts";
 import { defineTensorMethods, Tensor } from "../tensor.ts";
-import { MATMUL_TILES, type MatmulTileName, matmulKernel, matmulSharedBytes, tileExtent } from "../../shaders/matmul.wgsl.ts";
+import { GEMM_TILES, type GemmTileName, chooseTile, tileExtent } from "../../shaders/gemm.ts";
+import { matmulKernel, matmulSharedBytes } from "../../shaders/matmul.wgsl.ts";
 import { SG_TILES, type SgTileName, sgMatmulKernel, sgSharedBytes, sgTileExtent } from "../../shaders/matmul-subgroup.wgsl.ts";
 import { expandRaw } from "./raw/copy.ts";
 import { mapOp } from "./raw/map.ts";
@@ -53,15 +54,15 @@ function dims(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Dims {
   return { batch, M, N, K };
 }
 
-let tileOverride: MatmulTileName | SgTileName | null = null;
+let tileOverride: GemmTileName | SgTileName | null = null;
 
 /**
  * Forces one tile shape for every product (benchmarks and tests); null restores the automatic
  * choice. A matrix-unit tile (shaders/matmul-subgroup.wgsl.ts) forces the matrix units.
  */
-export function setMatmulTile(name: MatmulTileName | SgTileName | null): void {
-  if (name !== null && !(name in MATMUL_TILES) && !(name in SG_TILES)) {
-    throw new ShapeError("setMatmulTile", `unknown tile "${String(name)}"; one of ${[...Object.keys(MATMUL_TILES), ...Object.keys(SG_TILES)].join(", ")}`);
+export function setMatmulTile(name: GemmTileName | SgTileName | null): void {
+  if (name !== null && !(name in GEMM_TILES) && !(name in SG_TILES)) {
+    throw new ShapeError("setMatmulTile", `unknown tile "${String(name)}"; one of ${[...Object.keys(GEMM_TILES), ...Object.keys(SG_TILES)].join(", ")}`);
   }
   tileOverride = name;
 }
@@ -103,6 +104,8 @@ export function chooseMatrixUnitTile(M: number, N: number, K: number, nb: number
 
 /** Products of at least this many workgroups of a larger tile keep every SM of a big GPU busy. */
 const BIG_GRID = 192;
+/** The tiles the front-end chooses from, largest first (128×128 with k-depth 16 is for benchmarks). */
+const MATMUL_CANDIDATES = ["128x128k8", "128x64", "64x64"] as const;
 
 /**
  * The tile shape for an M×N output (nb products): the largest tile that still gives a full grid
@@ -111,12 +114,8 @@ const BIG_GRID = 192;
  * wgpu (k-depth 16 is slower there, so it is left to benchmarks); below ~200 workgroups the GPU
  * is not filled and 64×64 wins (26 vs 14 TFLOP/s at 1024²).
  */
-export function chooseMatmulTile(M: number, N: number, nb: number, maxShared: number, transA = false, transB = false): MatmulTileName {
-  const fits = (t: MatmulTileName) => matmulSharedBytes(MATMUL_TILES[t], transA, transB) <= maxShared;
-  const grid = (bm: number, bn: number) => Math.ceil(M / bm) * Math.ceil(N / bn) * nb;
-  if (M >= 128 && N >= 128 && grid(128, 128) >= BIG_GRID && fits("128x128k8")) return "128x128k8";
-  if (M >= 128 && grid(128, 64) >= BIG_GRID && fits("128x64")) return "128x64";
-  return "64x64";
+export function chooseMatmulTile(M: number, N: number, nb: number, maxShared: number, transA = false, transB = false): GemmTileName {
+  return chooseTile(M, N, nb, MATMUL_CANDIDATES, BIG_GRID, (t) => matmulSharedBytes(GEMM_TILES[t], transA, transB) <= maxShared);
 }
 
 /** The product without autograd. `aux` (pre-activation output) is written when given. */
@@ -143,8 +142,8 @@ export function matmulRaw(a: Tensor, b: Tensor, transA = false, transB = false, 
     const { bm, bn } = sgTileExtent(t);
     return launch(kernel, bm, bn, a, b, { batch, M, N, K }, bias, aux);
   }
-  const tileName = (tileOverride as MatmulTileName | null) ?? chooseMatmulTile(M, N, nb, maxShared, transA, transB);
-  const tile = MATMUL_TILES[tileName];
+  const tileName = (tileOverride as GemmTileName | null) ?? chooseMatmulTile(M, N, nb, maxShared, transA, transB);
+  const tile = GEMM_TILES[tileName];
   const shared = matmulSharedBytes(tile, transA, transB);
   if (shared > maxShared) {
     throw new ResourceLimitError("matmul", `tile ${tileName} needs ${shared} bytes of workgroup memory, over this adapter's ${maxShared}`);

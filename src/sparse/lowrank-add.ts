@@ -5,8 +5,9 @@ import { ResourceLimitError, ShapeError, fmtShape } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
 import { checkLive } from "../ops/util.ts";
 import { Tensor } from "../tensor.ts";
+import { GEMM_TILES, chooseTile, tileExtent } from "../../shaders/gemm.ts";
 import {
-  LOWRANK_TILES, LOWRANK_WG, type LowRankTileName, lowRankAddKernel, lowRankAddTiledKernel, lowRankSharedBytes, lowRankTileExtent,
+  LOWRANK_TILE_NAMES, LOWRANK_WG, type LowRankTileName, lowRankAddKernel, lowRankAddTiledKernel, lowRankSharedBytes,
 } from "../../shaders/lowrank.wgsl.ts";
 
 /** Up to this many rows the one-row kernel wins: the tiled one would leave most of its tile idle. */
@@ -15,13 +16,9 @@ export const LOWRANK_SMALL_ROWS = 16;
 /** Outputs of at least this many workgroups of a larger tile keep every SM of a big GPU busy (as matmul's). */
 const BIG_GRID = 192;
 
-/** The tiled kernel's tile for a rows×dOut output: the largest that still fills the GPU and fits. */
+/** The tiled kernel's tile for a rows×dOut output: the largest that still fills the GPU and fits (as matmul's). */
 export function chooseLowRankTile(rows: number, dOut: number, maxShared: number): LowRankTileName {
-  const fits = (t: LowRankTileName) => lowRankSharedBytes(LOWRANK_TILES[t]) <= maxShared;
-  const grid = (bm: number, bn: number) => Math.ceil(rows / bm) * Math.ceil(dOut / bn);
-  if (rows >= 128 && dOut >= 128 && grid(128, 128) >= BIG_GRID && fits("128x128k8")) return "128x128k8";
-  if (rows >= 128 && grid(128, 64) >= BIG_GRID && fits("128x64")) return "128x64";
-  return "64x64";
+  return chooseTile(rows, dOut, 1, LOWRANK_TILE_NAMES, BIG_GRID, (t) => lowRankSharedBytes(GEMM_TILES[t]) <= maxShared);
 }
 
 /**
@@ -47,12 +44,12 @@ export function lowRankAdd(y: Tensor, rs: Tensor, kernel?: "small" | LowRankTile
   // Variant and grid first, so a refusal allocates nothing.
   const maxShared = g.limits.maxComputeWorkgroupStorageSize;
   const tileName = kernel ?? chooseLowRankTile(rows, dOut, maxShared);
-  const tile = LOWRANK_TILES[tileName];
+  const tile = GEMM_TILES[tileName];
   const shared = lowRankSharedBytes(tile);
   if (shared > maxShared) {
     throw new ResourceLimitError("lowRankAdd", `tile ${tileName} needs ${shared} bytes of workgroup memory, over this adapter's ${maxShared}`);
   }
-  const { bm, bn } = lowRankTileExtent(tile);
+  const { bm, bn } = tileExtent(tile);
   const colTiles = Math.ceil(dOut / bn), rowTiles = Math.ceil(rows / bm);
   // Row tiles past the per-dimension limit fold into z (the kernel skips the overhang of the last slice).
   const perZ = Math.min(rowTiles, maxDim), zs = Math.ceil(rowTiles / perZ);

@@ -8,7 +8,8 @@ import { DTypeError, ShapeError, fmtShape } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
 import { Tensor } from "../tensor.ts";
 import type { SpDType } from "../../shaders/sparse24.wgsl.ts";
-import { SDDMM_ROWS, sddmmDenseTileKernel, sddmmExtent, sddmmKernel, type SddmmTile } from "../../shaders/sddmm.wgsl.ts";
+import { chooseTile } from "../../shaders/gemm.ts";
+import { SDDMM_ROWS, SDDMM_TILES, sddmmDenseTileKernel, sddmmExtent, sddmmKernel, type SddmmTile } from "../../shaders/sddmm.wgsl.ts";
 import { checkLive, numel } from "../ops/util.ts";
 import { metaWords, type Sparse24, type SparseLike } from "./sparse24.ts";
 
@@ -41,7 +42,7 @@ export function sddmmRaw(dY: Tensor, x: Tensor, s: SparseLike, rows: number, out
   if (opts.method === "gather") {
     gpu().launcher.dispatch(sddmmKernel(s.n, s.m, dtype, accumulate), bufs, [ws, Math.ceil(s.rows / SDDMM_ROWS)], params);
   } else {
-    const tile: SddmmTile = opts.tile ?? (Math.ceil(s.cols / 128) * Math.ceil(s.rows / 128) >= BIG_GRID ? "128x128" : "64x64");
+    const tile: SddmmTile = opts.tile ?? (chooseTile(s.rows, s.cols, 1, [SDDMM_TILES["128x128"], SDDMM_TILES["64x64"]], BIG_GRID) === "64x64" ? "64x64" : "128x128");
     const { bo, bk } = sddmmExtent(tile);
     gpu().launcher.dispatch(sddmmDenseTileKernel(s.n, s.m, dtype, accumulate, tile), bufs, [Math.ceil(s.cols / bk), Math.ceil(s.rows / bo)], params);
   }

@@ -7,7 +7,8 @@ import { DTypeError, ResourceLimitError, ShapeError, fmtShape } from "../errors.
 import { gpu } from "../gpu/context.ts";
 import { Tensor } from "../tensor.ts";
 import type { SpDType } from "../../shaders/sparse24.wgsl.ts";
-import { SPMM_SMALL_MAX_ROWS, SPMM_SMALL_WORKGROUP, SPMM_TILE, expandExtent, type ExpandTile, spmmExpandKernel, spmmExpandStorage, spmmSmallKernel, spmmGatherKernel, spmmGatherStorage } from "../../shaders/spmm.wgsl.ts";
+import { chooseTile } from "../../shaders/gemm.ts";
+import { EXPAND_TILES, SPMM_SMALL_MAX_ROWS, SPMM_SMALL_WORKGROUP, SPMM_TILE, expandExtent, type ExpandTile, spmmExpandKernel, spmmExpandStorage, spmmSmallKernel, spmmGatherKernel, spmmGatherStorage } from "../../shaders/spmm.wgsl.ts";
 import { fill } from "../ops/raw/map.ts";
 import { stridedCopy } from "../ops/raw/copy.ts";
 import { checkLive, grid1d, numel } from "../ops/util.ts";
@@ -70,9 +71,11 @@ export function spmmRaw(x: Tensor, s: SparseLike, bias: Tensor | null, rows: num
   if (path === "expand" || (path === "auto" && !small)) {
     // 128×128 measured faster under Dawn (Node, Chrome) on the H200 but 4× slower under Deno's
     // wgpu, which takes 64×64 (scratch numbers in the sparse-core report; bench/ measures both)
-    const big = gpu().info.runtime !== "Deno" && spmmExpandStorage("128x128") <= gpu().limits.maxComputeWorkgroupStorageSize &&
-      Math.ceil(rows / 128) * Math.ceil(dOut / 128) >= EXPAND_BIG_GRID;
-    const tile = opts.expandTile ?? (big ? "128x128" : "64x64");
+    const candidates: readonly ExpandTile[] = gpu().info.runtime === "Deno" ? ["64x64"] : ["128x128", "64x64"];
+    const maxShared = gpu().limits.maxComputeWorkgroupStorageSize;
+    const chosen = chooseTile(rows, dOut, 1, candidates.map((t) => EXPAND_TILES[t]), EXPAND_BIG_GRID,
+      (t) => spmmExpandStorage(t === "64x64" ? "64x64" : "128x128") <= maxShared);
+    const tile = opts.expandTile ?? (chosen === "64x64" ? "64x64" : "128x128");
     if (spmmExpandStorage(tile) > gpu().limits.maxComputeWorkgroupStorageSize) {
       throw new ResourceLimitError(op, `expand tile ${tile} needs ${spmmExpandStorage(tile)} bytes of workgroup memory, over this adapter's maxComputeWorkgroupStorageSize`);
     }

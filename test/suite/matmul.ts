@@ -4,7 +4,8 @@
 // scalar loads × f32 / f16), finite-difference gradients, and the typed shape / dtype errors.
 import * as ws from "../../src/index.ts";
 import { fromHalfBits, toHalfBits } from "../../src/dtype.ts";
-import { MATMUL_TILES, type MatmulTileName, matmulSharedBytes } from "../../shaders/matmul.wgsl.ts";
+import { GEMM_TILES as MATMUL_TILES, type GemmTileName as MatmulTileName } from "../../shaders/gemm.ts";
+import { matmulSharedBytes } from "../../shaders/matmul.wgsl.ts";
 import { chooseMatmulTile, setMatmulTile } from "../../src/ops/matmul.ts";
 import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
