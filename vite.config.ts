@@ -2,7 +2,7 @@
 // /test/browser/) and builds the library: one ESM file per package.json "exports" entry in dist/,
 // with wgsl-preprocessor left external as a runtime dependency. Declarations come from
 // `tsc -p tsconfig.build.json` into dist/types/ (see the `build` script).
-import { createReadStream, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { defineConfig, type Plugin } from "vite";
@@ -40,7 +40,8 @@ function typeForwarders(): Plugin {
 
 /**
  * The demo's corpus: /data/<file> is served from ../shared/data (the team's data folder beside
- * the checkout) or from WEBSLOPE_DATA_DIR, in development only; the text is never bundled.
+ * the checkout) or from WEBSLOPE_DATA_DIR, in development only, and /data/index.json lists the
+ * text files there; the text is never bundled (without it the page downloads the public copy).
  */
 function sharedData(): Plugin {
   const dir = process.env.WEBSLOPE_DATA_DIR ?? resolve(root, "../shared/data");
@@ -49,10 +50,32 @@ function sharedData(): Plugin {
     configureServer(server) {
       server.middlewares.use("/data/", (req, res, next) => {
         const name = decodeURIComponent((req.url ?? "").split("?")[0]!.replace(/^\//, ""));
+        if (name === "index.json") {
+          // what is here, so that the page asks only for files that exist (no 404 in its console)
+          const files = existsSync(dir) ? readdirSync(dir).filter((f) => /^[\w.-]+\.txt$/.test(f)) : [];
+          res.setHeader("Content-Type", "application/json");
+          res.end(JSON.stringify(files));
+          return;
+        }
         const file = resolve(dir, name);
         if (!/^[\w.-]+\.txt$/.test(name) || !file.startsWith(dir) || !existsSync(file)) return next();
         res.setHeader("Content-Type", "text/plain; charset=utf-8");
         createReadStream(file).pipe(res);
+      });
+    },
+  };
+}
+
+/** The dev server's root is the demo: `npm run demo` prints http://127.0.0.1:5173/, which lands on /demo/. */
+function rootToDemo(): Plugin {
+  return {
+    name: "webslope-root-to-demo",
+    configureServer(server) {
+      server.middlewares.use((req, res, next) => {
+        if (req.url !== "/" && req.url !== "/index.html") return next();
+        res.statusCode = 302;
+        res.setHeader("Location", "/demo/");
+        res.end();
       });
     },
   };
@@ -73,9 +96,9 @@ export default defineConfig({
   // dependency re-optimisation and a full reload (which would drop a test page mid-run).
   optimizeDeps: {
     entries: ["demo/index.html", "test/browser/index.html"],
-    include: ["wgsl-preprocessor/wgsl-preprocessor.js", "uplot"],
+    include: ["wgsl-preprocessor/wgsl-preprocessor.js", "uplot", "idb"],
   },
-  plugins: [typeForwarders(), sharedData()],
+  plugins: [typeForwarders(), sharedData(), rootToDemo()],
   build: {
     outDir: "dist",
     emptyOutDir: true,

@@ -8,7 +8,8 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 export default defineConfig({
   testDir: ".",
-  testMatch: "suite.spec.ts",
+  // the library's suite in one page, then the demo page as a user meets it (demo.spec.ts)
+  testMatch: ["suite.spec.ts", "demo.spec.ts"],
   outputDir: "../../test-results",
   // One page runs the cases one after another; SwiftShader is a CPU rasteriser: cases are slow.
   workers: 1,
