@@ -7,12 +7,13 @@
 import { flush, gpu } from "../gpu/context.ts";
 import { f32bits } from "../gpu/launcher.ts";
 import { zerosLike } from "../ops/creation.ts";
-import { grid1d } from "../ops/util.ts";
+import { checkLive, grid1d } from "../ops/util.ts";
 import { keep } from "../scope.ts";
-import type { Tensor } from "../tensor.ts";
+import { Tensor } from "../tensor.ts";
 import { ADAMW_WORKGROUP, adamwKernel } from "../../shaders/adamw.wgsl.ts";
-import { DTypeError, ShapeError, fmtShape } from "../errors.ts";
+import { DTypeError, ShapeError, ValueError, fmtShape } from "../errors.ts";
 import { copyInto } from "../ops/raw/copy.ts";
+import { checkAdamOptions } from "./validate.ts";
 import { FlatArena, GradArena, planArenas } from "./arena.ts";
 
 export interface AdamWOptions {
@@ -125,7 +126,11 @@ export class AdamW {
   /** Adds parameters (with their own options); existing state is kept. */
   addParamGroup(group: AdamWOptions & { params: Tensor[] }): void {
     const seen = new Set(this.paramGroups.flatMap((g) => g.params));
+    checkAdamOptions("AdamW", { ...this.defaults, ...group });
+    if (!Array.isArray(group.params)) throw new ValueError("AdamW", `params must be an array of tensors, got ${typeof group.params}`);
     for (const p of group.params) {
+      if (!(p instanceof Tensor)) throw new ValueError("AdamW", `params must be tensors, got ${String(p)}`);
+      checkLive("AdamW", p);
       if (seen.has(p)) throw new ShapeError("AdamW", "a parameter appears in two groups");
       if (p.dtype !== "f32") throw new DTypeError("AdamW", `parameters must be f32 (master weights), got ${p.dtype}`);
     }

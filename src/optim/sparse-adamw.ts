@@ -12,8 +12,10 @@ import { SparseLinear } from "../nn/sparse-linear.ts";
 import { copyInto } from "../ops/raw/copy.ts";
 import { zerosLike } from "../ops/creation.ts";
 import { keep, noGrad } from "../scope.ts";
-import type { Tensor } from "../tensor.ts";
-import { ShapeError, WebslopeError, fmtShape } from "../errors.ts";
+import { Tensor as TensorClass, type Tensor } from "../tensor.ts";
+import { ShapeError, ValueError, WebslopeError, fmtShape } from "../errors.ts";
+import { checkNumber } from "../validate.ts";
+import { checkAdamOptions } from "./validate.ts";
 import { type AdamW, ArenaSet, adamwUpdate } from "./adamw.ts";
 import { clipBySumOfSquares, sumOfSquares } from "./clip.ts";
 
@@ -29,6 +31,14 @@ export interface SparseAdamWOptions {
   maskChangeFreq?: number;
 }
 
+/** What stateDict() returns and loadStateDict() takes. */
+export interface SparseAdamWState {
+  step: number;
+  tensors: Map<string, Tensor>;
+  /** Each sparse layer's own step count (bias correction), in layer order. */
+  layerSteps?: number[];
+}
+
 interface LayerState {
   m: Tensor;
   v: Tensor;
@@ -40,10 +50,12 @@ export class SparseAdamW {
   eps: number;
   weightDecay: number;
   maskChangeFreq: number;
-  /** Optimizer steps taken. */
+  /** Optimizer steps taken (the mask-refresh clock). */
   stepCount = 0;
   readonly layers: SparseLinear[];
   private readonly state = new Map<SparseLinear, LayerState>();
+  /** Updates each layer has had: its own bias-correction step t, as the method keeps one per weight. */
+  private readonly steps = new Map<SparseLinear, number>();
   private readonly arenas: ArenaSet;
 
   constructor(model: Module, opts: SparseAdamWOptions = {}) {
@@ -52,10 +64,13 @@ export class SparseAdamW {
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0.01;
     this.maskChangeFreq = opts.maskChangeFreq ?? 1;
-    if (!Number.isInteger(this.maskChangeFreq) || this.maskChangeFreq < 1) {
-      throw new RangeError(`SparseAdamW: maskChangeFreq must be an integer ≥ 1, got ${opts.maskChangeFreq}`);
-    }
+    checkAdamOptions("SparseAdamW", this);
+    checkNumber("SparseAdamW", "maskChangeFreq", this.maskChangeFreq, { integer: true, min: 1 });
     this.layers = model.namedModules().map(([, m]) => m).filter((m): m is SparseLinear => m instanceof SparseLinear);
+    if (this.layers.length === 0) {
+      throw new ValueError("SparseAdamW", "the model has no sparse layers, so this optimizer would update nothing; call pruneModel(model) " +
+        "first, or train a dense model with AdamW");
+    }
     if (this.layers.some((l) => l.merged)) {
       throw new WebslopeError("SparseAdamW: the model has layers merged for inference (mergeAdapters); a merged model cannot be trained");
     }
@@ -91,17 +106,23 @@ export class SparseAdamW {
     const o = { lr: this.lr, betas: this.betas, eps: this.eps, weightDecay: this.weightDecay };
     const reprune = t % this.maskChangeFreq === 0;
     const done = new Set<Tensor>();
+    const layerOf = new Map(this.layers.map((l) => [l.sparseParam, l]));
     this.arenas.arenas.forEach((e, a) => {
       if (!e.grad.gradsInPlace()) return;
+      // One dispatch for the arena only while its layers share one step count.
+      const ts = new Set(e.grad.tensors.map((p) => this.steps.get(layerOf.get(p)!) ?? 0));
+      if (ts.size !== 1) return;
       const [m, v] = this.arenas.moments(a);
-      adamwUpdate(e.grad.params.flat, e.grad.grads.flat, m.flat, v.flat, t, o, "slope");
+      adamwUpdate(e.grad.params.flat, e.grad.grads.flat, m.flat, v.flat, [...ts][0]! + 1, o, "slope");
       for (const p of e.grad.tensors) done.add(p);
     });
     for (const layer of this.layers) {
       const p = layer.sparseParam;
       if (!p.grad) continue;
       const s = this.stateFor(layer);
-      if (!done.has(p)) adamwUpdate(p, p.grad, s.m, s.v, t, o, "slope");
+      const lt = (this.steps.get(layer) ?? 0) + 1;
+      this.steps.set(layer, lt);
+      if (!done.has(p)) adamwUpdate(p, p.grad, s.m, s.v, lt, o, "slope");
       if (reprune) layer.repruneTranspose();
       else layer.refreshTranspose();
     }
@@ -128,30 +149,56 @@ export class SparseAdamW {
     return this.state.get(layer);
   }
 
-  /** Name → tensor of the optimizer state (moments per layer index), plus the step count. */
-  stateDict(): { step: number; tensors: Map<string, Tensor> } {
+  /** The updates `layer` has had (its bias-correction step). */
+  stepOf(layer: SparseLinear): number {
+    return this.steps.get(layer) ?? 0;
+  }
+
+  /**
+   * Name → tensor of the optimizer state (moments per layer index), the step count, and each
+   * layer's own step count (`layerSteps[i]`).
+   */
+  stateDict(): SparseAdamWState {
     const tensors = new Map<string, Tensor>();
     this.layers.forEach((l, i) => {
       const s = this.state.get(l);
       if (s) { tensors.set(`${i}.m`, s.m); tensors.set(`${i}.v`, s.v); }
     });
-    return { step: this.stepCount, tensors };
+    return { step: this.stepCount, tensors, layerSteps: this.layers.map((l) => this.stepOf(l)) };
   }
 
-  /** Restores a stateDict(): validates every shape first and changes nothing on a mismatch. */
-  loadStateDict(sd: { step: number; tensors: Map<string, Tensor> }): void {
+  /**
+   * Restores a stateDict(): validates everything first (step counts, every tensor's key, shape,
+   * dtype and liveness) and changes nothing when anything is wrong. Without `layerSteps` (an
+   * older state) each layer with moments takes `step`.
+   */
+  loadStateDict(sd: SparseAdamWState): void {
+    const op = "SparseAdamW.loadStateDict";
+    if (typeof sd !== "object" || sd === null || !(sd.tensors instanceof Map)) {
+      throw new ValueError(op, `expects { step, tensors: Map, layerSteps? } as returned by stateDict(), got ${sd === null ? "null" : typeof sd === "object" ? `an object with keys [${Object.keys(sd).join(", ")}]` : typeof sd}`);
+    }
+    checkNumber(op, "step", sd.step, { integer: true, min: 0 });
+    if (sd.layerSteps !== undefined && (!Array.isArray(sd.layerSteps) || sd.layerSteps.length !== this.layers.length)) {
+      throw new ValueError(op, `layerSteps must list one step count per sparse layer (${this.layers.length}), got ${JSON.stringify(sd.layerSteps)}`);
+    }
+    sd.layerSteps?.forEach((n, i) => checkNumber(op, `layerSteps[${i}]`, n, { integer: true, min: 0 }));
     const problems: string[] = [];
     const plan: [SparseLinear, Tensor, Tensor][] = [];
+    const known = new Set<string>();
     this.layers.forEach((l, i) => {
+      known.add(`${i}.m`); known.add(`${i}.v`);
       const m = sd.tensors.get(`${i}.m`), v = sd.tensors.get(`${i}.v`);
       if (!m && !v) return;
       const want = l.sparseParam.shape;
       for (const [k, t] of [["m", m], ["v", v]] as const) {
-        if (!t || t.shape.join() !== want.join()) problems.push(`layer ${i} ${k}: expected ${fmtShape(want)}, got ${t ? fmtShape(t.shape) : "nothing"}`);
+        if (!t || !(t instanceof TensorClass) || t.shape.join() !== want.join() || t.dtype !== "f32") {
+          problems.push(`layer ${i} ${k}: expected f32 ${fmtShape(want)}, got ${t instanceof TensorClass ? `${t.dtype} ${fmtShape(t.shape)}` : t ? String(t) : "nothing"}`);
+        } else if (t.isDisposed) problems.push(`layer ${i} ${k} was disposed`);
       }
       if (m && v) plan.push([l, m, v]);
     });
-    if (problems.length) throw new ShapeError("SparseAdamW.loadStateDict", problems.join("; "));
+    for (const k of sd.tensors.keys()) if (!known.has(k)) problems.push(`unexpected key ${JSON.stringify(k)}`);
+    if (problems.length) throw new ShapeError(op, `${problems.join("; ")}; nothing was changed`);
     noGrad(() => {
       for (const [l, m, v] of plan) {
         const s = this.stateFor(l);
@@ -160,6 +207,10 @@ export class SparseAdamW {
       }
     });
     this.stepCount = sd.step;
+    this.layers.forEach((l, i) => {
+      const n = sd.layerSteps?.[i] ?? (this.state.has(l) ? sd.step : 0);
+      if (n) this.steps.set(l, n); else this.steps.delete(l);
+    });
   }
 
   dispose(): void {
