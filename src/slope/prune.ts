@@ -5,8 +5,10 @@
 import { Linear } from "../nn/layers.ts";
 import type { Module } from "../nn/module.ts";
 import { SparseLinear } from "../nn/sparse-linear.ts";
-import type { Pattern } from "../sparse/sparse24.ts";
-import { WebslopeError } from "../errors.ts";
+import type { AdapterRank } from "../nn/lowrank-adapter.ts";
+import { resolveRank } from "../nn/lowrank-adapter.ts";
+import { type Pattern, parsePattern } from "../sparse/sparse24.ts";
+import { ShapeError, WebslopeError } from "../errors.ts";
 import { addLazyAdapters, mergeAdapters } from "./adapters.ts";
 
 export interface PruneOptions {
@@ -33,25 +35,47 @@ export interface PruneOptions {
   mergeLora?: boolean;
 }
 
-/** Returns the dotted names of the layers it replaced. Each replaced Linear's dense weight is freed. */
+/**
+ * Returns the dotted names of the layers it replaced. Each replaced Linear's dense weight is freed.
+ * Everything is checked and every sparse layer built before the model is touched: a call that
+ * throws (a bad option, a layer whose width the pattern cannot tile) leaves the model as it was.
+ */
 export function pruneModel(model: Module, opts: PruneOptions = {}): string[] {
+  const op = "pruneModel";
+  if (opts.mergeLora && !opts.addLora) throw new WebslopeError("pruneModel: mergeLora needs addLora: true (and loraRank)");
+  const pattern = opts.pattern ?? "2:4";
+  const { m } = parsePattern(op, pattern);
   const skip = new Set(opts.skip ?? ["blocks.0.attn.qkv"]);
   const include = opts.include ?? ((name: string) => name.startsWith("blocks."));
-  const replaced: string[] = [];
+  const rank: AdapterRank = opts.loraRank !== undefined ? { rank: opts.loraRank } : { rankFraction: opts.loraRankFraction ?? 1 / 64 };
+  const plan: { mod: Module; childName: string; full: string; child: Linear }[] = [];
   for (const [name, mod] of model.namedModules()) {
     for (const [childName, child] of mod.namedChildren()) {
       const full = name ? `${name}.${childName}` : childName;
       if (!(child instanceof Linear) || skip.has(full) || !include(full)) continue;
-      const sparse = SparseLinear.fromLinear(child, { compress: opts.compress, pattern: opts.pattern });
-      mod.setModule(childName, sparse);
-      child.weight.dispose();
-      replaced.push(full);
+      if (child.inFeatures % m !== 0 || child.outFeatures % m !== 0) {
+        throw new ShapeError(op, `${full} is [${child.outFeatures}, ${child.inFeatures}]: both sizes must be multiples of the pattern's ` +
+          `group size ${m} (${pattern}, W and its double-pruned transpose); leave it dense with skip: ["${full}"] (nothing was changed)`);
+      }
+      if (opts.addLora) resolveRank(op, child.inFeatures, child.outFeatures, rank);
+      plan.push({ mod, childName, full, child });
     }
   }
-  if (opts.mergeLora && !opts.addLora) throw new WebslopeError("pruneModel: mergeLora needs addLora: true (and loraRank)");
+  const built: SparseLinear[] = [];
+  try {
+    for (const { child } of plan) built.push(SparseLinear.fromLinear(child, { compress: opts.compress, pattern }));
+  } catch (e) {
+    // Free what was built, except the biases it shares with the untouched Linear layers.
+    built.forEach((sp, i) => { for (const [, t] of sp.stateDict()) if (t !== plan[i]!.child.bias) t.dispose(); });
+    throw e;
+  }
+  plan.forEach(({ mod, childName, child }, i) => {
+    mod.setModule(childName, built[i]!);
+    child.weight.dispose();
+  });
   if (opts.addLora) {
-    addLazyAdapters(model, opts.loraRank !== undefined ? { rank: opts.loraRank } : { rankFraction: opts.loraRankFraction ?? 1 / 64 });
+    addLazyAdapters(model, rank);
     if (opts.mergeLora) mergeAdapters(model);
   }
-  return replaced;
+  return plan.map((p) => p.full);
 }
