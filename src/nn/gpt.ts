@@ -1,6 +1,7 @@
 // GPT: a small GPT-2-style language model (token + position embeddings, pre-norm blocks, final
 // LayerNorm, lm_head tied to the token embedding), initialised as GPT-2 / SLoPe's GPT runs do.
-import { ShapeError, fmtShape } from "../errors.ts";
+import { ShapeError, ValueError, fmtShape } from "../errors.ts";
+import { checkNumber, checkOptional } from "../validate.ts";
 import { arange } from "../ops/creation.ts";
 import { matmul } from "../ops/matmul.ts";
 import { crossEntropy } from "../ops/crossentropy.ts";
@@ -27,6 +28,20 @@ export interface GPTConfig {
   seed?: number;
 }
 
+/** Checks every option before anything is allocated: a bad config throws and leaves no tensors behind. */
+function checkConfig(cfg: GPTConfig): void {
+  const op = "GPT";
+  if (typeof cfg !== "object" || cfg === null) throw new ValueError(op, "needs a config { vocabSize, blockSize, nLayer, nHead, nEmbd }");
+  for (const k of ["vocabSize", "blockSize", "nHead", "nEmbd"] as const) checkNumber(op, k, cfg[k], { integer: true, min: 1 });
+  checkNumber(op, "nLayer", cfg.nLayer, { integer: true, min: 0 });
+  if (cfg.nEmbd % cfg.nHead !== 0) throw new ShapeError(op, `nEmbd=${cfg.nEmbd} is not divisible by nHead=${cfg.nHead}; pick nHead dividing nEmbd`);
+  checkOptional(op, "dropout", cfg.dropout, { min: 0, below: 1 });
+  checkOptional(op, "seed", cfg.seed, { integer: true });
+  if (cfg.attention !== undefined && cfg.attention !== "fused" && cfg.attention !== "unfused") {
+    throw new ValueError(op, `attention must be "fused" or "unfused", got ${JSON.stringify(cfg.attention)}`);
+  }
+}
+
 export class GPT extends Module {
   readonly config: Required<Omit<GPTConfig, "seed">> & Pick<GPTConfig, "seed">;
   wte: Embedding;
@@ -36,6 +51,7 @@ export class GPT extends Module {
 
   constructor(cfg: GPTConfig) {
     super();
+    checkConfig(cfg);
     this.config = { dropout: 0, attention: "fused", ...cfg };
     const seed = seedStream(cfg.seed);
     this.wte = this.module("wte", new Embedding(cfg.vocabSize, cfg.nEmbd, { std: 0.02, seed: seed() }));
@@ -46,7 +62,9 @@ export class GPT extends Module {
 
   /** Token ids [B, T] (i32) → logits [B, T, vocab]. */
   forward(idx: Tensor): Tensor {
+    idx.buffer("GPT.forward");
     if (idx.ndim !== 2 || idx.dtype !== "i32") throw new ShapeError("GPT", `token ids must be i32 [B, T], got ${idx.dtype} ${fmtShape(idx.shape)}`);
+    if (idx.size === 0) throw new ShapeError("GPT", `token ids ${fmtShape(idx.shape)} are empty; pass at least one token per row`);
     const T = idx.shape[1]!;
     if (T > this.config.blockSize) throw new ShapeError("GPT", `sequence length ${T} is over blockSize ${this.config.blockSize}`);
     const pos = arange(0, T, 1, { dtype: "i32" });
@@ -66,6 +84,10 @@ export class GPT extends Module {
 
   /** Mean cross-entropy of next-token targets [B, T] (i32); ignoreIndex −100 like PyTorch. */
   loss(idx: Tensor, targets: Tensor): Tensor {
+    targets.buffer("GPT.loss");
+    if (targets.dtype !== "i32" || targets.shape.join() !== idx.shape.join()) {
+      throw new ShapeError("GPT.loss", `targets must be i32 of the ids' shape ${fmtShape(idx.shape)}, got ${targets.dtype} ${fmtShape(targets.shape)}`);
+    }
     const logits = this.forward(idx);
     const V = this.config.vocabSize;
     const flat = logits.reshape([-1, V]);

@@ -1,5 +1,6 @@
 // The basic layers: Linear (weight [out, in] like PyTorch, y = x·Wᵀ + b in one fused matmul),
 // Embedding and LayerNorm.
+import { checkNumber, checkOptional } from "../validate.ts";
 import type { Activation } from "../autograd/ops.ts";
 import { ShapeError, fmtShape } from "../errors.ts";
 import { randn, rand, zeros, ones } from "../ops/creation.ts";
@@ -33,6 +34,9 @@ export class Linear extends Module implements LinearLike {
 
   constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LinearOptions = {}) {
     super();
+    checkNumber("Linear", "inFeatures", inFeatures, { integer: true, min: 1 });
+    checkNumber("Linear", "outFeatures", outFeatures, { integer: true, min: 1 });
+    checkOptional("Linear", "std", opts.std, { min: 0 });
     const bound = 1 / Math.sqrt(inFeatures);
     this.weight = this.param("weight", opts.std !== undefined
       ? randn([outFeatures, inFeatures], { std: opts.std, seed: opts.seed })
@@ -53,6 +57,9 @@ export class Embedding extends Module {
   weight: Tensor;
   constructor(readonly numEmbeddings: number, readonly embeddingDim: number, opts: { std?: number; seed?: number } = {}) {
     super();
+    checkNumber("Embedding", "numEmbeddings", numEmbeddings, { integer: true, min: 1 });
+    checkNumber("Embedding", "embeddingDim", embeddingDim, { integer: true, min: 1 });
+    checkOptional("Embedding", "std", opts.std, { min: 0 });
     this.weight = this.param("weight", randn([numEmbeddings, embeddingDim], { std: opts.std ?? 1, seed: opts.seed }));
   }
   forward(indices: Tensor): Tensor {
@@ -65,6 +72,8 @@ export class LayerNorm extends Module {
   bias: Tensor;
   constructor(readonly normalizedShape: number, readonly eps = 1e-5) {
     super();
+    checkNumber("LayerNorm", "normalizedShape", normalizedShape, { integer: true, min: 1 });
+    checkNumber("LayerNorm", "eps", eps, { above: 0 });
     this.weight = this.param("weight", ones([normalizedShape]));
     this.bias = this.param("bias", zeros([normalizedShape]));
   }

@@ -2,8 +2,8 @@
 // state-dict keys ("blocks.0.attn.qkv.weight"); setModule swaps a child in place, which is how
 // pruneModel turns Linear layers into SparseLinear ones.
 import { keep, noGrad } from "../scope.ts";
-import type { Tensor } from "../tensor.ts";
-import { ShapeError, fmtShape } from "../errors.ts";
+import { Tensor } from "../tensor.ts";
+import { ShapeError, ValueError, fmtShape } from "../errors.ts";
 import { copyInto } from "../ops/raw/copy.ts";
 
 /** Parameters owned by sparse layers (SparseAdamW updates them; denseParameters() leaves them out). */
@@ -55,7 +55,9 @@ export abstract class Module {
 
   /** Replaces the child `name` (also the property of that name, when there is one). */
   setModule(name: string, m: Module): void {
-    if (!this._children.has(name)) throw new Error(`${this.constructor.name} has no submodule "${name}"`);
+    if (!this._children.has(name)) {
+      throw new ValueError("setModule", `${this.constructor.name} has no submodule "${name}"; its children are ${[...this._children.keys()].map((k) => `"${k}"`).join(", ") || "none"}`);
+    }
     this._children.set(name, m);
     const self = this as unknown as Record<string, unknown>;
     if (name in self) self[name] = m;
@@ -140,6 +142,7 @@ export abstract class Module {
    * missing key or shape mismatch it throws and changes nothing.
    */
   loadStateDict(input: ReadonlyMap<string, Tensor>, { strict = true } = {}): void {
+    if (!(input instanceof Map)) throw new ValueError("loadStateDict", `expects a Map of name → Tensor (as stateDict() returns), got ${input === null ? "null" : typeof input}`);
     const state = new Map(input);
     const temporaries: Tensor[] = [];
     try {
@@ -163,12 +166,14 @@ export abstract class Module {
     for (const [k, t] of own) {
       const s = state.get(k);
       if (!s) { if (strict) problems.push(`missing "${k}"`); continue; }
+      if (!(s instanceof Tensor)) { problems.push(`"${k}": expected a Tensor, got ${String(s)}`); continue; }
+      if (s.isDisposed) { problems.push(`"${k}" was disposed`); continue; }
       if (s.shape.join() !== t.shape.join() || s.dtype !== t.dtype) {
         problems.push(`"${k}": expected ${fmtShape(t.shape)} ${t.dtype}, got ${fmtShape(s.shape)} ${s.dtype}`);
       }
     }
     if (strict) for (const k of state.keys()) if (!own.has(k)) problems.push(`unexpected "${k}"`);
-    if (problems.length) throw new ShapeError("loadStateDict", problems.join("; "));
+    if (problems.length) throw new ShapeError("loadStateDict", `${problems.join("; ")}; nothing was loaded`);
     noGrad(() => { for (const [k, t] of own) { const s = state.get(k); if (s) copyInto(t, s); } });
   }
 
