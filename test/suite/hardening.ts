@@ -2,9 +2,11 @@
 // input, throwing scopes, failed calls, leaks outside tidy), answered with a typed error that
 // names the op, the value and the fix — and a failed call changes nothing.
 import * as ws from "../../src/index.ts";
-import { GPT } from "../../src/nn/index.ts";
+import { GPT, LayerNorm, Linear, type LinearLike, Module, SparseLinear } from "../../src/nn/index.ts";
+import { AdamW, SparseAdamW } from "../../src/optim/index.ts";
+import { pruneModel } from "../../src/slope/index.ts";
 import { CharTokenizer } from "../../src/train/index.ts";
-import { assert, assertEquals, assertThrows } from "../lib/assert.ts";
+import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
 
 const tiny = (extra: Partial<ConstructorParameters<typeof GPT>[0]> = {}) =>
@@ -61,4 +63,125 @@ test("CharTokenizer encodes by code points: text with emoji round-trips", async 
   await assertThrows(() => tok.encode("x"), ws.ValueError, "CharTokenizer.encode", "\"x\"");
   await assertThrows(() => tok.decode([tok.vocabSize]), ws.ValueError, "CharTokenizer.decode", `${tok.vocabSize}`);
   await assertThrows(() => tok.decode([0.5]), ws.ValueError, "0.5");
+});
+
+/** Two prunable layers under "blocks.", a fixed input, and sums of their outputs as losses. */
+class TwoLayers extends Module {
+  constructor(second: [number, number] = [8, 8]) {
+    super();
+    this.module("blocks.a", new Linear(8, 8, { seed: 1, bias: false }));
+    this.module("blocks.b", new Linear(second[0], second[1], { seed: 2, bias: false }));
+  }
+  layer(name: "a" | "b"): LinearLike {
+    return this.namedChildren().find(([n]) => n === `blocks.${name}`)![1] as LinearLike;
+  }
+}
+
+test("a failed pruneModel changes nothing: the layers before the bad one stay dense and alive", async () => {
+  const m = new TwoLayers([6, 8]); // blocks.b has inFeatures 6: not a multiple of 4
+  const keys = [...m.stateDict().keys()];
+  const w = m.layer("a") as Linear;
+  const before = ws.memoryStats();
+  await assertThrows(() => pruneModel(m, { skip: [] }), ws.ShapeError, "blocks.b", "nothing was changed");
+  await assertThrows(() => pruneModel(m, { skip: [], pattern: "3:5" as "2:4" }), ws.ShapeError, "3:5");
+  await assertThrows(() => pruneModel(m, { skip: [], include: (n) => n === "blocks.a", addLora: true, loraRank: 99 }), ws.ShapeError, "rank 99");
+  await assertThrows(() => pruneModel(m, { mergeLora: true }), ws.WebslopeError, "mergeLora");
+  assert(m.layer("a") === w && !w.weight.isDisposed, "blocks.a is still the same dense Linear");
+  assertEquals([...m.stateDict().keys()], keys);
+  const after = ws.memoryStats();
+  assertEquals([after.liveBytes, after.liveTensors], [before.liveBytes, before.liveTensors], "nothing allocated or freed");
+  m.dispose();
+});
+
+test("a failed Module.loadStateDict changes nothing (a disposed entry, a non-tensor, a non-Map)", async () => {
+  const m = new TwoLayers();
+  const orig = await Promise.all([...m.stateDict().values()].map((t) => t.toArray()));
+  const state = new Map([...m.stateDict()].map(([k, t]) => [k, ws.full([...t.shape], 5)]));
+  const last = [...state.keys()].at(-1)!;
+  state.get(last)!.dispose();
+  await assertThrows(() => m.loadStateDict(state), ws.ShapeError, last, "disposed", "nothing was loaded");
+  state.set(last, 3 as unknown as ws.Tensor);
+  await assertThrows(() => m.loadStateDict(state), ws.ShapeError, "expected a Tensor");
+  await assertThrows(() => m.loadStateDict({} as Map<string, ws.Tensor>), ws.ValueError, "Map");
+  const now = await Promise.all([...m.stateDict().values()].map((t) => t.toArray()));
+  assertEquals(now.map((a) => Array.from(a)), orig.map((a) => Array.from(a)), "weights unchanged");
+  for (const t of state.values()) if (t instanceof ws.Tensor) t.dispose();
+  m.dispose();
+});
+
+test("SparseAdamW: refuses a model with no sparse layers; a failed loadStateDict leaves it working", async () => {
+  const dense = new TwoLayers();
+  await assertThrows(() => new SparseAdamW(dense), ws.ValueError, "SparseAdamW", "pruneModel");
+  await assertThrows(() => new AdamW(dense.parameters(), { lr: NaN }), ws.ValueError, "AdamW", "lr", "NaN");
+  await assertThrows(() => new AdamW(dense.parameters(), { betas: [0.9, 1] }), ws.ValueError, "betas[1]", "< 1");
+  pruneModel(dense, { skip: [] });
+  await assertThrows(() => new SparseAdamW(dense, { maskChangeFreq: 0 }), ws.ValueError, "maskChangeFreq");
+  const opt = new SparseAdamW(dense, { lr: 0.01 });
+  const x = ws.randn([4, 8], { seed: 3 });
+  const stepOnce = () => { ws.tidy(() => dense.layer("a").forward(x).add(dense.layer("b").forward(x)).sum().backward()); opt.step(); opt.zeroGrad(); };
+  stepOnce();
+  const good = opt.stateDict();
+  const snapshot = await Promise.all([...good.tensors.values()].map((t) => t.toArray()));
+  await assertThrows(() => opt.loadStateDict({} as never), ws.ValueError, "SparseAdamW.loadStateDict", "stateDict()");
+  await assertThrows(() => opt.loadStateDict({ step: -1, tensors: new Map() }), ws.ValueError, "step", "-1");
+  const bad = new Map(good.tensors);
+  const wrong = ws.zeros([3]);
+  bad.set("1.v", wrong);
+  await assertThrows(() => opt.loadStateDict({ step: 9, tensors: bad }), ws.ShapeError, "layer 1 v", "[3]", "nothing was changed");
+  bad.set("1.v", good.tensors.get("1.v")!); bad.set("7.m", wrong);
+  await assertThrows(() => opt.loadStateDict({ step: 9, tensors: bad }), ws.ShapeError, "unexpected key \"7.m\"");
+  assertEquals(opt.stepCount, 1, "step count unchanged");
+  const still = await Promise.all([...opt.stateDict().tensors.values()].map((t) => t.toArray()));
+  assertEquals(still.map((a) => Array.from(a)), snapshot.map((a) => Array.from(a)), "moments unchanged");
+  stepOnce();
+  assertEquals(opt.stepCount, 2, "the optimizer still steps");
+  wrong.dispose(); x.dispose(); opt.dispose(); dense.dispose();
+});
+
+test("SparseAdamW keeps one step count per weight: a layer that skipped a step gets its own bias correction", async () => {
+  const x = ws.randn([4, 8], { seed: 4 });
+  const run = async (schedule: ("a" | "b" | "ab")[]) => {
+    const m = new TwoLayers();
+    pruneModel(m, { skip: [] });
+    const opt = new SparseAdamW(m, { lr: 0.1, weightDecay: 0 });
+    for (const which of schedule) {
+      ws.tidy(() => {
+        const ys = [...which].map((n) => m.layer(n as "a" | "b").forward(x).sum());
+        (ys.length === 2 ? ys[0]!.add(ys[1]!) : ys[0]!).backward();
+      });
+      opt.step(); opt.zeroGrad();
+    }
+    const b = m.layer("b") as SparseLinear;
+    const out = { steps: [opt.stepOf(m.layer("a") as SparseLinear), opt.stepOf(b)], values: Array.from(await b.sparseParam.toArray()) };
+    opt.dispose(); m.dispose();
+    return out;
+  };
+  const skipped = await run(["ab", "a", "b"]);
+  const straight = await run(["ab", "b"]);
+  assertEquals(skipped.steps, [2, 2]);
+  assertClose(skipped.values, straight.values, { rtol: 1e-6, atol: 1e-7, msg: "b's second update used t = 2 in both runs" });
+  x.dispose();
+});
+
+test("GPT and the layers validate their options before allocating anything", async () => {
+  const before = ws.memoryStats();
+  await assertThrows(() => tiny({ nHead: 3 }), ws.ShapeError, "GPT", "nHead=3");
+  await assertThrows(() => tiny({ vocabSize: 0 }), ws.ValueError, "vocabSize", "≥ 1", "got 0");
+  await assertThrows(() => tiny({ blockSize: 2.5 }), ws.ValueError, "blockSize", "integer");
+  await assertThrows(() => tiny({ dropout: 1 }), ws.ValueError, "dropout", "< 1");
+  await assertThrows(() => tiny({ nEmbd: NaN }), ws.ValueError, "nEmbd", "NaN");
+  await assertThrows(() => tiny({ attention: "flash" as "fused" }), ws.ValueError, "\"flash\"");
+  await assertThrows(() => new Linear(0, 4), ws.ValueError, "Linear", "inFeatures");
+  await assertThrows(() => new LayerNorm(4, 0), ws.ValueError, "LayerNorm", "eps");
+  const after = ws.memoryStats();
+  assertEquals([after.liveBytes, after.liveTensors], [before.liveBytes, before.liveTensors], "nothing allocated");
+  const m = tiny();
+  const idx = ws.tensor(Int32Array.from([1, 2]), [1, 2]);
+  const mid = ws.memoryStats();
+  await assertThrows(() => m.loss(idx, ws.tensor([1, 2])), ws.ShapeError, "GPT.loss", "f32");
+  const gone = ws.tensor(Int32Array.from([1, 2]), [1, 2]);
+  gone.dispose();
+  await assertThrows(() => m.forward(gone), ws.DisposedTensorError, "GPT.forward");
+  assertEquals(ws.memoryStats().liveTensors, mid.liveTensors + 1, "only the f32 targets made in the call above");
+  idx.dispose(); m.dispose();
 });
