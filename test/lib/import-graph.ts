@@ -15,7 +15,7 @@ export interface ImportEdge {
 /** Layers from the bottom up: a file may import its own layer or one below (never above). */
 export const LAYERS: readonly { name: string; rank: number; test: (path: string) => boolean }[] = [
   { name: "shaders", rank: 0, test: (p) => p.startsWith("shaders/") },
-  { name: "errors/dtype", rank: 0, test: (p) => p === "src/errors.ts" || p === "src/dtype.ts" },
+  { name: "errors/dtype/validate", rank: 0, test: (p) => ["src/errors.ts", "src/dtype.ts", "src/validate.ts"].includes(p) },
   { name: "gpu", rank: 1, test: (p) => p.startsWith("src/gpu/") },
   { name: "tensor/autograd", rank: 2, test: (p) => ["src/tensor.ts", "src/scope.ts", "src/random.ts"].includes(p) || p.startsWith("src/autograd/") },
   { name: "ops/raw (kernel launchers)", rank: 3, test: (p) => p.startsWith("src/ops/raw/") || p === "src/ops/util.ts" },
