@@ -114,7 +114,8 @@ ${sumReduce(wg, "redA", "redB")}
 /**
  * Partial dweight / dbias sums: invocation (chunk, c) sums dy·x̂ and dy over rows
  * [chunk·chunkRows, min(rows, (chunk+1)·chunkRows)) in row order (deterministic).
- * Bindings: dy, x, mean, rstd (read), dw, db (rw, f32 [chunks, C]). Params: [0]=rows [1]=C [2]=chunkRows [3]=chunks.
+ * Bindings: dy, x, mean, rstd (read), part (rw, f32 [2, chunks, C]: dweight's partials, then
+ * dbias's, so one column reduction finishes both). Params: [0]=rows [1]=C [2]=chunkRows [3]=chunks.
  */
 export const layerNormParamGradKernel = kernelFamily("layerNormParamGrad", (dtype: F) => {
   const wg = LN_COLUMN_WORKGROUP;
@@ -123,9 +124,8 @@ ${storage(0, "dy", "read", `array<${dtype}>`)}
 ${storage(1, "x", "read", `array<${dtype}>`)}
 ${storage(2, "meanIn", "read", "array<f32>")}
 ${storage(3, "rstdIn", "read", "array<f32>")}
-${storage(4, "dw", "rw", "array<f32>")}
-${storage(5, "db", "rw", "array<f32>")}
-${paramsDecl(6)}
+${storage(4, "part", "rw", "array<f32>")}
+${paramsDecl(5)}
 ${linearIndexFn(wg)}
 @compute @workgroup_size(${wg})
 fn main(${MAIN_ARGS}) {
@@ -143,9 +143,9 @@ fn main(${MAIN_ARGS}) {
     sw = sw + g * (f32(x[r * C + c]) - meanIn[r]) * rstdIn[r];
     sb = sb + g;
   }
-  dw[i] = sw;
-  db[i] = sb;
+  part[i] = sw;
+  part[pu(3u) * C + i] = sb;
 }
 `;
-  return { code, bindings: ["read", "read", "read", "read", "rw", "rw"], params: true };
+  return { code, bindings: ["read", "read", "read", "read", "rw"], params: true };
 });

@@ -11,7 +11,7 @@ import { Tensor } from "../tensor.ts";
 import { rowWorkgroup } from "../../shaders/softmax.wgsl.ts";
 import { LN_COLUMN_WORKGROUP, layerNormBackwardKernel, layerNormKernel, layerNormParamGradKernel } from "../../shaders/layernorm.wgsl.ts";
 import { mapOp } from "./raw/map.ts";
-import { reduceRaw } from "./raw/reduce.ts";
+import { reduceInto } from "./raw/reduce.ts";
 import { type F, checkFloat, checkLive, fdt, grid1d, rowGrid } from "./util.ts";
 
 declare module "../autograd/ops.ts" {
@@ -57,16 +57,31 @@ export function layerNorm(x: Tensor, weight: Tensor | null = null, bias: Tensor 
   return y;
 }
 
-/** Sums a [chunks, C] f32 partial over its chunks into [C] of `dtype`, disposing the partial. */
-function finishColumnSum(op: string, part: Tensor, C: number, dtype: F): Tensor {
-  const summed = part.shape[0] === 1 ? part.alias([C]) : reduceRaw(op, part, [0], "sum", false);
+/** Most rows one invocation of the parameter-gradient kernel sums (its loop bound). */
+const LN_MAX_CHUNK_ROWS = 1024;
+
+/**
+ * Sums the [2, chunks, C] f32 partials over their chunks in one reduction and splits the [2, C]
+ * result into dweight and dbias of `dtype` (two buffer copies); disposes the partials.
+ */
+function finishParamGrads(op: string, part: Tensor, chunks: number, C: number, dtype: F): [Tensor, Tensor] {
+  // A copy needs 4-byte offsets: an odd C in f16 is summed in f32 and cast.
+  const direct = dtype === "f32" || C % 2 === 0;
+  const sumDt = direct ? dtype : "f32";
+  const both = Tensor.empty([2, C], sumDt, op);
+  reduceInto(op, part, 2, chunks, C, "sum", 1, both);
   part.dispose();
-  const flat = summed.alias([C]);
-  summed.dispose();
-  if (dtype === "f32") return flat;
-  const cast = mapOp(op, "a", [flat], dtype);
-  flat.dispose();
-  return cast;
+  const bytes = C * (sumDt === "f16" ? 2 : 4);
+  const [w, b] = [0, 1].map((k) => {
+    const t = Tensor.empty([C], sumDt, op);
+    gpu().launcher.copy(both.buffer(op), k * bytes, t.buffer(op), 0, Math.ceil(bytes / 4) * 4);
+    if (direct) return t;
+    const cast = mapOp(op, "a", [t], dtype);
+    t.dispose();
+    return cast;
+  }) as [Tensor, Tensor];
+  both.dispose();
+  return [w, b];
 }
 
 function layerNormBackward(g: Tensor, saved: OpSaved["layerNorm"], needsGrad: readonly boolean[]): (Tensor | null)[] {
@@ -85,15 +100,17 @@ function layerNormBackward(g: Tensor, saved: OpSaved["layerNorm"], needsGrad: re
   }
   let dw: Tensor | null = null, db: Tensor | null = null;
   if (needsGrad[1] || needsGrad[2]) {
-    // Rows split into ~sqrt(rows) chunks: partial column sums in parallel, then a sum over chunks.
-    const chunkRows = Math.max(32, Math.ceil(Math.sqrt(rows)));
+    // Rows split into ≤ 256 chunks when the loop bound allows (so one more pass finishes them):
+    // partial column sums of both gradients in parallel, then one reduction over the chunks.
+    const chunkRows = Math.min(LN_MAX_CHUNK_ROWS, Math.max(16, Math.ceil(rows / 256)));
     const chunks = Math.max(1, Math.ceil(rows / chunkRows));
-    const pw = Tensor.empty([chunks, C], "f32", op), pb = Tensor.empty([chunks, C], "f32", op);
+    const part = Tensor.empty([2, chunks, C], "f32", op);
     gpu().launcher.dispatch(layerNormParamGradKernel(dt),
-      [g.buffer(op), x.buffer(op), mean.buffer(op), rstd.buffer(op), pw.buffer(op), pb.buffer(op)],
+      [g.buffer(op), x.buffer(op), mean.buffer(op), rstd.buffer(op), part.buffer(op)],
       grid1d(chunks * C, LN_COLUMN_WORKGROUP), [rows, C, chunkRows, chunks]);
-    if (needsGrad[1]) dw = finishColumnSum(op, pw, C, dt); else pw.dispose();
-    if (needsGrad[2]) db = finishColumnSum(op, pb, C, dt); else pb.dispose();
+    [dw, db] = finishParamGrads(op, part, chunks, C, dt);
+    if (!needsGrad[1]) { dw.dispose(); dw = null; }
+    if (!needsGrad[2]) { db.dispose(); db = null; }
   }
   return [dx, dw, db];
 }

@@ -163,6 +163,44 @@ test("layerNorm: backward of x, weight and bias matches finite differences (C = 
   await gradCheck({ inputs: [randArr([2, 3, 9], 20, -2, 2)], gpu: ([x]) => ws.layerNorm(x!), ref: ([x]) => refLayerNorm(x!, null, null) });
 });
 
+/** float64 dweight and dbias of layerNorm for upstream dy: column sums of dy·x̂ and dy. */
+function refLayerNormParamGrads(x: Arr, dy: Arr): [number[], number[]] {
+  const C = x.shape.at(-1)!;
+  const xh = refLayerNorm(x, null, null);
+  const dw = new Array<number>(C).fill(0), db = new Array<number>(C).fill(0);
+  for (let i = 0; i < dy.data.length; i++) { dw[i % C]! += dy.data[i]! * xh.data[i]!; db[i % C]! += dy.data[i]!; }
+  return [dw, db];
+}
+
+test("layerNorm: weight and bias gradients over many rows (5,000 × 384 in 250 chunks; 300,000 × 3 at the 1,024-row chunk cap)", async () => {
+  for (const [rows, C] of [[5000, 384], [300_000, 3], [257, 5]] as const) {
+    const xa = randArr([rows, C], 31 + C, -2, 2), dya = randArr([rows, C], 41 + C);
+    const x = fromArr(xa), w = fromArr(randArr([C], 51, 0.5, 2), { requiresGrad: true }), b = fromArr(randArr([C], 52), { requiresGrad: true });
+    ws.tidy(() => ws.layerNorm(x, w, b).backward(fromArr(dya)));
+    const [dw, db] = refLayerNormParamGrads(xa, dya);
+    const atol = 3e-6 * Math.sqrt(rows) + 1e-5;
+    assertClose(await w.grad!.toArray(), dw, { rtol: 1e-4, atol, msg: `dweight ${rows}×${C}` });
+    assertClose(await b.grad!.toArray(), db, { rtol: 1e-4, atol, msg: `dbias ${rows}×${C}` });
+    for (const t of [x, w, b]) { t.grad?.dispose(); t.dispose(); }
+  }
+}, { browser: false });
+
+test("layerNorm in f16: weight and bias gradients for even and odd C (3,000 rows)", async () => {
+  for (const C of [8, 5]) {
+    const xa = randArr([3000, C], 61 + C, -2, 2), dya = randArr([3000, C], 71 + C);
+    const x16 = fromArr(xa).to("f16"), dy16 = fromArr(dya).to("f16");
+    const xr = arr([3000, C], await x16.to("f32").toArray()), dyr = arr([3000, C], await dy16.to("f32").toArray());
+    const w = fromArr(randArr([C], 81, 0.5, 2)).to("f16").requiresGrad_(), b = ws.zeros([C], { dtype: "f16" }).requiresGrad_();
+    ws.tidy(() => ws.layerNorm(x16, w, b).backward(dy16));
+    assertEquals(w.grad!.dtype, "f16");
+    const [dw, db] = refLayerNormParamGrads(xr, dyr);
+    // x̂ is computed from f16 x in f32; the one f16 rounding of each sum dominates.
+    assertClose(await w.grad!.toArray(), dw, { rtol: 2e-3, atol: 0.1, msg: `f16 dweight C=${C}` });
+    assertClose(await b.grad!.toArray(), db, { rtol: 2e-3, atol: 0.1, msg: `f16 dbias C=${C}` });
+    for (const t of [x16, dy16, w, b]) { t.grad?.dispose(); t.dispose(); }
+  }
+}, { needs: ["shader-f16"] });
+
 test("layerNorm: only the inputs that need it get a gradient (weight alone)", async () => {
   const x = fromArr(randArr([4, 6], 21)), w = fromArr(randArr([6], 22, 0.5, 2), { requiresGrad: true });
   const dy = randArr([4, 6], 23);
