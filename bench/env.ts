@@ -1,5 +1,6 @@
 // What every benchmark needs from its runtime: the GPU (navigator.gpu in Deno, the `webgpu`
-// package's Dawn in Node), command-line arguments, and writing the JSON result.
+// package's Dawn in Node), command-line arguments (parsed in each bench by node:util parseArgs,
+// which Node and Deno both have), and writing the JSON result.
 
 type G = Record<string, unknown> & {
   Deno?: { args: string[]; version: { deno: string }; writeTextFile(p: string, s: string): Promise<void> };
@@ -27,19 +28,6 @@ export async function writeText(path: string, text: string): Promise<void> {
   if (isDeno) return G.Deno!.writeTextFile(path, text);
   const fs = await import("node:fs/promises");
   await fs.writeFile(path, text);
-}
-
-/** Parses `--key value` pairs (and bare `--flag`s) into a map. */
-export function parseFlags(args: string[]): Map<string, string> {
-  const out = new Map<string, string>();
-  for (let i = 0; i < args.length; i++) {
-    const k = args[i]!;
-    if (!k.startsWith("--")) throw new Error(`unexpected argument ${k}`);
-    const v = args[i + 1];
-    if (v === undefined || v.startsWith("--")) out.set(k.slice(2), "true");
-    else { out.set(k.slice(2), v); i++; }
-  }
-  return out;
 }
 
 export function exit(): void {

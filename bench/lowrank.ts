@@ -8,16 +8,23 @@
 import * as ws from "../src/index.ts";
 import { SparseLinear } from "../src/nn/index.ts";
 import { lowRankAdd, Sparse24, spmm } from "../src/slope/index.ts";
-import { argv, exit, parseFlags, runtimeGpu, writeText } from "./env.ts";
+import { parseArgs } from "node:util";
+import { argv, exit, runtimeGpu, writeText } from "./env.ts";
 import { randomF32, timeBatches } from "./timing.ts";
 
 interface Row { d: number; rank: number; M: number; unfusedMs: number; fusedMs: number; speedup: number; maxRelDiff: number }
 
 async function main(): Promise<void> {
-  const f = parseFlags(argv());
-  const ds = (f.get("d") ?? "768,2048").split(",").map(Number);
-  const fracs = (f.get("r") ?? "0.015625,0.0625").split(",").map(Number);
-  const ms = (f.get("m") ?? "8,4096").split(",").map(Number);
+  const { values: f } = parseArgs({
+    args: argv(),
+    options: {
+      d: { type: "string", default: "768,2048" }, r: { type: "string", default: "0.015625,0.0625" }, m: { type: "string", default: "8,4096" },
+      components: { type: "boolean", default: false }, json: { type: "string" },
+    },
+  });
+  const ds = f.d.split(",").map(Number);
+  const fracs = f.r.split(",").map(Number);
+  const ms = f.m.split(",").map(Number);
   const { gpu, engine } = await runtimeGpu();
   const ctx = await ws.init({ gpu });
   console.log(`engine: ${engine}; adapter: ${ctx.info.adapterName}`);
@@ -43,7 +50,7 @@ async function main(): Promise<void> {
     const wOnly = new Sparse24(plain.values.mul(1), plain.meta.mul(1), plain.rows, plain.cols, plain);
     layer.merge();
     for (const [M, X] of Xs) {
-      if (f.has("components")) {
+      if (f.components) {
         // where the merged path spends its time: spmm over W (d_out rows) vs over [W; Lᵀ] (d_out + r), and the fused add
         const m = layer.merged!;
         const tW = await timeBatches(async (n) => { for (let i = 0; i < n; i++) spmm(X, wOnly, null).dispose(); await ctx.sync(); }, { warmupMs: 300 });
@@ -68,7 +75,7 @@ async function main(): Promise<void> {
   }
   console.log(`\n| d | r | M | unfused ms | fused ms | speedup |  (${engine})\n|---|---|---|---|---|---|`);
   for (const r of rows) console.log(`| ${r.d} | ${r.rank} | ${r.M} | ${r.unfusedMs.toFixed(4)} | ${r.fusedMs.toFixed(4)} | ${r.speedup.toFixed(2)}× |`);
-  const json = f.get("json");
+  const json = f.json;
   if (json) await writeText(json, JSON.stringify({ bench: "lowrank", date: new Date().toISOString(), engine, adapter: ctx.info.adapterName, rows }, null, 1));
 }
 

@@ -16,6 +16,7 @@ import { GEMM_TILES as MATMUL_TILES, type GemmTileName as MatmulTileName } from 
 import { type MatmulPeer, jaxPeer, setupNavigator, tfjsPeer } from "./peers.ts";
 import { type Timing, randomF32, tflops, timeBatches } from "./timing.ts";
 import { argv, exit, runtimeGpu, writeText } from "./env.ts";
+import { parseArgs } from "node:util";
 
 interface Args {
   sizes: number[];
@@ -28,24 +29,21 @@ interface Args {
   f16: boolean;
 }
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = { sizes: [2048, 4096, 8192], json: null, peers: ["tfjs", "jax"], tiles: ["auto"], warmupMs: 1000, rewarmMs: 500, batchMs: 250, f16: false };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i]!, v = argv[i + 1];
-    const need = () => { if (v === undefined) throw new Error(`${k} needs a value`); i++; return v; };
-    if (k === "--sizes") a.sizes = need().split(",").map(Number);
-    else if (k === "--json") a.json = need();
-    else if (k === "--peers") a.peers = need().split(",").filter((p) => p && p !== "none");
-    else if (k === "--tiles") {
-      a.tiles = need().split(",") as Args["tiles"];
-      for (const t of a.tiles) if (t !== "auto" && !(t in MATMUL_TILES)) throw new Error(`unknown tile ${t}; one of auto, ${Object.keys(MATMUL_TILES).join(", ")}`);
-    } else if (k === "--warmup") a.warmupMs = Number(need());
-    else if (k === "--rewarm") a.rewarmMs = Number(need());
-    else if (k === "--batch-ms") a.batchMs = Number(need());
-    else if (k === "--f16") a.f16 = true;
-    else throw new Error(`unknown argument ${k}`);
-  }
-  return a;
+function readArgs(args: string[]): Args {
+  const { values: v } = parseArgs({
+    args,
+    options: {
+      sizes: { type: "string", default: "2048,4096,8192" }, json: { type: "string" }, peers: { type: "string", default: "tfjs,jax" },
+      tiles: { type: "string", default: "auto" }, warmup: { type: "string", default: "1000" }, rewarm: { type: "string", default: "500" },
+      "batch-ms": { type: "string", default: "250" }, f16: { type: "boolean", default: false },
+    },
+  });
+  const tiles = v.tiles.split(",") as Args["tiles"];
+  for (const t of tiles) if (t !== "auto" && !(t in MATMUL_TILES)) throw new Error(`unknown tile ${t}; one of auto, ${Object.keys(MATMUL_TILES).join(", ")}`);
+  return {
+    sizes: v.sizes.split(",").map(Number), json: v.json ?? null, peers: v.peers.split(",").filter((p) => p && p !== "none"), tiles,
+    warmupMs: Number(v.warmup), rewarmMs: Number(v.rewarm), batchMs: Number(v["batch-ms"]), f16: v.f16,
+  };
 }
 
 /** Max |x - y| / (1 + |y|) over the elements. */
@@ -69,7 +67,7 @@ const fmt = (x: number) => (x >= 1 ? x.toFixed(2) : x.toPrecision(3));
 interface Row { lib: string; variant: string; N: number; tflops: number; msPerProduct: number; timing: Timing }
 
 async function main(): Promise<void> {
-  const args = parseArgs(argv());
+  const args = readArgs(argv());
   const { gpu, engine, globals } = await runtimeGpu();
   setupNavigator(gpu, globals);
   const ctx = await ws.init({ gpu });

@@ -10,7 +10,8 @@ import { GPT } from "../src/nn/index.ts";
 import { AdamW, clipGradNorm } from "../src/optim/index.ts";
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
 import { kernelFamily, MAIN_ARGS, paramsDecl, storage } from "../shaders/kernel.ts";
-import { argv, exit, parseFlags, runtimeGpu, writeText } from "./env.ts";
+import { parseArgs } from "node:util";
+import { argv, exit, runtimeGpu, writeText } from "./env.ts";
 import { randomF32, timeBatches } from "./timing.ts";
 
 /** The column kernel before the tiled one: one invocation per output, looping over all R rows. */
@@ -43,8 +44,10 @@ const CONFIGS: Record<string, { nLayer: number; nEmbd: number; nHead: number; bl
 };
 
 async function main(): Promise<void> {
-  const f = parseFlags(argv());
-  const quick = f.has("quick");
+  const { values: f } = parseArgs({
+    args: argv(), options: { quick: { type: "boolean", default: false }, naive: { type: "boolean", default: false }, json: { type: "string" } },
+  });
+  const quick = f.quick;
   const { gpu, engine } = await runtimeGpu();
   const ctx = await ws.init({ gpu });
   console.log(`engine: ${engine}; adapter: ${ctx.info.adapterName}`);
@@ -71,7 +74,7 @@ async function main(): Promise<void> {
     const kind = what.includes("max") ? "max" : "sum";
     const t = await timeBatches(async (k) => { for (let i = 0; i < k; i++) x[kind](axes).dispose(); await sync(); }, timing);
     const row: ReduceRow = { what, shape, axes, ms: t.medianMs, gbps: (n * 4) / (t.medianMs * 1e-3) / 1e9 };
-    if (f.has("naive") && shape.length === 2 && axes[0] === 0 && kind === "sum") {
+    if (f.naive && shape.length === 2 && axes[0] === 0 && kind === "sum") {
       const [R, inner] = shape as [number, number];
       const out = ws.zeros([inner]);
       const groups = Math.ceil(inner / 256);
@@ -124,7 +127,7 @@ async function main(): Promise<void> {
   for (const r of optimRows) {
     console.log(`| ${r.config} | ${(r.params / 1e6).toFixed(1)}M | ${r.tensors} | ${r.fusedStepMs.toFixed(4)} | ${r.perTensorStepMs.toFixed(4)} | ${r.fusedClipMs.toFixed(4)} | ${r.perTensorClipMs.toFixed(4)} |`);
   }
-  const json = f.get("json");
+  const json = f.json;
   if (json) {
     await writeText(json, JSON.stringify({ bench: "reduce", date: new Date().toISOString(), engine, adapter: ctx.info.adapterName, reductions: reduceRows, optimizer: optimRows }, null, 1));
   }

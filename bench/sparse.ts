@@ -7,15 +7,18 @@
 //   node .bench-dist/sparse.mjs ...   (after npm run bench:build)
 import * as ws from "../src/index.ts";
 import { compress24, decompress24, spmm } from "../src/sparse/index.ts";
-import { argv, exit, parseFlags, runtimeGpu, writeText } from "./env.ts";
+import { parseArgs } from "node:util";
+import { argv, exit, runtimeGpu, writeText } from "./env.ts";
 import { randomF32, tflops, timeBatches } from "./timing.ts";
 
 interface Row { d: number; shape: string; M: number; denseMs: number; sparseMs: number; speedup: number; denseTflops: number; sparseTflopsEq: number; sparseWeightGBs: number; denseWeightGBs: number }
 
 async function main(): Promise<void> {
-  const f = parseFlags(argv());
-  const ds = (f.get("d") ?? "768,1024,2048,4096").split(",").map(Number);
-  const ms = (f.get("m") ?? "4096,8").split(",").map(Number);
+  const { values: f } = parseArgs({
+    args: argv(), options: { d: { type: "string", default: "768,1024,2048,4096" }, m: { type: "string", default: "4096,8" }, json: { type: "string" } },
+  });
+  const ds = f.d.split(",").map(Number);
+  const ms = f.m.split(",").map(Number);
   const { gpu, engine } = await runtimeGpu();
   const ctx = await ws.init({ gpu });
   console.log(`engine: ${engine}; adapter: ${ctx.info.adapterName}`);
@@ -55,7 +58,7 @@ async function main(): Promise<void> {
   }
   console.log(`\n| d | W | M | dense ms | 2:4 ms | speedup |  (${engine})\n|---|---|---|---|---|---|`);
   for (const r of rows) console.log(`| ${r.d} | ${r.shape} | ${r.M} | ${r.denseMs.toFixed(4)} | ${r.sparseMs.toFixed(4)} | ${r.speedup.toFixed(2)}× |`);
-  const json = f.get("json");
+  const json = f.json;
   if (json) await writeText(json, JSON.stringify({ bench: "spmm", date: new Date().toISOString(), engine, adapter: ctx.info.adapterName, rows }, null, 1));
 }
 

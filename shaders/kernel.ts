@@ -66,11 +66,6 @@ fn linearIndex(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
 `;
 }
 
-/** The WGSL element type name for a dtype. */
-export function wgslType(dtype: "f32" | "f16" | "i32"): string {
-  return dtype;
-}
-
 /** `enable f16;` when a kernel touches f16 data. */
 export function enables(...dtypes: string[]): string {
   return dtypes.includes("f16") ? "enable f16;\n" : "";

@@ -20,8 +20,6 @@ export function rowWorkgroup(C: number): number {
   return C <= 32 ? 32 : C <= 64 ? 64 : C <= 128 ? 128 : 256;
 }
 
-/** The builtin arguments of main in the row-per-workgroup kernels (row = wid.y·nwg.x + wid.x). */
-
 /**
  * A workgroup tree reduction, emitted unrolled (one barrier per halving): `step(w)` is the WGSL
  * that folds element lid.x + w into element lid.x of the workgroup arrays, run by invocations

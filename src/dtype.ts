@@ -3,8 +3,6 @@ export type DType = "f32" | "i32" | "f16";
 
 export const DTYPE_BYTES: Record<DType, number> = { f32: 4, i32: 4, f16: 2 };
 
-export type TypedArrayFor<D extends DType> = D extends "i32" ? Int32Array : Float32Array;
-
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 

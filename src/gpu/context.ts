@@ -7,8 +7,8 @@ import { Launcher } from "./launcher.ts";
 import { type MatrixUnits, NO_MATRIX_UNITS, probeMatrixUnits } from "./matrix-units.ts";
 import { PipelineCache } from "./pipelines.ts";
 import { BufferPool, type BufferRange, type MemoryStats } from "./pool.ts";
+import { BufferUsage } from "./usage.ts";
 
-const BufferUsage_MAP_READ = 0x01, BufferUsage_COPY_DST = 0x08;
 const GPUMapMode_READ = 0x1;
 
 export class GpuContext {
@@ -72,7 +72,7 @@ export class GpuContext {
   async read(src: BufferRange, bytes: number, offset = 0): Promise<ArrayBuffer> {
     this.check();
     const size = Math.ceil(bytes / 4) * 4;
-    const staging = this.device.createBuffer({ size: Math.max(size, 4), usage: BufferUsage_MAP_READ | BufferUsage_COPY_DST });
+    const staging = this.device.createBuffer({ size: Math.max(size, 4), usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
     if (size) this.launcher.copy(src, offset, staging, 0, size);
     this.launcher.flush();
     try {

@@ -6,10 +6,10 @@ import { ResourceLimitError } from "../errors.ts";
 import { PARAM_SLOT_BYTES, PipelineCache } from "./pipelines.ts";
 import type { BufferRange } from "./pool.ts";
 import type { Recording } from "./profiler.ts";
+import { BufferUsage } from "./usage.ts";
 
 const ARENA_SLOTS = 2048;
 const MAX_DISPATCHES_PER_SUBMIT = 4096;
-const BufferUsage_UNIFORM = 0x40, BufferUsage_COPY_DST = 0x08, BufferUsage_COPY_SRC = 0x04, BufferUsage_MAP_WRITE = 0x02;
 
 export interface LaunchStats {
   submits: number;
@@ -32,7 +32,7 @@ export class Launcher {
   private maxGroups: number;
 
   constructor(private device: GPUDevice, readonly pipelines: PipelineCache) {
-    this.arena = device.createBuffer({ size: ARENA_SLOTS * PARAM_SLOT_BYTES, usage: BufferUsage_UNIFORM | BufferUsage_COPY_DST });
+    this.arena = device.createBuffer({ size: ARENA_SLOTS * PARAM_SLOT_BYTES, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
     this.maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
   }
 
@@ -92,7 +92,7 @@ export class Launcher {
   upload(dst: BufferRange, data: ArrayBufferView, dstOffset = 0): void {
     const bytes = Math.ceil(data.byteLength / 4) * 4;
     if (bytes === 0) return;
-    const staging = this.device.createBuffer({ size: bytes, usage: BufferUsage_COPY_SRC | BufferUsage_MAP_WRITE, mappedAtCreation: true });
+    const staging = this.device.createBuffer({ size: bytes, usage: BufferUsage.COPY_SRC | BufferUsage.MAP_WRITE, mappedAtCreation: true });
     new Uint8Array(staging.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     staging.unmap();
     this.endPass();

@@ -1,6 +1,7 @@
 // Size-bucketed GPU buffer pool and the memory accounting behind memoryStats(). Tensors take
 // storage from here and give it back on dispose; live bytes count what tensors asked for, so
 // the memory claims measured with memoryStats() are the model's bytes, not the pool's rounding.
+import { BufferUsage } from "./usage.ts";
 
 /**
  * What a kernel binds: a whole pooled buffer (offset 0, size = buffer.size), or one tensor's
@@ -12,7 +13,7 @@ export interface BufferRange {
   readonly size: number;
 }
 
-export const STORAGE_USAGE = 0x80 /* STORAGE */ | 0x04 /* COPY_SRC */ | 0x08; /* COPY_DST */
+export const STORAGE_USAGE = BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST;
 
 /** Rounds a byte size up to its bucket: 256-byte steps below 4 KiB, then 8 steps per power of two. */
 export function bucketSize(bytes: number): number {

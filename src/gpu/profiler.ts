@@ -9,12 +9,12 @@
 import { ValueError } from "../errors.ts";
 import type { Kernel } from "../../shaders/kernel.ts";
 import { gpu } from "./context.ts";
+import { BufferUsage } from "./usage.ts";
 
 /** WebGPU caps one GPUQuerySet at 4,096 queries: 2,048 timed dispatches (begin + end) per set. */
 const QUERIES_PER_SET = 4096;
 /** At most this many query sets (32,768 timed dispatches) per profile; later dispatches are counted, not timed. */
 const MAX_QUERY_SETS = 16;
-const BufferUsage_MAP_READ = 0x01, BufferUsage_COPY_DST = 0x08, BufferUsage_COPY_SRC = 0x04, BufferUsage_QUERY_RESOLVE = 0x200;
 const GPUMapMode_READ = 0x1;
 
 /** One dispatch of a profile. Times are in µs from the first timed dispatch; NaN where untimed. */
@@ -85,8 +85,8 @@ export class Recording {
     const out = new BigInt64Array(n * 2);
     if (!n) return out;
     const bytes = n * 2 * 8;
-    const resolved = this.device.createBuffer({ size: bytes, usage: BufferUsage_QUERY_RESOLVE | BufferUsage_COPY_SRC });
-    const staging = this.device.createBuffer({ size: bytes, usage: BufferUsage_MAP_READ | BufferUsage_COPY_DST });
+    const resolved = this.device.createBuffer({ size: bytes, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC });
+    const staging = this.device.createBuffer({ size: bytes, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
     const enc = this.device.createCommandEncoder();
     for (let s = 0; s < this.sets.length; s++) {
       const count = Math.min(QUERIES_PER_SET, n * 2 - s * QUERIES_PER_SET);

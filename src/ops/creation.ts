@@ -1,6 +1,6 @@
 // Tensor creation: from JS data (tensor), constants (zeros, ones, full), ranges (arange) and
 // seeded random numbers (randn, rand) generated on the GPU from the global generator's keys.
-import { DTYPE_BYTES, type DType, toHalfBits } from "../dtype.ts";
+import { type DType, toHalfBits } from "../dtype.ts";
 import { DTypeError, ShapeError, fmtShape } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
 import { f32bits } from "../gpu/launcher.ts";
@@ -118,4 +118,3 @@ export function rand(shape: number[], opts: RandomOptions & { low?: number; high
   return random("rand", shape, false, opts.low ?? 0, opts.high ?? 1, opts);
 }
 
-export const bytesOf = (t: Tensor) => t.size * DTYPE_BYTES[t.dtype];

@@ -3,7 +3,7 @@
 // and, at that step, inserts them and hands them to the dense AdamW as a new parameter group
 // (existing optimizer state is kept, unlike the reference's BERT code). mergeAdapters turns an
 // adapted model into its inference form.
-import { WebslopeError } from "../errors.ts";
+import { ValueError, WebslopeError } from "../errors.ts";
 import type { AdapterRank } from "../nn/lowrank-adapter.ts";
 import type { Module } from "../nn/module.ts";
 import { SparseLinear } from "../nn/sparse-linear.ts";
@@ -46,7 +46,7 @@ export class LazyAdapterSchedule {
 
   constructor(readonly opts: LazyAdapterOptions) {
     const at = opts.at ?? 0.99;
-    if (!(at >= 0 && at <= 1)) throw new RangeError(`LazyAdapterSchedule: at must be in [0, 1], got ${at}`);
+    if (!(at >= 0 && at <= 1)) throw new ValueError("LazyAdapterSchedule", `at must be in [0, 1] (the fraction of training after which adapters are added), got ${at}`);
     this.insertStep = Math.floor(at * opts.totalSteps);
   }
 
