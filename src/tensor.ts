@@ -10,6 +10,7 @@ import { AutogradError, DeviceLostError, DisposedTensorError } from "./errors.ts
 import { type GpuContext, gpu, maybeGpu } from "./gpu/context.ts";
 import type { BufferRange } from "./gpu/pool.ts";
 import { keep, track } from "./scope.ts";
+import { checkDType, checkShape } from "./validate.ts";
 
 /**
  * GPU memory shared by a tensor and its aliases (reshape views, saved copies); freed at zero refs.
@@ -74,6 +75,9 @@ export class Tensor {
   static empty(shape: readonly number[], dtype: DType = "f32", op = "empty"): Tensor {
     const g = gpu();
     const size = shape.reduce((a, b) => a * b, 1);
+    // Backstops for every op: a dtype outside the set or a non-integer size never reaches the pool.
+    if (DTYPE_BYTES[dtype] === undefined) checkDType(op, dtype);
+    if (!Number.isSafeInteger(size) || size < 0) checkShape(op, shape);
     const bytes = size * DTYPE_BYTES[dtype];
     g.checkSize(op, bytes, shape);
     return new Tensor(new Storage(g.pool.acquire(Math.max(4, Math.ceil(bytes / 4) * 4)), Math.max(4, Math.ceil(bytes / 4) * 4)), [...shape], dtype);

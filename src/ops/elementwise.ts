@@ -7,6 +7,7 @@ import { registerRules, registerTapeKernels, type Rules } from "../autograd/rule
 import type { DType } from "../dtype.ts";
 import { DTypeError, ShapeError, fmtShape } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
+import { checkDType } from "../validate.ts";
 import { isGradEnabled, noGrad } from "../scope.ts";
 import { defineTensorMethods, Tensor, type TensorLike } from "../tensor.ts";
 import { addInPlace, fill, mapOp } from "./raw/map.ts";
@@ -181,6 +182,7 @@ export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
 /** Converts to another dtype (f32 ↔ f16 ↔ i32; f32 → i32 truncates toward zero). */
 export function cast(x: Tensor, dtype: DType): Tensor {
   checkLive("cast", x);
+  checkDType("cast", dtype);
   if (dtype === "f16" || x.dtype === "f16") {
     if (!gpu().hasF16()) throw new DTypeError("cast", "f16 needs the adapter feature shader-f16, which this adapter lacks");
   }

@@ -14,6 +14,7 @@ import { broadcastShapes, checkLive, normAxis, numel, sameShape, stridesOf } fro
 /** A view with a new shape (one -1 is inferred). Shares storage: no copy. */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   checkLive("reshape", x);
+  if (!Array.isArray(shape)) throw new ShapeError("reshape", `shape must be a list of integers, got ${String(shape)}`);
   const s = [...shape];
   const inferred = s.indexOf(-1);
   if (inferred !== -1 && s.lastIndexOf(-1) !== inferred) throw new ShapeError("reshape", `only one -1 allowed in ${fmtShape(shape)}`);
@@ -33,6 +34,7 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
 /** Reorders axes (torch permute); materialises the result. */
 export function permute(x: Tensor, perm: readonly number[]): Tensor {
   checkLive("permute", x);
+  if (!Array.isArray(perm)) throw new ShapeError("permute", `perm must be a list of axes, got ${String(perm)}`);
   const p = perm.map((a) => normAxis("permute", a, x.ndim));
   if (p.length !== x.ndim || new Set(p).size !== p.length) {
     throw new ShapeError("permute", `${JSON.stringify(perm)} is not a permutation of the ${x.ndim} axes of ${fmtShape(x.shape)}`);
@@ -53,6 +55,9 @@ export function transpose(x: Tensor, d0 = -2, d1 = -1): Tensor {
 /** x[starts[0]:ends[0], ...] with step 1; missing trailing axes are taken whole; negatives count from the end. */
 export function slice(x: Tensor, starts: readonly number[], ends: readonly number[]): Tensor {
   checkLive("slice", x);
+  if (!Array.isArray(starts) || !Array.isArray(ends) || [...starts, ...ends].some((v) => !Number.isSafeInteger(v))) {
+    throw new ShapeError("slice", `starts ${JSON.stringify(starts)} and ends ${JSON.stringify(ends)} must be lists of integers (for ${fmtShape(x.shape)})`);
+  }
   if (starts.length > x.ndim || ends.length > x.ndim) {
     throw new ShapeError("slice", `starts ${JSON.stringify(starts)} / ends ${JSON.stringify(ends)} have more entries than the rank of ${fmtShape(x.shape)}`);
   }
@@ -75,7 +80,7 @@ function clampIndex(i: number, d: number): number {
 /** `length` entries of `axis` from `start` (torch narrow). */
 export function narrow(x: Tensor, axis: number, start: number, length: number): Tensor {
   const a = normAxis("narrow", axis, x.ndim);
-  if (start < 0 || length < 0 || start + length > x.shape[a]!) {
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(length) || start < 0 || length < 0 || start + length > x.shape[a]!) {
     throw new ShapeError("narrow", `[${start}, ${start + length}) is outside axis ${axis} of size ${x.shape[a]} in ${fmtShape(x.shape)}`);
   }
   const starts = x.shape.map((_, i) => (i === a ? start : 0));
@@ -85,7 +90,7 @@ export function narrow(x: Tensor, axis: number, start: number, length: number): 
 
 /** Joins tensors along `axis`; all other axes must match. */
 export function concat(ts: readonly Tensor[], axis = 0): Tensor {
-  if (ts.length === 0) throw new ShapeError("concat", "needs at least one tensor");
+  if (!Array.isArray(ts as unknown) || ts.length === 0) throw new ShapeError("concat", "needs a non-empty list of tensors");
   checkLive("concat", ...ts);
   const first = ts[0]!;
   const a = normAxis("concat", axis, first.ndim);
@@ -111,6 +116,11 @@ export function concat(ts: readonly Tensor[], axis = 0): Tensor {
 export function split(x: Tensor, sizes: number | readonly number[], axis = 0): Tensor[] {
   const a = normAxis("split", axis, x.ndim);
   const d = x.shape[a]!;
+  const okSize = (v: unknown, min: number) => typeof v === "number" && Number.isSafeInteger(v) && v >= min;
+  if (typeof sizes === "number" ? !okSize(sizes, 1) : !Array.isArray(sizes) || !sizes.every((v) => okSize(v, 0))) {
+    throw new ShapeError("split", `sizes ${JSON.stringify(sizes)} must be a positive integer (the piece size) or a list of non-negative integers ` +
+      `(axis ${axis} of ${fmtShape(x.shape)} has ${d})`);
+  }
   const list = typeof sizes === "number" ? Array.from({ length: Math.ceil(d / sizes) }, (_, i) => Math.min(sizes, d - i * sizes)) : [...sizes];
   if (list.reduce((s, v) => s + v, 0) !== d) {
     throw new ShapeError("split", `sizes ${JSON.stringify(sizes)} do not add up to axis ${axis} of ${fmtShape(x.shape)}`);
@@ -122,6 +132,9 @@ export function split(x: Tensor, sizes: number | readonly number[], axis = 0): T
 /** Broadcasts to `shape` (torch expand / broadcast_to); materialises the result. */
 export function expand(x: Tensor, shape: readonly number[]): Tensor {
   checkLive("expand", x);
+  if (!Array.isArray(shape) || shape.some((d) => !Number.isSafeInteger(d) || d < -1)) {
+    throw new ShapeError("expand", `shape ${JSON.stringify(shape)} must be a list of non-negative integers (or -1 to keep an axis)`);
+  }
   const s = shape.map((d, i) => (d === -1 ? x.shape[i - (shape.length - x.ndim)] ?? 1 : d));
   const b = broadcastShapes("expand", x.shape, s);
   if (!sameShape(b, s)) throw new ShapeError("expand", `cannot expand ${fmtShape(x.shape)} to ${fmtShape(shape)}`);

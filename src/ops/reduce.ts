@@ -8,6 +8,7 @@ import { defineTensorMethods, type Tensor } from "../tensor.ts";
 import { expandRaw } from "./raw/copy.ts";
 import { mapOp } from "./raw/map.ts";
 import { keptShape, reduceRaw } from "./raw/reduce.ts";
+import { ShapeError, fmtShape } from "../errors.ts";
 import { checkFloat, checkLive, normAxes, numel } from "./util.ts";
 
 declare module "../autograd/ops.ts" {
@@ -21,6 +22,11 @@ function reduceOp(op: "sum" | "mean" | "max", x: Tensor, axesArg: number | numbe
   checkLive(op, x);
   checkFloat(op, x);
   const axes = normAxes(op, axesArg, x.ndim);
+  if (op === "max" && axes.some((a) => x.shape[a] === 0) && numel(x.shape.filter((_, i) => !axes.includes(i))) > 0) {
+    throw new ShapeError(op, `max over an empty axis of ${fmtShape(x.shape)} has no value (there is no identity for max); ` +
+      "reduce over non-empty axes, or check the size first");
+  }
+  if (typeof keepDim !== "boolean") throw new ShapeError(op, `keepDim must be true or false, got ${String(keepDim)}`);
   const full = reduceRaw(op, x, axes, op === "max" ? "max" : "sum", op === "mean");
   const out = keepDim ? full : reshapeAlias(full, keptShape(x.shape, axes, false));
   if (isGradEnabled()) {

@@ -1,6 +1,6 @@
 // Shape arithmetic and launch helpers shared by the op front-ends: broadcasting, axis
 // normalisation, strides, the 2-D folding of large 1-D grids, and input validation.
-import { DTypeError, ShapeError, fmtShape } from "../errors.ts";
+import { DTypeError, ShapeError, ValueError, fmtShape } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
 import type { Tensor } from "../tensor.ts";
 
@@ -73,7 +73,13 @@ export const fdt = (t: Tensor): F => (t.dtype === "f16" ? "f16" : "f32");
 export const rowGrid = (rows: number): [number, number] => grid1d(rows, 1);
 
 export function checkLive(op: string, ...ts: (Tensor | null | undefined)[]): void {
-  for (const t of ts) if (t) t.buffer(op);
+  for (const t of ts) {
+    if (!t) continue;
+    if (typeof (t as { buffer?: unknown }).buffer !== "function") {
+      throw new ValueError(op, `expected a Tensor, got ${t === null ? "null" : typeof t === "object" ? "an object" : `${typeof t} ${String(t)}`}`);
+    }
+    t.buffer(op);
+  }
 }
 
 export function checkFloat(op: string, t: Tensor): void {
