@@ -2,10 +2,13 @@
 // (key, element index) into random bits with a counter-based hash, so init, dropout and batch
 // sampling all follow from manualSeed() and the same seed gives the same run on any adapter.
 
+import { checkNumber } from "./validate.ts";
+
 /** splitmix32: a small, well-mixed 32-bit generator for keys and CPU-side sampling. */
 export class Generator {
   private state: number;
   constructor(seed: number) {
+    checkNumber("Generator", "seed", seed, { integer: true });
     this.state = (Math.floor(seed) ^ 0x9e3779b9) >>> 0;
   }
   /** Next 32 random bits. */
@@ -30,7 +33,7 @@ export class Generator {
   }
   /** Restores a state from getState(). */
   setState(state: number): void {
-    if (!Number.isInteger(state) || state < 0 || state > 0xffffffff) throw new RangeError(`Generator.setState: state must be a u32, got ${state}`);
+    checkNumber("Generator.setState", "state (a u32 from getState())", state, { integer: true, min: 0, max: 0xffffffff });
     this.state = state >>> 0;
   }
   /** A two-word key for a GPU random kernel. */

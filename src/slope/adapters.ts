@@ -3,7 +3,8 @@
 // and, at that step, inserts them and hands them to the dense AdamW as a new parameter group
 // (existing optimizer state is kept, unlike the reference's BERT code). mergeAdapters turns an
 // adapted model into its inference form.
-import { ValueError, WebslopeError } from "../errors.ts";
+import { WebslopeError } from "../errors.ts";
+import { checkNumber } from "../validate.ts";
 import type { AdapterRank } from "../nn/lowrank-adapter.ts";
 import type { Module } from "../nn/module.ts";
 import { SparseLinear } from "../nn/sparse-linear.ts";
@@ -46,7 +47,8 @@ export class LazyAdapterSchedule {
 
   constructor(readonly opts: LazyAdapterOptions) {
     const at = opts.at ?? 0.99;
-    if (!(at >= 0 && at <= 1)) throw new ValueError("LazyAdapterSchedule", `at must be in [0, 1] (the fraction of training after which adapters are added), got ${at}`);
+    checkNumber("LazyAdapterSchedule", "at", at, { min: 0, max: 1 });
+    checkNumber("LazyAdapterSchedule", "totalSteps", opts.totalSteps, { integer: true, min: 1 });
     this.insertStep = Math.floor(at * opts.totalSteps);
   }
 
