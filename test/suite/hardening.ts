@@ -185,3 +185,39 @@ test("GPT and the layers validate their options before allocating anything", asy
   assertEquals(ws.memoryStats().liveTensors, mid.liveTensors + 1, "only the f32 targets made in the call above");
   idx.dispose(); m.dispose();
 });
+
+test("bad input to the op front-ends: typed errors naming the op and the value, never a crash or garbage", async () => {
+  const before = ws.memoryStats();
+  const x = ws.ones([2, 3]);
+  await assertThrows(() => x.split(0), ws.ShapeError, "split", "positive integer");
+  await assertThrows(() => x.split([1, -1, 2], 1), ws.ShapeError, "split");
+  await assertThrows(() => ws.tensor(["a"] as unknown as number[]), ws.ValueError, "tensor", "\"a\"");
+  await assertThrows(() => ws.tensor([[1, 2], 3] as unknown as number[]), ws.ShapeError, "ragged");
+  await assertThrows(() => ws.tensor([1, [2]] as unknown as number[]), ws.ShapeError, "ragged");
+  await assertThrows(() => ws.arange(0, NaN), ws.ValueError, "arange", "end", "NaN");
+  await assertThrows(() => ws.arange(0, 5, 0), ws.ValueError, "step");
+  await assertThrows(() => ws.arange(0, 5, 0.5, { dtype: "i32" }), ws.ValueError, "arange", "integer");
+  await assertThrows(() => ws.cast(x, "f64" as ws.DType), ws.DTypeError, "cast", "\"f64\"", "f32");
+  await assertThrows(() => ws.zeros([2], { dtype: "int64" as ws.DType }), ws.DTypeError, "zeros", "\"int64\"");
+  await assertThrows(() => ws.tensor([3e10], { dtype: "i32" }), ws.ValueError, "tensor", "30000000000", "i32");
+  await assertThrows(() => ws.tensor([1.5], { dtype: "i32" }), ws.ValueError, "1.5");
+  await assertThrows(() => ws.full([2], 2 ** 31, { dtype: "i32" }), ws.ValueError, "full", "value");
+  await assertThrows(() => ws.zeros([0, 4]).max(), ws.ShapeError, "max", "[0, 4]", "empty");
+  await assertThrows(() => ws.zeros([2, NaN]), ws.ShapeError, "zeros", "non-negative integers");
+  await assertThrows(() => ws.randn([2], { std: -1 }), ws.ValueError, "randn", "std");
+  await assertThrows(() => ws.rand([2], { low: 1, high: 0 }), ws.ValueError, "rand", "high");
+  await assertThrows(() => x.reshape([NaN, 6]), ws.ShapeError, "reshape");
+  await assertThrows(() => x.narrow(1, 0.5, 1), ws.ShapeError, "narrow");
+  await assertThrows(() => x.slice([0, NaN], [2, 3]), ws.ShapeError, "slice");
+  await assertThrows(() => x.expand([2, NaN]), ws.ShapeError, "expand");
+  await assertThrows(() => x.add("1" as unknown as ws.Tensor), ws.ValueError, "add", "expected a Tensor");
+  await assertThrows(() => new ws.Generator(0.5), ws.ValueError, "Generator", "seed");
+  const empty = ws.zeros([0, 4]);
+  assertEquals(empty.max(1).shape, [0], "a max whose output is empty is fine");
+  assertEquals(Array.from(await empty.sum(0).toArray()), [0, 0, 0, 0], "sum over an empty axis is 0");
+  const s = ws.memoryStats();
+  assert(Number.isFinite(s.liveBytes), `liveBytes stays a number: ${s.liveBytes}`);
+  for (const t of [x, empty]) t.dispose();
+  ws.tidy(() => {}); // nothing
+  assert(ws.memoryStats().liveBytes >= before.liveBytes, "accounting intact");
+});
