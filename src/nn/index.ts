@@ -5,3 +5,4 @@ export { Linear, Embedding, LayerNorm, type LinearOptions, type LinearLike } fro
 export { CausalSelfAttention, MLP, Block, type BlockConfig } from "./transformer.ts";
 export { GPT, type GPTConfig } from "./gpt.ts";
 export { SparseLinear, type SparseLinearOptions } from "./sparse-linear.ts";
+export { KVCache, forwardCached } from "./kv-cache.ts";

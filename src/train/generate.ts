@@ -1,15 +1,26 @@
 // Sampling from a GPT: each new token reads back one row of logits (outside any training step),
-// then samples on the CPU with temperature and top-k from a seeded generator.
+// then samples on the CPU with temperature and top-k from a seeded generator. With the KV cache
+// (default) the prompt is one forward and every new token one forward of one position; once the
+// context passes blockSize the window slides (the last blockSize tokens are re-fed, as the
+// uncached path does every token), so cached and uncached sampling agree token for token.
 import type { GPT } from "../nn/gpt.ts";
 import { tensor } from "../ops/creation.ts";
 import { Generator } from "../random.ts";
 import { noGrad } from "../scope.ts";
+import { KVCache, forwardCached } from "../nn/kv-cache.ts";
+import type { Tensor } from "../tensor.ts";
+import { ValueError } from "../errors.ts";
 
 export interface GenerateOptions {
   maxNewTokens: number;
+  /** Softmax temperature; 0 is greedy (argmax). Default 1. */
   temperature?: number;
+  /** Sample among the K most likely tokens only; 0 (default) is all. */
   topK?: number;
+  /** Seeds the sampling. Default 0. */
   seed?: number;
+  /** Decode with a KV cache (default true); false re-runs the whole window per token. */
+  kvCache?: boolean;
 }
 
 /** Continues `prompt` (token ids) by maxNewTokens tokens; returns only the new ones. */
@@ -19,25 +30,37 @@ export async function generate(model: GPT, prompt: ArrayLike<number>, opts: Gene
   const ctx = Array.from(prompt);
   if (ctx.length === 0) ctx.push(0);
   const out: number[] = [];
+  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0) throw new ValueError("generate", `maxNewTokens must be a non-negative integer, got ${opts.maxNewTokens}`);
+  const temperature = opts.temperature ?? 1, topK = opts.topK ?? 0;
+  if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new ValueError("generate", `temperature must be a finite number ≥ 0, got ${temperature}`);
+  if (!Number.isInteger(topK) || topK < 0) throw new ValueError("generate", `topK must be a non-negative integer, got ${topK}`);
   const wasTraining = model.training;
   model.eval();
+  const cache = opts.kvCache === false ? null : new KVCache(model);
+  const lastRow = (logits: Tensor, n: number) => { const last = logits.narrow(1, n - 1, 1); logits.dispose(); return last; };
+  const ids = (a: number[]) => tensor(Int32Array.from(a), [1, a.length]);
   try {
     for (let i = 0; i < opts.maxNewTokens; i++) {
-      const window = ctx.slice(-T);
-      const logitsRow = noGrad(() => {
-        const idx = tensor(Int32Array.from(window), [1, window.length]);
-        const logits = model.forward(idx);
-        const last = logits.narrow(1, window.length - 1, 1);
-        idx.dispose(); logits.dispose();
-        return last;
-      });
+      let logitsRow: Tensor;
+      if (cache && i > 0 && cache.length < T) {
+        const idx = ids([ctx[ctx.length - 1]!]);
+        logitsRow = lastRow(forwardCached(model, idx, cache), 1);
+        idx.dispose();
+      } else {
+        const window = ctx.slice(-T);
+        const idx = ids(window);
+        if (cache) { cache.reset(); logitsRow = lastRow(forwardCached(model, idx, cache), window.length); }
+        else logitsRow = noGrad(() => lastRow(model.forward(idx), window.length));
+        idx.dispose();
+      }
       const row = await logitsRow.toArray();
       logitsRow.dispose();
-      const next = sample(row, V, opts.temperature ?? 1, opts.topK ?? 0, gen);
+      const next = sample(row, V, temperature, topK, gen);
       ctx.push(next);
       out.push(next);
     }
   } finally {
+    cache?.dispose();
     model.train(wasTraining);
   }
   return out;

@@ -18,6 +18,7 @@ import "./adapters.ts";
 import "./profiler.ts";
 import "./structure.ts";
 import "./checkpoint.ts";
+import "./generate.ts";
 import "./compile.ts"; // checks every variant compiled above
 import "./device-loss.ts"; // last: destroys the device on purpose
 
