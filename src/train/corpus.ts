@@ -1,6 +1,7 @@
 // A tokenised corpus split into train / validation, and seeded random batches of next-token
 // pairs (x = tokens[i..i+T), y = tokens[i+1..i+T+1]) uploaded as i32 tensors.
-import { ShapeError } from "../errors.ts";
+import { ShapeError, ValueError } from "../errors.ts";
+import { checkNumber } from "../validate.ts";
 import { tensor } from "../ops/creation.ts";
 import { Generator } from "../random.ts";
 import type { Tensor } from "../tensor.ts";
@@ -15,6 +16,8 @@ export class Corpus {
   readonly val: Int32Array;
 
   constructor(tokens: Int32Array, { valFraction = 0.1 } = {}) {
+    if (!(tokens instanceof Int32Array)) throw new ValueError("Corpus", `tokens must be an Int32Array (tokenizer.encode(text)), got ${tokens === null ? "null" : typeof tokens}`);
+    checkNumber("Corpus", "valFraction", valFraction, { min: 0, below: 1 });
     const n = Math.floor(tokens.length * (1 - valFraction));
     this.train = tokens.subarray(0, n);
     this.val = tokens.subarray(n);

@@ -9,7 +9,7 @@ import { Generator } from "../random.ts";
 import { noGrad } from "../scope.ts";
 import { KVCache, forwardCached } from "../nn/kv-cache.ts";
 import type { Tensor } from "../tensor.ts";
-import { ValueError } from "../errors.ts";
+import { checkGenerate } from "./validate.ts";
 
 export interface GenerateOptions {
   maxNewTokens: number;
@@ -25,15 +25,13 @@ export interface GenerateOptions {
 
 /** Continues `prompt` (token ids) by maxNewTokens tokens; returns only the new ones. */
 export async function generate(model: GPT, prompt: ArrayLike<number>, opts: GenerateOptions): Promise<number[]> {
+  checkGenerate(model, prompt, opts);
   const gen = new Generator(opts.seed ?? 0);
   const T = model.config.blockSize, V = model.config.vocabSize;
   const ctx = Array.from(prompt);
   if (ctx.length === 0) ctx.push(0);
   const out: number[] = [];
-  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0) throw new ValueError("generate", `maxNewTokens must be a non-negative integer, got ${opts.maxNewTokens}`);
   const temperature = opts.temperature ?? 1, topK = opts.topK ?? 0;
-  if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new ValueError("generate", `temperature must be a finite number ≥ 0, got ${temperature}`);
-  if (!Number.isInteger(topK) || topK < 0) throw new ValueError("generate", `topK must be a non-negative integer, got ${topK}`);
   const wasTraining = model.training;
   model.eval();
   const cache = opts.kvCache === false ? null : new KVCache(model);

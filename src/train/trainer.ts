@@ -19,6 +19,8 @@ import { pruneModel } from "../slope/prune.ts";
 import type { Pattern } from "../sparse/sparse24.ts";
 import type { Tensor } from "../tensor.ts";
 import { NonFiniteLossError } from "../errors.ts";
+import { checkNumber } from "../validate.ts";
+import { checkTrainer } from "./validate.ts";
 import type { Corpus } from "./corpus.ts";
 
 export interface SlopeOptions {
@@ -74,6 +76,7 @@ export class Trainer {
   private failure: Error | null = null;
 
   constructor(readonly model: GPT, readonly corpus: Corpus, opts: TrainerOptions) {
+    checkTrainer(model, corpus, opts);
     this.o = { lr: 1e-3, warmupFraction: 0.01, weightDecay: 0.1, gradClip: 1, seed: 0, ...opts };
     this.gen = new Generator(this.o.seed);
     const s = opts.slope;
@@ -181,6 +184,7 @@ export class Trainer {
 
   /** Mean validation loss over `batches` seeded batches (reads back once). */
   async evaluate(batches = 4, seed = 1234): Promise<number> {
+    checkNumber("Trainer.evaluate", "batches", batches, { integer: true, min: 1 });
     const gen = new Generator(seed);
     const wasTraining = this.model.training;
     this.model.eval();
