@@ -5,7 +5,7 @@ import * as ws from "../../src/index.ts";
 import { GPT, LayerNorm, Linear, type LinearLike, Module, SparseLinear } from "../../src/nn/index.ts";
 import { AdamW, SparseAdamW } from "../../src/optim/index.ts";
 import { pruneModel } from "../../src/slope/index.ts";
-import { CharTokenizer } from "../../src/train/index.ts";
+import { CharTokenizer, Corpus, Trainer, generate } from "../../src/train/index.ts";
 import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
 
@@ -220,4 +220,32 @@ test("bad input to the op front-ends: typed errors naming the op and the value, 
   for (const t of [x, empty]) t.dispose();
   ws.tidy(() => {}); // nothing
   assert(ws.memoryStats().liveBytes >= before.liveBytes, "accounting intact");
+});
+
+test("Trainer, Corpus and generate validate their options and the token ids they can see", async () => {
+  const text = "abcabcabd ".repeat(8);
+  const tok = new CharTokenizer(text);
+  const corpus = new Corpus(tok.encode(text));
+  const small = new GPT({ vocabSize: tok.vocabSize - 1, blockSize: 8, nLayer: 1, nHead: 1, nEmbd: 8, seed: 1 });
+  const model = new GPT({ vocabSize: tok.vocabSize, blockSize: 8, nLayer: 1, nHead: 1, nEmbd: 8, seed: 1 });
+  const before = ws.memoryStats();
+  await assertThrows(() => new Trainer(small, corpus, { batchSize: 2, totalSteps: 5 }), ws.ValueError, "Trainer", `id ${tok.vocabSize - 1}`, "vocabSize");
+  await assertThrows(() => new Trainer(model, corpus, { batchSize: 0, totalSteps: 5 }), ws.ValueError, "batchSize", "got 0");
+  await assertThrows(() => new Trainer(model, corpus, { batchSize: 2, totalSteps: 0 }), ws.ValueError, "totalSteps", "got 0");
+  await assertThrows(() => new Trainer(model, corpus, { batchSize: 2, totalSteps: 5, lr: NaN }), ws.ValueError, "lr", "NaN");
+  await assertThrows(() => new Trainer(model, corpus, { batchSize: 2, totalSteps: 5, slope: { adapterAt: 2 } }), ws.ValueError, "slope.adapterAt");
+  await assertThrows(() => new Trainer(model, new Corpus(tok.encode("abc")), { batchSize: 2, totalSteps: 5 }), ws.ShapeError, "train split", "blockSize");
+  await assertThrows(() => new Corpus([1, 2] as unknown as Int32Array), ws.ValueError, "Corpus", "Int32Array");
+  await assertThrows(() => new Corpus(tok.encode(text), { valFraction: 1 }), ws.ValueError, "valFraction");
+  assert(!(model.namedModules().some(([, m]) => m instanceof SparseLinear)), "a refused SLoPe Trainer did not prune the model");
+  const after = ws.memoryStats();
+  assertEquals([after.liveBytes, after.liveTensors], [before.liveBytes, before.liveTensors], "refused Trainers allocated nothing");
+  await assertThrows(() => generate(model, [1], { maxNewTokens: 2, temperature: NaN }), ws.ValueError, "generate", "temperature", "NaN");
+  await assertThrows(() => generate(model, [-1], { maxNewTokens: 2 }), ws.ValueError, "generate", "id -1");
+  await assertThrows(() => generate(model, [2.5], { maxNewTokens: 2 }), ws.ValueError, "id 2.5");
+  await assertThrows(() => generate(model, [1], { maxNewTokens: -1 }), ws.ValueError, "maxNewTokens");
+  await assertThrows(() => generate(model, [1], { maxNewTokens: 1, topK: 1.5 }), ws.ValueError, "topK");
+  const trainer = new Trainer(model, corpus, { batchSize: 2, totalSteps: 5 });
+  await assertThrows(() => trainer.evaluate(0), ws.ValueError, "Trainer.evaluate", "batches");
+  trainer.dispose(); model.dispose(); small.dispose();
 });
