@@ -6,7 +6,7 @@
 //   deno run -A bench/lowrank.ts [--d 768,2048] [--r 0.015625,0.0625] [--m 8,4096] [--json out.json] [--components]
 // --components also times the merged path's parts (spmm over W, over [W; Lᵀ], the fused add).
 import * as ws from "../src/index.ts";
-import { SparseLinear } from "../src/nn/index.ts";
+import { MergedSparseLinear, SparseLinear } from "../src/nn/index.ts";
 import { lowRankAdd, Sparse24, spmm } from "../src/slope/index.ts";
 import { parseArgs } from "node:util";
 import { argv, exit, runtimeGpu, writeText } from "./env.ts";
@@ -48,11 +48,11 @@ async function main(): Promise<void> {
     }
     const plain = layer.w!; // W alone, for the breakdown below
     const wOnly = new Sparse24(plain.values.mul(1), plain.meta.mul(1), plain.rows, plain.cols, plain);
-    layer.merge();
+    const merged = MergedSparseLinear.fromAdapted(layer);
     for (const [M, X] of Xs) {
       if (f.components) {
         // where the merged path spends its time: spmm over W (d_out rows) vs over [W; Lᵀ] (d_out + r), and the fused add
-        const m = layer.merged!;
+        const m = merged.weights;
         const tW = await timeBatches(async (n) => { for (let i = 0; i < n; i++) spmm(X, wOnly, null).dispose(); await ctx.sync(); }, { warmupMs: 300 });
         const tM = await timeBatches(async (n) => { for (let i = 0; i < n; i++) spmm(X, m.s, m.bias).dispose(); await ctx.sync(); }, { warmupMs: 300 });
         const Y = spmm(X, m.s, m.bias);
@@ -60,8 +60,8 @@ async function main(): Promise<void> {
         Y.dispose();
         console.log(`  d=${d} r=${rank} M=${M}: spmm W ${tW.medianMs.toFixed(4)} ms, spmm [W; Lᵀ] ${tM.medianMs.toFixed(4)} ms, fused add ${tA.medianMs.toFixed(4)} ms`);
       }
-      const t = await timeBatches(async (n) => { ws.noGrad(() => { for (let i = 0; i < n; i++) layer.forward(X).dispose(); }); await ctx.sync(); }, { warmupMs: 400 });
-      const y = await ws.noGrad(() => layer.forward(X)).toArray();
+      const t = await timeBatches(async (n) => { ws.noGrad(() => { for (let i = 0; i < n; i++) merged.forward(X).dispose(); }); await ctx.sync(); }, { warmupMs: 400 });
+      const y = await ws.noGrad(() => merged.forward(X)).toArray();
       const [uMs, uy] = unfused.get(M)!;
       let diff = 0;
       for (let i = 0; i < y.length; i++) diff = Math.max(diff, Math.abs(y[i]! - uy[i]!) / (1e-3 + Math.abs(uy[i]!)));
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
       console.log(`d=${d} r=${rank} (${(frac * 100).toFixed(2)}%) M=${M}: unfused ${uMs.toFixed(4)} ms, fused ${t.medianMs.toFixed(4)} ms → ${r.speedup.toFixed(2)}× (max rel diff ${diff.toExponential(1)})`);
       X.dispose();
     }
-    layer.dispose(); wOnly.dispose();
+    merged.dispose(); wOnly.dispose();
     ctx.pool.trim();
   }
   console.log(`\n| d | r | M | unfused ms | fused ms | speedup |  (${engine})\n|---|---|---|---|---|---|`);

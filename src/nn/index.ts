@@ -6,3 +6,4 @@ export { CausalSelfAttention, MLP, Block, type BlockConfig } from "./transformer
 export { GPT, type GPTConfig } from "./gpt.ts";
 export { SparseLinear, type SparseLinearOptions } from "./sparse-linear.ts";
 export { KVCache, forwardCached } from "./kv-cache.ts";
+export { MergedSparseLinear, type MergedWeights } from "./merged-sparse-linear.ts";

@@ -8,6 +8,7 @@
 // of every sparse layer is one dispatch.
 import { flush } from "../gpu/context.ts";
 import type { Module } from "../nn/module.ts";
+import { MergedSparseLinear } from "../nn/merged-sparse-linear.ts";
 import { SparseLinear } from "../nn/sparse-linear.ts";
 import { copyInto } from "../ops/raw/copy.ts";
 import { zerosLike } from "../ops/creation.ts";
@@ -66,13 +67,13 @@ export class SparseAdamW {
     this.maskChangeFreq = opts.maskChangeFreq ?? 1;
     checkAdamOptions("SparseAdamW", this);
     checkNumber("SparseAdamW", "maskChangeFreq", this.maskChangeFreq, { integer: true, min: 1 });
+    if (model.namedModules().some(([, m]) => m instanceof MergedSparseLinear)) {
+      throw new WebslopeError("SparseAdamW: the model has layers merged for inference (mergeAdapters); a merged model cannot be trained");
+    }
     this.layers = model.namedModules().map(([, m]) => m).filter((m): m is SparseLinear => m instanceof SparseLinear);
     if (this.layers.length === 0) {
       throw new ValueError("SparseAdamW", "the model has no sparse layers, so this optimizer would update nothing; call pruneModel(model) " +
         "first, or train a dense model with AdamW");
-    }
-    if (this.layers.some((l) => l.merged)) {
-      throw new WebslopeError("SparseAdamW: the model has layers merged for inference (mergeAdapters); a merged model cannot be trained");
     }
     this.arenas = new ArenaSet("SparseAdamW", Infinity);
     this.arenas.add(this.layers.map((l) => l.sparseParam));

@@ -2,11 +2,12 @@
 // layer; LazyAdapterSchedule says at which step of a run they enter (default: 99% of training)
 // and, at that step, inserts them and hands them to the dense AdamW as a new parameter group
 // (existing optimizer state is kept, unlike the reference's BERT code). mergeAdapters turns an
-// adapted model into its inference form.
+// adapted model into its inference form by swapping in MergedSparseLinear layers.
 import { WebslopeError } from "../errors.ts";
 import { checkNumber } from "../validate.ts";
 import type { AdapterRank } from "../nn/lowrank-adapter.ts";
 import type { Module } from "../nn/module.ts";
+import { MergedSparseLinear } from "../nn/merged-sparse-linear.ts";
 import { SparseLinear } from "../nn/sparse-linear.ts";
 import type { AdamW } from "../optim/adamw.ts";
 import type { Tensor } from "../tensor.ts";
@@ -22,13 +23,20 @@ export function addLazyAdapters(model: Module, rank: AdapterRank & { seed?: numb
   return layers.flatMap((l, i) => l.addAdapter(rank, { seed: rank.seed === undefined ? undefined : rank.seed + i }));
 }
 
-/** Merges every adapted SparseLinear for inference. Merging twice is an error. */
+/**
+ * Replaces every adapted SparseLinear by its MergedSparseLinear (inference only), as pruneModel
+ * replaces Linear layers. Merging twice is an error. Returns the number of layers merged.
+ */
 export function mergeAdapters(model: Module): number {
-  const layers = sparseLayers(model);
-  if (layers.some((l) => l.merged)) throw new WebslopeError("mergeAdapters: the model is already merged; merge once, after training");
-  const adapted = layers.filter((l) => l.adapter);
+  if (model.namedModules().some(([, m]) => m instanceof MergedSparseLinear)) {
+    throw new WebslopeError("mergeAdapters: the model is already merged; merge once, after training");
+  }
+  const adapted: [Module, string, SparseLinear][] = [];
+  for (const [, mod] of model.namedModules()) {
+    for (const [name, child] of mod.namedChildren()) if (child instanceof SparseLinear && child.adapter) adapted.push([mod, name, child]);
+  }
   if (!adapted.length) throw new WebslopeError("mergeAdapters: no layer has an adapter (addLazyAdapters, or pruneModel with addLora)");
-  for (const l of adapted) l.merge();
+  for (const [mod, name, layer] of adapted) mod.setModule(name, MergedSparseLinear.fromAdapted(layer));
   return adapted.length;
 }
 

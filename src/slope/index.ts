@@ -3,6 +3,7 @@
 import "../ops/register.ts";
 export { pruneModel, type PruneOptions } from "./prune.ts";
 export { SparseLinear, type SparseLinearOptions } from "../nn/sparse-linear.ts";
+export { MergedSparseLinear } from "../nn/merged-sparse-linear.ts";
 export { SparseAdamW, type SparseAdamWOptions } from "../optim/sparse-adamw.ts";
 export { addLazyAdapters, mergeAdapters, LazyAdapterSchedule, type LazyAdapterOptions } from "./adapters.ts";
 export { LowRankAdapter, type AdapterRank } from "../nn/lowrank-adapter.ts";

@@ -28,6 +28,7 @@ import { CheckpointError, WebslopeError } from "../errors.ts";
 import { GPT, type GPTConfig } from "../nn/gpt.ts";
 import { resolveRank } from "../nn/lowrank-adapter.ts";
 import type { Module } from "../nn/module.ts";
+import { MergedSparseLinear } from "../nn/merged-sparse-linear.ts";
 import { SparseLinear } from "../nn/sparse-linear.ts";
 import { tensor } from "../ops/creation.ts";
 import type { AdamWStateDict } from "../optim/adamw.ts";
@@ -100,6 +101,10 @@ export function torchName(name: string): string {
   return name.split(".").map((s, i) => (i === 0 ? TOP[s] : INNER[s]) ?? s).join(".");
 }
 
+function mergedLayer(model: Module): [string, Module] | undefined {
+  return model.namedModules().find(([, l]) => l instanceof MergedSparseLinear);
+}
+
 function sparseLayers(model: Module): [string, SparseLinear][] {
   return model.namedModules().filter((e): e is [string, SparseLinear] => e[1] instanceof SparseLinear);
 }
@@ -167,7 +172,7 @@ export async function checkpointToBytes(state: CheckpointState): Promise<Uint8Ar
   if (trainer && trainer.model !== model) throw new CheckpointError("checkpointToBytes: state.trainer trains a different model than state.model");
   if (trainer) await trainer.settle();
   const layers = sparseLayers(model);
-  const merged = layers.find(([, l]) => l.merged);
+  const merged = mergedLayer(model);
   if (merged) {
     throw new CheckpointError(`checkpointToBytes: layer "${merged[0]}" is merged for inference (mergeAdapters), which keeps [W; Lᵀ] and R/r ` +
       "instead of the trained tensors; save the model before merging it (merging after loadCheckpoint is exact)");
@@ -378,7 +383,7 @@ export async function checkpointFromBytes(bytes: Uint8Array, target: LoadTarget 
   let adaptersToInsert = false;
   if (model) {
     const layers = sparseLayers(model);
-    const merged = layers.find(([, l]) => l.merged);
+    const merged = mergedLayer(model);
     if (merged) throw new CheckpointError(`checkpoint: layer "${merged[0]}" of the target is merged for inference; load into the unmerged model, then call mergeAdapters`);
     const saved = new Set(m.sparse?.layers ?? []), have = new Set(layers.map(([n]) => n));
     const onlySaved = [...saved].filter((n) => !have.has(n)), onlyHave = [...have].filter((n) => !saved.has(n));

@@ -3,7 +3,7 @@
 // finite differences through the adapter, state dicts load into a merged model, a hand-written
 // SLoPe loop with adapters at 99% runs, and misuse gets clear errors.
 import * as ws from "../../src/index.ts";
-import { GPT, type Module } from "../../src/nn/index.ts";
+import { GPT, MergedSparseLinear, type Module } from "../../src/nn/index.ts";
 import { AdamW, SparseAdamW } from "../../src/optim/index.ts";
 import { LazyAdapterSchedule, LowRankAdapter, addLazyAdapters, lowRankAdd, mergeAdapters, pruneModel } from "../../src/slope/index.ts";
 import { TwoLayer } from "../lib/models.ts";
@@ -92,8 +92,10 @@ test("merged inference ([W; Lᵀ] spmm + fused add) equals the unmerged forward 
   const { m, x } = await trainedAdapted();
   assert((await m.l1.adapter!.R.toArray()).some((v) => v !== 0), "R was trained");
   const unmerged = await ws.noGrad(() => m.forward(x)).toArray();
+  const wT = m.l1.wT!;
   assertEquals(mergeAdapters(m), 2);
-  assert(m.l1.merged !== null && m.l1.wT === null, "W_RC^T freed by the merge");
+  // (the layer is swapped for a MergedSparseLinear, as pruneModel swaps Linear for SparseLinear)
+  assert(m.l1 instanceof MergedSparseLinear && wT.values.isDisposed && wT.meta.isDisposed, "W_RC^T freed by the merge");
   const merged = await ws.noGrad(() => m.forward(x)).toArray();
   assertClose(merged, unmerged, { rtol: 1e-5, atol: 1e-6 });
   m.dispose(); x.dispose();
