@@ -166,15 +166,23 @@ fn main(${MAIN_ARGS}) {
 });
 
 /**
- * dW[v, c] = Σ dY[pos, c] over the run of row v, in position order.
- * Bindings: keys, bounds, dY (read), dW (rw). Params: [0]=V·C [1]=C.
+ * Positions one pass of the gradient sums per row: far below lavapipe's 65,535-iteration loop
+ * limit, so a token seen more often than that is summed over several passes, never truncated.
  */
-export const embeddingGradKernel = kernelFamily("embeddingGrad", (dtype: F) => {
-  const code = wgsl`${enables(dtype)}
+export const EMB_GRAD_CHUNK = 16384;
+
+/**
+ * dW[v, c] = Σ dY[pos, c] over the run of row v, in position order; one pass takes the run's
+ * positions [offset, offset + EMB_GRAD_CHUNK). accumulate: starts from dW (an f32 accumulator,
+ * so several passes add up to the same bits as one long loop), else from 0.
+ * Bindings: keys, bounds, dY (read), dW (rw). Params: [0]=V·C [1]=C [2]=offset.
+ */
+export const embeddingGradKernel = kernelFamily("embeddingGrad", (dtype: F, outDtype: F, accumulate: boolean) => {
+  const code = wgsl`${enables(dtype === "f16" || outDtype === "f16" ? "f16" : "f32")}
 ${storage(0, "keys", "read", "array<vec2<u32>>")}
 ${storage(1, "bounds", "read", "array<u32>")}
 ${storage(2, "dY", "read", `array<${dtype}>`)}
-${storage(3, "dW", "rw", `array<${dtype}>`)}
+${storage(3, "dW", "rw", `array<${outDtype}>`)}
 ${paramsDecl(4)}
 ${linearIndexFn(EMB_WORKGROUP)}
 @compute @workgroup_size(${EMB_WORKGROUP})
@@ -184,12 +192,18 @@ fn main(${MAIN_ARGS}) {
   let C = pu(1u);
   let v = i / C;
   let c = i % C;
-  let end = bounds[2u * v + 1u];
+  let first = bounds[2u * v] + pu(2u);
+  let end = min(bounds[2u * v + 1u], first + ${EMB_GRAD_CHUNK}u);
+#if ${accumulate}
+  if (first >= end) { return; }
+  var acc: f32 = f32(dW[i]);
+#else
   var acc: f32 = 0.0;
-  for (var p = bounds[2u * v]; p < end; p = p + 1u) {
+#endif
+  for (var p = first; p < end; p = p + 1u) {
     acc = acc + f32(dY[keys[p].y * C + c]);
   }
-  dW[i] = ${dtype}(acc);
+  dW[i] = ${outDtype}(acc);
 }
 `;
   return { code, bindings: ["read", "read", "read", "rw"], params: true };

@@ -8,10 +8,10 @@ import { gpu } from "../gpu/context.ts";
 import { isGradEnabled } from "../scope.ts";
 import { Tensor } from "../tensor.ts";
 import {
-  EMB_WORKGROUP, SORT_BLOCK, bitonicLocalKernel, bitonicStepKernel, embeddingGradKernel, embeddingKernel,
+  EMB_GRAD_CHUNK, EMB_WORKGROUP, SORT_BLOCK, bitonicLocalKernel, bitonicStepKernel, embeddingGradKernel, embeddingKernel,
   runBoundsKernel, sortKeysKernel,
 } from "../../shaders/embedding.wgsl.ts";
-import { fill } from "./raw/map.ts";
+import { fill, mapOp } from "./raw/map.ts";
 import { checkFloat, checkLive, fdt, grid1d } from "./util.ts";
 
 declare module "../autograd/ops.ts" {
@@ -73,9 +73,16 @@ function embeddingBackward(g: Tensor, indices: Tensor, V: number, C: number): Te
     bitonicSort(op, keys, npad);
     l.dispatch(runBoundsKernel(), [keys.buffer(op), bounds.buffer(op)], grid1d(N, EMB_WORKGROUP), [N, V]);
   }
-  l.dispatch(embeddingGradKernel(fdt(g)), [keys.buffer(op), bounds.buffer(op), g.buffer(op), dW.buffer(op)],
-    grid1d(V * C, EMB_WORKGROUP), [V * C, C]);
+  // One pass per EMB_GRAD_CHUNK positions a run can have (a run is at most N long); more than
+  // one pass sums into an f32 accumulator, so the bits match one long loop.
+  const passes = Math.max(1, Math.ceil(N / EMB_GRAD_CHUNK));
+  const acc = passes === 1 || g.dtype === "f32" ? dW : Tensor.empty([V, C], "f32", op);
+  for (let p = 0; p < passes; p++) {
+    l.dispatch(embeddingGradKernel(fdt(g), fdt(acc), p > 0), [keys.buffer(op), bounds.buffer(op), g.buffer(op), acc.buffer(op)],
+      grid1d(V * C, EMB_WORKGROUP), [V * C, C, p * EMB_GRAD_CHUNK]);
+  }
   keys.dispose(); bounds.dispose();
+  if (acc !== dW) { dW.dispose(); const h = mapOp(op, "a", [acc], g.dtype); acc.dispose(); return h; }
   return dW;
 }
 
