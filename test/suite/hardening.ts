@@ -249,3 +249,18 @@ test("Trainer, Corpus and generate validate their options and the token ids they
   await assertThrows(() => trainer.evaluate(0), ws.ValueError, "Trainer.evaluate", "batches");
   trainer.dispose(); model.dispose(); small.dispose();
 });
+
+test("embedding gradient of a token seen more than 65,535 times sums every occurrence (no long shader loop)", async () => {
+  const N = 70001, V = 3, C = 4;
+  const ids = new Int32Array(N);
+  for (let i = 0; i < N; i++) ids[i] = i % 1000 === 999 ? 2 : 0; // token 0 ≈ 69,931 times, token 2 70 times, token 1 never
+  const dYv = new Float32Array(N * C);
+  for (let i = 0; i < N * C; i++) dYv[i] = (i % 7) - 3; // small integers: every partial sum is exact in f32
+  const expected = new Float64Array(V * C);
+  for (let i = 0; i < N; i++) for (let c = 0; c < C; c++) expected[ids[i]! * C + c] += dYv[i * C + c]!;
+  const w = ws.randn([V, C], { seed: 5, requiresGrad: true });
+  const idx = ws.tensor(ids, [N]), dY = ws.tensor(dYv, [N, C]);
+  ws.tidy(() => ws.embedding(idx, w).mul(dY).sum().backward());
+  assertClose(await w.grad!.toArray(), expected, { rtol: 0, atol: 0, msg: "dW = Σ dY rows per token" });
+  for (const t of [w, idx, dY]) { t.grad?.dispose(); t.dispose(); }
+}, { browser: false });
