@@ -257,7 +257,7 @@ test("embedding gradient of a token seen more than 65,535 times sums every occur
   const dYv = new Float32Array(N * C);
   for (let i = 0; i < N * C; i++) dYv[i] = (i % 7) - 3; // small integers: every partial sum is exact in f32
   const expected = new Float64Array(V * C);
-  for (let i = 0; i < N; i++) for (let c = 0; c < C; c++) expected[ids[i]! * C + c] += dYv[i * C + c]!;
+  for (let i = 0; i < N; i++) for (let c = 0; c < C; c++) { const k = ids[i]! * C + c; expected[k] = expected[k]! + dYv[i * C + c]!; }
   const w = ws.randn([V, C], { seed: 5, requiresGrad: true });
   const idx = ws.tensor(ids, [N]), dY = ws.tensor(dYv, [N, C]);
   ws.tidy(() => ws.embedding(idx, w).mul(dY).sum().backward());
