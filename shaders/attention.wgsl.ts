@@ -164,7 +164,7 @@ ${stageLoop(keys * DV, rows, `    let key = j0 + e / ${DV}u;
 ${J.map((j) => `    let s${j} = ${R.map((c) => `dot(q${c}, Ks[${j * DV + c}u])`).join(" + ")};`).join("\n")}
 ${J.map((j) => `    let ok${j} = j0 + ${j}u < lim;`).join("\n")}
     var mx = m;
-${J.map((j) => `    if (ok${j}) { mx = max(mx, s${j}); }`).join("\n")}
+${J.map((j) => `    mx = select(mx, max(mx, s${j}), ok${j});`).join("\n")}
 ${J.map((j) => `    let p${j} = select(0.0, exp(s${j} - mx), ok${j});`).join("\n")}
     let alpha = exp(m - mx);
     l = l * alpha + ${J.map((j) => `p${j}`).join(" + ")};
@@ -294,7 +294,8 @@ ${R.map((c) => `    {
 ${I.map((r) => `      s${r} = s${r} + dot(kk, Qs[${r * DV + c}u]);\n      dp${r} = dp${r} + dot(vv, Gs[${r * DV + c}u]);`).join("\n")}
     }`).join("\n")}
 ${I.map((r) => {
-  const ok = causal ? `j < T && i0 + ${r}u < T && j <= i0 + ${r}u` : `j < T && i0 + ${r}u < T`;
+  // bool & (not &&): short-circuit branches per row blow up some compilers (Dawn on SwiftShader)
+  const ok = causal ? `(j < T) & (i0 + ${r}u < T) & (j <= i0 + ${r}u)` : `(j < T) & (i0 + ${r}u < T)`;
   return `    let p${r} = select(0.0, exp(s${r} - Ls[${r}u]), ${ok});`;
 }).join("\n")}
 #if ${dropout}

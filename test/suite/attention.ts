@@ -19,9 +19,13 @@ const qkvArrs = (shape: number[], seed: number, amp = 1.5): [Arr, Arr, Arr] =>
 // [B·H or B, H, T, D] shapes: one head and many, T = 1/7/33/70, D = 5 (odd: the general path), 8, 16, 64
 const SHAPES: number[][] = [[1, 1, 1, 8], [2, 3, 7, 16], [1, 2, 33, 64], [1, 1, 70, 5], [2, 1, 70, 8], [3, 33, 16]];
 
+// non-causal: fewer head dims (each head dim × mask is its own set of compiled kernels; SwiftShader compiles slowly)
+const FULL_SHAPES: number[][] = [[2, 3, 7, 16], [1, 1, 70, 5], [3, 33, 16]];
+
 for (const causal of [true, false]) {
-  test(`scaledDotProductAttention (${causal ? "causal" : "full"}): forward and q/k/v gradients match float64 at ${SHAPES.length} shapes`, async () => {
-    for (const [n, shape] of SHAPES.entries()) {
+  const shapes = causal ? SHAPES : FULL_SHAPES;
+  test(`scaledDotProductAttention (${causal ? "causal" : "full"}): forward and q/k/v gradients match float64 at ${shapes.length} shapes`, async () => {
+    for (const [n, shape] of shapes.entries()) {
       const [qa, ka, va] = qkvArrs(shape, 10 + n);
       const ga = randArr(shape, 50 + n);
       const q = fromArr(qa, { requiresGrad: true }), k = fromArr(ka, { requiresGrad: true }), v = fromArr(va, { requiresGrad: true });
@@ -37,7 +41,7 @@ for (const causal of [true, false]) {
       }
       ws.noGrad(() => { for (const t of [q, k, v]) { t.grad!.dispose(); t.dispose(); } y.dispose(); g.dispose(); });
     }
-  });
+  }, { browser: causal });
 }
 
 test("scaledDotProductAttention: gradients by finite differences (causal, T = 5, D = 3, two heads, scale 0.7)", async () => {
@@ -67,7 +71,7 @@ test("scaledDotProductAttention equals the unfused GPU path (matmul → causal s
   };
   const [f, u] = [await run(true), await run(false)];
   for (let i = 0; i < 4; i++) assertClose(f[i]!, u[i]!, { rtol: 1e-4, atol: 2e-5, msg: ["y", "dq", "dk", "dv"][i] });
-});
+}, { browser: false });
 
 test("qkvAttention: reads q, k, v from [B, T, 3C] and writes [B, T, C]; forward and dqkv match float64 (T = 1, 7, 70; 1 and 4 heads)", async () => {
   const cases: [number, number, number, number][] = [[2, 7, 4, 16], [1, 70, 1, 8], [3, 1, 4, 4], [1, 33, 2, 64]];
@@ -88,7 +92,7 @@ test("qkvAttention: reads q, k, v from [B, T, 3C] and writes [B, T, C]; forward 
     assertClose(await x.grad!.toArray(), exp.data, { rtol: 1e-3, atol: 1e-4, msg: `${msg} dqkv` });
     ws.noGrad(() => { x.grad!.dispose(); x.dispose(); y.dispose(); g.dispose(); });
   }
-});
+}, { browser: false });
 
 /** [B, T, H·D] → [B, H, T, D]. */
 function toHeads(a: Arr, B: number, T: number, H: number, D: number): Arr {
@@ -192,7 +196,7 @@ test("GPT with fused attention equals the unfused path: loss and every parameter
   assertClose([f.l], [u.l], { rtol: 1e-5, msg: "loss" });
   assertEquals(f.grads.length, u.grads.length);
   for (let i = 0; i < f.grads.length; i++) assertClose(f.grads[i]!, u.grads[i]!, { rtol: 2e-3, atol: 2e-5, msg: `grad ${i}` });
-});
+}, { browser: false });
 
 test("fused attention keeps no O(T²) tensor: the peak of a block's forward + backward stays under one [B, H, T, T] tensor", async () => {
   const B = 1, T = 256, C = 64, H = 4;

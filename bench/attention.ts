@@ -1,0 +1,100 @@
+// Fused against unfused causal self-attention (the attention core of a GPT block, from the qkv
+// projection's output [B, T, 3C] to y [B, T, C], projections excluded): forward alone and
+// forward + backward, with the peak memory of one forward + backward. Fused: qkvAttention (one
+// flash-style forward kernel; Δ, dK/dV and dQ kernels backward). Unfused: permute/split → q·kᵀ
+// [B, H, T, T] → scale → causal softmax → ·v → merge heads (unfusedCausalAttention).
+// Shapes: the GPT configs of issue 7 (D = 64): small (6 × 384 → H = 6, block 256, batch 64) and
+// gpt2 (12 × 768 → H = 12, block 1024, batch 8); `tiny` for CI. TFLOP/s count the causal half:
+// forward 2·B·H·T²·D, forward + backward 3.5× that (FlashAttention's accounting).
+//
+//   deno run -A bench/attention.ts [--configs small,gpt2] [--quick] [--dropout 0.1] [--json out.json]
+//   npm run bench:build && node .bench-dist/attention.mjs [same flags]
+import * as ws from "../src/index.ts";
+import { unfusedCausalAttention } from "../src/nn/transformer.ts";
+import { argv, exit, parseFlags, runtimeGpu, writeText } from "./env.ts";
+import { randomF32, timeBatches } from "./timing.ts";
+
+interface Config { name: string; B: number; T: number; H: number; D: number }
+const CONFIGS: Config[] = [
+  { name: "tiny", B: 2, T: 64, H: 2, D: 16 },
+  { name: "small", B: 64, T: 256, H: 6, D: 64 },
+  { name: "gpt2", B: 8, T: 1024, H: 12, D: 64 },
+];
+
+interface Row {
+  config: string; B: number; T: number; H: number; D: number; impl: "fused" | "unfused";
+  fwdMs: number; fwdBwdMs: number; fwdTflops: number; fwdBwdTflops: number; peakBytes: number;
+}
+
+type Attn = (qkv: ws.Tensor) => ws.Tensor;
+
+async function main(): Promise<void> {
+  const f = parseFlags(argv());
+  const quick = f.has("quick");
+  const names = (f.get("configs") ?? (quick ? "tiny" : "small,gpt2")).split(",");
+  const pDrop = Number(f.get("dropout") ?? 0);
+  const { gpu, engine } = await runtimeGpu();
+  const ctx = await ws.init({ gpu });
+  console.log(`engine: ${engine}; adapter: ${ctx.info.adapterName}; dropout ${pDrop}`);
+  const timing = quick ? { warmupMs: 200, batchMs: 50, batches: 3, minItems: 3 } : { warmupMs: 1000 };
+  const rows: Row[] = [];
+  for (const name of names) {
+    const c = CONFIGS.find((x) => x.name === name);
+    if (!c) throw new Error(`unknown config ${name}; one of ${CONFIGS.map((x) => x.name).join(", ")}`);
+    const { B, T, H, D } = c, C = H * D;
+    const qkv = ws.tensor(randomF32(B * T * 3 * C, 1), [B, T, 3 * C]).requiresGrad_();
+    const gy = ws.tensor(randomF32(B * T * C, 2), [B, T, C]);
+    const impls: [Row["impl"], Attn][] = [
+      ["fused", (x) => ws.qkvAttention(x, H, { causal: true, dropoutP: pDrop })],
+      ["unfused", (x) => unfusedCausalAttention(x, H, pDrop)],
+    ];
+    const outs: Float32Array[] = [];
+    for (const [impl, attn] of impls) {
+      const fwd = await timeBatches(async (n) => {
+        ws.noGrad(() => { for (let i = 0; i < n; i++) attn(qkv).dispose(); });
+        await ctx.sync();
+      }, timing);
+      const step = () => {
+        const y = attn(qkv);
+        y.backward(gy);
+        y.dispose();
+        qkv.grad!.dispose();
+        qkv.grad = null;
+      };
+      const fb = await timeBatches(async (n) => { for (let i = 0; i < n; i++) step(); await ctx.sync(); }, timing);
+      ctx.pool.resetPeak();
+      const live = ws.memoryStats().liveBytes;
+      step();
+      await ctx.sync();
+      const peakBytes = ws.memoryStats().peakBytes - live;
+      if (pDrop === 0) outs.push((await ws.noGrad(() => attn(qkv)).toArray()) as Float32Array);
+      const flops = 2 * B * H * T * T * D;
+      const r: Row = {
+        config: name, B, T, H, D, impl, fwdMs: fwd.medianMs, fwdBwdMs: fb.medianMs,
+        fwdTflops: flops / (fwd.medianMs * 1e-3) / 1e12, fwdBwdTflops: (3.5 * flops) / (fb.medianMs * 1e-3) / 1e12, peakBytes,
+      };
+      rows.push(r);
+      console.log(`${name} B=${B} T=${T} H=${H} D=${D} ${impl}: fwd ${r.fwdMs.toFixed(3)} ms (${r.fwdTflops.toFixed(1)} TFLOP/s), ` +
+        `fwd+bwd ${r.fwdBwdMs.toFixed(3)} ms (${r.fwdBwdTflops.toFixed(1)} TFLOP/s), peak ${(peakBytes / 2 ** 20).toFixed(1)} MiB`);
+      ctx.pool.trim();
+    }
+    if (outs.length === 2) {
+      let diff = 0;
+      for (let i = 0; i < outs[0]!.length; i++) diff = Math.max(diff, Math.abs(outs[0]![i]! - outs[1]![i]!));
+      console.log(`  max |fused − unfused| = ${diff.toExponential(2)}`);
+    }
+    qkv.dispose(); gy.dispose();
+    ctx.pool.trim();
+  }
+  console.log(`\n| config | B | T | H | D | impl | fwd ms | fwd+bwd ms | fwd TFLOP/s | fwd+bwd TFLOP/s | peak MiB |  (${engine})`);
+  console.log("|---|---|---|---|---|---|---|---|---|---|---|");
+  for (const r of rows) {
+    console.log(`| ${r.config} | ${r.B} | ${r.T} | ${r.H} | ${r.D} | ${r.impl} | ${r.fwdMs.toFixed(3)} | ${r.fwdBwdMs.toFixed(3)} | ` +
+      `${r.fwdTflops.toFixed(1)} | ${r.fwdBwdTflops.toFixed(1)} | ${(r.peakBytes / 2 ** 20).toFixed(1)} |`);
+  }
+  const json = f.get("json");
+  if (json) await writeText(json, JSON.stringify({ bench: "attention", date: new Date().toISOString(), engine, adapter: ctx.info.adapterName, dropout: pDrop, rows }, null, 1));
+}
+
+await main();
+exit();
