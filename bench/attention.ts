@@ -11,7 +11,8 @@
 //   npm run bench:build && node .bench-dist/attention.mjs [same flags]
 import * as ws from "../src/index.ts";
 import { unfusedCausalAttention } from "../src/nn/transformer.ts";
-import { argv, exit, parseFlags, runtimeGpu, writeText } from "./env.ts";
+import { parseArgs } from "node:util";
+import { argv, exit, runtimeGpu, writeText } from "./env.ts";
 import { randomF32, timeBatches } from "./timing.ts";
 
 interface Config { name: string; B: number; T: number; H: number; D: number }
@@ -29,10 +30,13 @@ interface Row {
 type Attn = (qkv: ws.Tensor) => ws.Tensor;
 
 async function main(): Promise<void> {
-  const f = parseFlags(argv());
-  const quick = f.has("quick");
-  const names = (f.get("configs") ?? (quick ? "tiny" : "small,gpt2")).split(",");
-  const pDrop = Number(f.get("dropout") ?? 0);
+  const { values: f } = parseArgs({
+    args: argv(),
+    options: { configs: { type: "string" }, quick: { type: "boolean", default: false }, dropout: { type: "string", default: "0" }, json: { type: "string" } },
+  });
+  const quick = f.quick;
+  const names = (f.configs ?? (quick ? "tiny" : "small,gpt2")).split(",");
+  const pDrop = Number(f.dropout);
   const { gpu, engine } = await runtimeGpu();
   const ctx = await ws.init({ gpu });
   console.log(`engine: ${engine}; adapter: ${ctx.info.adapterName}; dropout ${pDrop}`);
@@ -92,7 +96,7 @@ async function main(): Promise<void> {
     console.log(`| ${r.config} | ${r.B} | ${r.T} | ${r.H} | ${r.D} | ${r.impl} | ${r.fwdMs.toFixed(3)} | ${r.fwdBwdMs.toFixed(3)} | ` +
       `${r.fwdTflops.toFixed(1)} | ${r.fwdBwdTflops.toFixed(1)} | ${(r.peakBytes / 2 ** 20).toFixed(1)} |`);
   }
-  const json = f.get("json");
+  const json = f.json;
   if (json) await writeText(json, JSON.stringify({ bench: "attention", date: new Date().toISOString(), engine, adapter: ctx.info.adapterName, dropout: pDrop, rows }, null, 1));
 }
 
