@@ -9,17 +9,17 @@ import * as ws from "../src/index.ts";
 import { GPT } from "../src/nn/index.ts";
 import { AdamW, clipGradNorm } from "../src/optim/index.ts";
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { kernelFamily, MAIN_ARGS, paramsDecl, storage } from "../shaders/kernel.ts";
+import { bindGroup, kernelFamily, MAIN_ARGS } from "../shaders/kernel.ts";
 import { parseArgs } from "node:util";
 import { argv, exit, runtimeGpu, writeText } from "./env.ts";
 import { randomF32, timeBatches } from "./timing.ts";
 
+const naiveGroup = bindGroup([{ name: "src", access: "read", type: "array<f32>" }, { name: "dst", access: "rw", type: "array<f32>" }]);
+
 /** The column kernel before the tiled one: one invocation per output, looping over all R rows. */
 const naiveColumnKernel = kernelFamily("benchNaiveColumnSum", () => ({
   code: wgsl`
-${storage(0, "src", "read", "array<f32>")}
-${storage(1, "dst", "rw", "array<f32>")}
-${paramsDecl(2)}
+${naiveGroup.decls}
 @compute @workgroup_size(256)
 fn main(${MAIN_ARGS}) {
   let j = (wid.y * nwg.x + wid.x) * 256u + lid.x;
@@ -31,8 +31,7 @@ fn main(${MAIN_ARGS}) {
   dst[j] = acc;
 }
 `,
-  bindings: ["read", "rw"],
-  params: true,
+  group: naiveGroup,
 }));
 
 interface ReduceRow { what: string; shape: number[]; axes: number[]; ms: number; gbps: number; naiveMs?: number }

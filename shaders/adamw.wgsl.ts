@@ -2,7 +2,7 @@
 // one pass over (param, grad, m, v). Two eps forms: PyTorch's (eps added to √v̂) and the
 // SLoPe sparse optimizer's (eps added to √v before bias correction, SLOPE.md §4.2).
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { kernelFamily, linearIndexFn, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
+import { bindGroup, kernelFamily, linearIndexFn, MAIN_ARGS } from "./kernel.ts";
 
 export const ADAMW_WORKGROUP = 256;
 
@@ -11,12 +11,14 @@ export const ADAMW_WORKGROUP = 256;
  * Bindings: param (rw), grad (read), m (rw), v (rw).
  */
 export const adamwKernel = kernelFamily("adamw", (epsForm: "torch" | "slope") => {
+  const g = bindGroup([
+    { name: "p", access: "rw", type: "array<f32>" },
+    { name: "g", access: "read", type: "array<f32>" },
+    { name: "m", access: "rw", type: "array<f32>" },
+    { name: "v", access: "rw", type: "array<f32>" },
+  ]);
   const code = wgsl`
-${storage(0, "p", "rw", "array<f32>")}
-${storage(1, "g", "read", "array<f32>")}
-${storage(2, "m", "rw", "array<f32>")}
-${storage(3, "v", "rw", "array<f32>")}
-${paramsDecl(4)}
+${g.decls}
 ${linearIndexFn(ADAMW_WORKGROUP)}
 @compute @workgroup_size(${ADAMW_WORKGROUP})
 fn main(${MAIN_ARGS}) {
@@ -38,5 +40,5 @@ fn main(${MAIN_ARGS}) {
   p[i] = w;
 }
 `;
-  return { code, bindings: ["rw", "read", "rw", "rw"], params: true };
+  return { code, group: g };
 });

@@ -17,7 +17,7 @@
 // written in the same layout. The head dim D is a template parameter, padded to a multiple of 4
 // (DV vec4 registers); every loop over D, a block or a tile is unrolled with named registers.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, paramsDecl, storage } from "./kernel.ts";
+import { bindGroup, enables, kernelFamily } from "./kernel.ts";
 import { RNG_WGSL } from "./fill.wgsl.ts";
 import { NEG_BIG } from "./softmax.wgsl.ts";
 
@@ -112,13 +112,15 @@ export const attentionForwardKernel = kernelFamily("attentionForward",
   (dtype: F, D: number, rows: number, keys: number, causal: boolean, dropout: boolean) => {
   const DV = headVecs(D);
   const R = range(DV), J = range(keys);
+  const g = bindGroup([
+    { name: "q", access: "read", type: `array<${dtype}>` },
+    { name: "k", access: "read", type: `array<${dtype}>` },
+    { name: "v", access: "read", type: `array<${dtype}>` },
+    { name: "o", access: "rw", type: `array<${dtype}>` },
+    { name: "lse", access: "rw", type: "array<f32>" },
+  ]);
   const code = wgsl`${enables(dtype)}
-${storage(0, "q", "read", `array<${dtype}>`)}
-${storage(1, "k", "read", `array<${dtype}>`)}
-${storage(2, "v", "read", `array<${dtype}>`)}
-${storage(3, "o", "rw", `array<${dtype}>`)}
-${storage(4, "lse", "rw", "array<f32>")}
-${paramsDecl(5)}
+${g.decls}
 ${COMMON}
 #if ${dropout}
 ${RNG_WGSL}
@@ -184,7 +186,7 @@ ${storeRow("o", "oo", "o", D, "inv", dtype)}
   }
 }
 `;
-  return { code, bindings: ["read", "read", "read", "rw", "rw"], params: true };
+  return { code, group: g };
 });
 
 export const ROWDOT_WORKGROUP = 64;
@@ -195,11 +197,13 @@ export const ROWDOT_WORKGROUP = 64;
  */
 export const attentionRowDotKernel = kernelFamily("attentionRowDot", (dtype: F, D: number) => {
   const DV = headVecs(D);
+  const g = bindGroup([
+    { name: "o", access: "read", type: `array<${dtype}>` },
+    { name: "g", access: "read", type: `array<${dtype}>` },
+    { name: "delta", access: "rw", type: "array<f32>" },
+  ]);
   const code = wgsl`${enables(dtype)}
-${storage(0, "o", "read", `array<${dtype}>`)}
-${storage(1, "g", "read", `array<${dtype}>`)}
-${storage(2, "delta", "rw", "array<f32>")}
-${paramsDecl(3)}
+${g.decls}
 ${COMMON}
 @compute @workgroup_size(${ROWDOT_WORKGROUP})
 fn main(${MAIN}) {
@@ -210,7 +214,7 @@ fn main(${MAIN}) {
   delta[bh * T + i] = ${range(DV).map((c) => `dot(${loadVec("o", "oo", c, D, true)}, ${loadVec("g", "oo", c, D, true)})`).join("\n    + ")};
 }
 `;
-  return { code, bindings: ["read", "read", "rw"], params: true };
+  return { code, group: g };
 });
 
 /**
@@ -223,18 +227,18 @@ export const attentionBackwardKVKernel = kernelFamily("attentionBackwardKV",
   const DV = headVecs(D), P = DV + 1;
   const R = range(DV), I = range(rows);
   const dkBuf = packed ? "dkv" : "dk", dvBuf = packed ? "dkv" : "dv";
-  const outs = packed ? storage(6, "dkv", "rw", `array<${dtype}>`)
-    : `${storage(6, "dk", "rw", `array<${dtype}>`)}\n${storage(7, "dv", "rw", `array<${dtype}>`)}`;
-  const nb = packed ? 7 : 8;
+  const g = bindGroup([
+    { name: "q", access: "read", type: `array<${dtype}>` },
+    { name: "k", access: "read", type: `array<${dtype}>` },
+    { name: "v", access: "read", type: `array<${dtype}>` },
+    { name: "g", access: "read", type: `array<${dtype}>` },
+    { name: "lse", access: "read", type: "array<f32>" },
+    { name: "delta", access: "read", type: "array<f32>" },
+    ...(packed ? [{ name: "dkv", access: "rw", type: `array<${dtype}>` } as const]
+      : [{ name: "dk", access: "rw", type: `array<${dtype}>` } as const, { name: "dv", access: "rw", type: `array<${dtype}>` } as const]),
+  ]);
   const code = wgsl`${enables(dtype)}
-${storage(0, "q", "read", `array<${dtype}>`)}
-${storage(1, "k", "read", `array<${dtype}>`)}
-${storage(2, "v", "read", `array<${dtype}>`)}
-${storage(3, "g", "read", `array<${dtype}>`)}
-${storage(4, "lse", "read", "array<f32>")}
-${storage(5, "delta", "read", "array<f32>")}
-${outs}
-${paramsDecl(nb)}
+${g.decls}
 ${COMMON}
 #if ${dropout}
 ${RNG_WGSL}
@@ -317,7 +321,7 @@ ${storeRow(dvBuf, "dvo", "dv", D, "1.0", dtype)}
   }
 }
 `;
-  return { code, bindings: [...range(6).map(() => "read" as const), ...(packed ? ["rw" as const] : ["rw" as const, "rw" as const])], params: true };
+  return { code, group: g };
 });
 
 /**
@@ -328,15 +332,17 @@ export const attentionBackwardQKernel = kernelFamily("attentionBackwardQ",
   (dtype: F, D: number, rows: number, keys: number, causal: boolean, dropout: boolean) => {
   const DV = headVecs(D), P = DV + 1;
   const R = range(DV), J = range(keys);
+  const g = bindGroup([
+    { name: "q", access: "read", type: `array<${dtype}>` },
+    { name: "k", access: "read", type: `array<${dtype}>` },
+    { name: "v", access: "read", type: `array<${dtype}>` },
+    { name: "g", access: "read", type: `array<${dtype}>` },
+    { name: "lse", access: "read", type: "array<f32>" },
+    { name: "delta", access: "read", type: "array<f32>" },
+    { name: "dq", access: "rw", type: `array<${dtype}>` },
+  ]);
   const code = wgsl`${enables(dtype)}
-${storage(0, "q", "read", `array<${dtype}>`)}
-${storage(1, "k", "read", `array<${dtype}>`)}
-${storage(2, "v", "read", `array<${dtype}>`)}
-${storage(3, "g", "read", `array<${dtype}>`)}
-${storage(4, "lse", "read", "array<f32>")}
-${storage(5, "delta", "read", "array<f32>")}
-${storage(6, "dq", "rw", `array<${dtype}>`)}
-${paramsDecl(7)}
+${g.decls}
 ${COMMON}
 #if ${dropout}
 ${RNG_WGSL}
@@ -404,5 +410,5 @@ ${storeRow("dq", "dqo", "dq", D, "scale", dtype)}
   }
 }
 `;
-  return { code, bindings: ["read", "read", "read", "read", "read", "read", "rw"], params: true };
+  return { code, group: g };
 });

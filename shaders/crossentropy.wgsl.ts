@@ -5,7 +5,7 @@
 // mean). A row is skipped (loss 0, gradient 0, not counted) when its target is ignoreIndex or
 // outside [0, C): an out-of-range target cannot be reported without a readback.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, linearIndexFn, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
+import { bindGroup, enables, kernelFamily, linearIndexFn, MAIN_ARGS } from "./kernel.ts";
 import { LSE_SHARED, rowLogSumExp, sumReduce } from "./softmax.wgsl.ts";
 
 type F = "f32" | "f16";
@@ -22,12 +22,14 @@ const VALID = `fn valid_target(t: i32, C: u32, ignore: i32) -> bool {
  * Params: [0]=rows [1]=C [2]=ignoreIndex (i32).
  */
 export const crossEntropyRowKernel = kernelFamily("crossEntropyRow", (dtype: F, wg: number) => {
+  const g = bindGroup([
+    { name: "x", access: "read", type: `array<${dtype}>` },
+    { name: "targets", access: "read", type: "array<i32>" },
+    { name: "loss", access: "rw", type: "array<f32>" },
+    { name: "lseOut", access: "rw", type: "array<f32>" },
+  ]);
   const code = wgsl`${enables(dtype)}
-${storage(0, "x", "read", `array<${dtype}>`)}
-${storage(1, "targets", "read", "array<i32>")}
-${storage(2, "loss", "rw", "array<f32>")}
-${storage(3, "lseOut", "rw", "array<f32>")}
-${paramsDecl(4)}
+${g.decls}
 ${LSE_SHARED(wg)}
 ${VALID}
 @compute @workgroup_size(${wg})
@@ -47,7 +49,7 @@ ${rowLogSumExp(wg, (k) => `f32(x[base + ${k}])`, "C")}
   }
 }
 `;
-  return { code, bindings: ["read", "read", "rw", "rw"], params: true };
+  return { code, group: g };
 });
 
 /**
@@ -56,12 +58,14 @@ ${rowLogSumExp(wg, (k) => `f32(x[base + ${k}])`, "C")}
  */
 export const crossEntropyFinishKernel = kernelFamily("crossEntropyFinish", (dtype: F) => {
   const wg = CE_FINISH_WORKGROUP;
+  const g = bindGroup([
+    { name: "loss", access: "read", type: "array<f32>" },
+    { name: "targets", access: "read", type: "array<i32>" },
+    { name: "out", access: "rw", type: `array<${dtype}>` },
+    { name: "count", access: "rw", type: "array<f32>" },
+  ]);
   const code = wgsl`${enables(dtype)}
-${storage(0, "loss", "read", "array<f32>")}
-${storage(1, "targets", "read", "array<i32>")}
-${storage(2, "out", "rw", `array<${dtype}>`)}
-${storage(3, "count", "rw", "array<f32>")}
-${paramsDecl(4)}
+${g.decls}
 ${VALID}
 var<workgroup> redL: array<f32, ${wg}>;
 var<workgroup> redC: array<f32, ${wg}>;
@@ -86,7 +90,7 @@ ${sumReduce(wg, "redL", "redC")}
   }
 }
 `;
-  return { code, bindings: ["read", "read", "rw", "rw"], params: true };
+  return { code, group: g };
 });
 
 /**
@@ -96,14 +100,16 @@ ${sumReduce(wg, "redL", "redC")}
  */
 export const crossEntropyGradKernel = kernelFamily("crossEntropyGrad", (dtype: F) => {
   const wg = CE_GRAD_WORKGROUP;
+  const g = bindGroup([
+    { name: "x", access: "read", type: `array<${dtype}>` },
+    { name: "targets", access: "read", type: "array<i32>" },
+    { name: "lse", access: "read", type: "array<f32>" },
+    { name: "dy", access: "read", type: `array<${dtype}>` },
+    { name: "count", access: "read", type: "array<f32>" },
+    { name: "dx", access: "rw", type: `array<${dtype}>` },
+  ]);
   const code = wgsl`${enables(dtype)}
-${storage(0, "x", "read", `array<${dtype}>`)}
-${storage(1, "targets", "read", "array<i32>")}
-${storage(2, "lse", "read", "array<f32>")}
-${storage(3, "dy", "read", `array<${dtype}>`)}
-${storage(4, "count", "read", "array<f32>")}
-${storage(5, "dx", "rw", `array<${dtype}>`)}
-${paramsDecl(6)}
+${g.decls}
 ${linearIndexFn(wg)}
 ${VALID}
 @compute @workgroup_size(${wg})
@@ -127,5 +133,5 @@ fn main(${MAIN_ARGS}) {
   dx[i] = ${dtype}(v);
 }
 `;
-  return { code, bindings: ["read", "read", "read", "read", "read", "rw"], params: true };
+  return { code, group: g };
 });

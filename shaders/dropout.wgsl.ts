@@ -2,7 +2,7 @@
 // (key, element index). The mask is a pure function of the key, so the backward runs this
 // same kernel on dy with the saved key: no mask is stored.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, linearIndexFn, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
+import { bindGroup, enables, kernelFamily, linearIndexFn, MAIN_ARGS } from "./kernel.ts";
 import { RNG_WGSL } from "./fill.wgsl.ts";
 
 export const DROPOUT_WORKGROUP = 256;
@@ -12,10 +12,12 @@ export const DROPOUT_WORKGROUP = 256;
  * Bindings: x (read), out (rw). Params: [0]=n [1]=k0 [2]=k1 [3]=p bits [4]=scale bits.
  */
 export const dropoutKernel = kernelFamily("dropout", (dtype: "f32" | "f16") => {
+  const g = bindGroup([
+    { name: "x", access: "read", type: `array<${dtype}>` },
+    { name: "out", access: "rw", type: `array<${dtype}>` },
+  ]);
   const code = wgsl`${enables(dtype)}
-${storage(0, "x", "read", `array<${dtype}>`)}
-${storage(1, "out", "rw", `array<${dtype}>`)}
-${paramsDecl(2)}
+${g.decls}
 ${linearIndexFn(DROPOUT_WORKGROUP)}
 ${RNG_WGSL}
 @compute @workgroup_size(${DROPOUT_WORKGROUP})
@@ -28,5 +30,5 @@ fn main(${MAIN_ARGS}) {
   out[i] = ${dtype}(v);
 }
 `;
-  return { code, bindings: ["read", "rw"], params: true };
+  return { code, group: g };
 });

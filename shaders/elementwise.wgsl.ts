@@ -2,7 +2,7 @@
 // (per-input strides, 0 on broadcast axes) and a contiguous fast path. Each op supplies a WGSL
 // expression over a, b, c (the inputs, in the compute type) and s, s2 (scalar params).
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, linearIndexFn, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
+import { bindGroup, enables, kernelFamily, linearIndexFn, MAIN_ARGS } from "./kernel.ts";
 
 export const EW_WORKGROUP = 256;
 export const EW_MAX_RANK = 6;
@@ -44,22 +44,24 @@ fn spow(x: f32, p: f32) -> f32 {
  * A map kernel. `inTypes` are the input dtypes, `outType` the output dtype; values are loaded
  * as the compute type (f32 for float inputs, i32 for i32 inputs). `inPlace` reads a from out.
  */
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
 export const mapKernel = kernelFamily("map", (expr: string, inTypes: D[], outType: D, broadcast: boolean, inPlace: boolean) => {
   const arity = inTypes.length;
   const ct = inTypes.every((t) => t === "i32") && arity > 0 ? "i32" : "f32";
   const names = ["a", "b", "c"];
   const firstInput = inPlace ? 1 : 0;
-  const decls = [storage(0, "out", "rw", `array<${outType}>`)];
-  for (let k = firstInput; k < arity; k++) decls.push(storage(1 + k - firstInput, `in${k}`, "read", `array<${inTypes[k]}>`));
-  const nBindings = 1 + arity - firstInput;
+  const g = bindGroup([
+    { name: "out", access: "rw", type: `array<${outType}>` },
+    ...range(arity).slice(firstInput).map((k) => ({ name: `in${k}`, access: "read", type: `array<${inTypes[k]}>` } as const)),
+  ]);
   const offsets = names.slice(0, arity).map((_, k) => `o${k}`);
   const loads = names.slice(0, arity).map((n, k) =>
     k === 0 && inPlace ? `let ${n} = ${ct}(out[i]);` : `let ${n} = ${ct}(in${k}[${broadcast ? offsets[k] : "i"}]);`
   ).join("\n  ");
   const scalar = ct === "i32" ? "pi" : "pf";
   const code = wgsl`${enables(outType, ...inTypes)}
-${decls.join("\n")}
-${paramsDecl(nBindings)}
+${g.decls}
 ${linearIndexFn(EW_WORKGROUP)}
 ${HELPERS}
 @compute @workgroup_size(${EW_WORKGROUP})
@@ -82,5 +84,5 @@ fn main(${MAIN_ARGS}) {
   out[i] = ${outType}(${expr});
 }
 `;
-  return { code, bindings: ["rw", ...Array(arity - firstInput).fill("read")] as ("rw" | "read")[], params: true };
+  return { code, group: g };
 });

@@ -5,7 +5,7 @@
 // position order: the same bits on every run and adapter, O(N log² N + V·C + N·C) work.
 // Out-of-range indices (< 0 or >= V) read as a zero row and contribute no gradient.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, linearIndexFn, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
+import { bindGroup, enables, kernelFamily, linearIndexFn, MAIN_ARGS } from "./kernel.ts";
 
 type F = "f32" | "f16";
 
@@ -15,11 +15,13 @@ export const SORT_BLOCK = 2 * EMB_WORKGROUP;
 
 /** out[r, c] = W[idx[r], c], 0 for an out-of-range index. Bindings: idx, W (read), out (rw). Params: [0]=N·C [1]=C [2]=V. */
 export const embeddingKernel = kernelFamily("embedding", (dtype: F) => {
+  const g = bindGroup([
+    { name: "idx", access: "read", type: "array<i32>" },
+    { name: "W", access: "read", type: `array<${dtype}>` },
+    { name: "out", access: "rw", type: `array<${dtype}>` },
+  ]);
   const code = wgsl`${enables(dtype)}
-${storage(0, "idx", "read", "array<i32>")}
-${storage(1, "W", "read", `array<${dtype}>`)}
-${storage(2, "out", "rw", `array<${dtype}>`)}
-${paramsDecl(3)}
+${g.decls}
 ${linearIndexFn(EMB_WORKGROUP)}
 @compute @workgroup_size(${EMB_WORKGROUP})
 fn main(${MAIN_ARGS}) {
@@ -32,7 +34,7 @@ fn main(${MAIN_ARGS}) {
   out[i] = val;
 }
 `;
-  return { code, bindings: ["read", "read", "rw"], params: true };
+  return { code, group: g };
 });
 
 /**
@@ -40,10 +42,12 @@ fn main(${MAIN_ARGS}) {
  * for the padding up to Npad (sorted last). Bindings: idx (read), keys (rw). Params: [0]=N [1]=Npad [2]=V.
  */
 export const sortKeysKernel = kernelFamily("embeddingSortKeys", () => {
+  const g = bindGroup([
+    { name: "idx", access: "read", type: "array<i32>" },
+    { name: "keys", access: "rw", type: "array<vec2<u32>>" },
+  ]);
   const code = wgsl`
-${storage(0, "idx", "read", "array<i32>")}
-${storage(1, "keys", "rw", "array<vec2<u32>>")}
-${paramsDecl(2)}
+${g.decls}
 ${linearIndexFn(EMB_WORKGROUP)}
 @compute @workgroup_size(${EMB_WORKGROUP})
 fn main(${MAIN_ARGS}) {
@@ -57,7 +61,7 @@ fn main(${MAIN_ARGS}) {
   keys[p] = vec2<u32>(key, p);
 }
 `;
-  return { code, bindings: ["read", "rw"], params: true };
+  return { code, group: g };
 });
 
 /** Strict order of (row, position) pairs (positions are unique, so the order is total). */
@@ -67,9 +71,11 @@ const BEFORE = `fn before(a: vec2<u32>, b: vec2<u32>) -> bool {
 
 /** One global bitonic compare-exchange pass at stride j of stage k. Bindings: keys (rw). Params: [0]=Npad/2 [1]=k [2]=j. */
 export const bitonicStepKernel = kernelFamily("bitonicStep", () => {
+  const g = bindGroup([
+    { name: "keys", access: "rw", type: "array<vec2<u32>>" },
+  ]);
   const code = wgsl`
-${storage(0, "keys", "rw", "array<vec2<u32>>")}
-${paramsDecl(1)}
+${g.decls}
 ${linearIndexFn(EMB_WORKGROUP)}
 ${BEFORE}
 @compute @workgroup_size(${EMB_WORKGROUP})
@@ -86,7 +92,7 @@ fn main(${MAIN_ARGS}) {
   if (before(b, a) == asc) { keys[lo] = b; keys[hi] = a; }
 }
 `;
-  return { code, bindings: ["rw"], params: true };
+  return { code, group: g };
 });
 
 /**
@@ -97,9 +103,11 @@ fn main(${MAIN_ARGS}) {
  */
 export const bitonicLocalKernel = kernelFamily("bitonicLocal", (full: boolean) => {
   const wg = EMB_WORKGROUP;
+  const g = bindGroup([
+    { name: "keys", access: "rw", type: "array<vec2<u32>>" },
+  ]);
   const code = wgsl`
-${storage(0, "keys", "rw", "array<vec2<u32>>")}
-${paramsDecl(1)}
+${g.decls}
 ${BEFORE}
 var<workgroup> sh: array<vec2<u32>, ${SORT_BLOCK}>;
 fn exchange(t: u32, base: u32, k: u32, j: u32) {
@@ -137,7 +145,7 @@ fn main(${MAIN_ARGS}) {
   keys[base + t + ${wg}u] = sh[t + ${wg}u];
 }
 `;
-  return { code, bindings: ["rw"], params: true };
+  return { code, group: g };
 });
 
 /**
@@ -146,10 +154,12 @@ fn main(${MAIN_ARGS}) {
  * Bindings: keys (read), bounds (rw). Params: [0]=N [1]=V.
  */
 export const runBoundsKernel = kernelFamily("embeddingRunBounds", () => {
+  const g = bindGroup([
+    { name: "keys", access: "read", type: "array<vec2<u32>>" },
+    { name: "bounds", access: "rw", type: "array<u32>" },
+  ]);
   const code = wgsl`
-${storage(0, "keys", "read", "array<vec2<u32>>")}
-${storage(1, "bounds", "rw", "array<u32>")}
-${paramsDecl(2)}
+${g.decls}
 ${linearIndexFn(EMB_WORKGROUP)}
 @compute @workgroup_size(${EMB_WORKGROUP})
 fn main(${MAIN_ARGS}) {
@@ -162,7 +172,7 @@ fn main(${MAIN_ARGS}) {
   if (p + 1u == N || keys[p + 1u].x != v) { bounds[2u * v + 1u] = p + 1u; }
 }
 `;
-  return { code, bindings: ["read", "rw"], params: true };
+  return { code, group: g };
 });
 
 /**
@@ -178,12 +188,14 @@ export const EMB_GRAD_CHUNK = 16384;
  * Bindings: keys, bounds, dY (read), dW (rw). Params: [0]=V·C [1]=C [2]=offset.
  */
 export const embeddingGradKernel = kernelFamily("embeddingGrad", (dtype: F, outDtype: F, accumulate: boolean) => {
+  const g = bindGroup([
+    { name: "keys", access: "read", type: "array<vec2<u32>>" },
+    { name: "bounds", access: "read", type: "array<u32>" },
+    { name: "dY", access: "read", type: `array<${dtype}>` },
+    { name: "dW", access: "rw", type: `array<${outDtype}>` },
+  ]);
   const code = wgsl`${enables(dtype === "f16" || outDtype === "f16" ? "f16" : "f32")}
-${storage(0, "keys", "read", "array<vec2<u32>>")}
-${storage(1, "bounds", "read", "array<u32>")}
-${storage(2, "dY", "read", `array<${dtype}>`)}
-${storage(3, "dW", "rw", `array<${outDtype}>`)}
-${paramsDecl(4)}
+${g.decls}
 ${linearIndexFn(EMB_WORKGROUP)}
 @compute @workgroup_size(${EMB_WORKGROUP})
 fn main(${MAIN_ARGS}) {
@@ -206,5 +218,5 @@ fn main(${MAIN_ARGS}) {
   dW[i] = ${outDtype}(acc);
 }
 `;
-  return { code, bindings: ["read", "read", "read", "rw"], params: true };
+  return { code, group: g };
 });

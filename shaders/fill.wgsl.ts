@@ -1,16 +1,18 @@
 // Creation kernels: constant fill, arange, and counter-based random numbers (uniform and
 // normal) from a two-word key, so the same seed gives the same tensor on every adapter.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, linearIndexFn, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
+import { bindGroup, enables, kernelFamily, linearIndexFn, MAIN_ARGS } from "./kernel.ts";
 
 export const FILL_WORKGROUP = 256;
 
 /** Params: [0]=n [1]=value bits (f32 or i32) [2]=step bits (arange). */
 export const fillKernel = kernelFamily("fill", (dtype: "f32" | "f16" | "i32", arange: boolean) => {
   const val = dtype === "i32" ? "pi" : "pf";
+  const g = bindGroup([
+    { name: "out", access: "rw", type: `array<${dtype}>` },
+  ]);
   const code = wgsl`${enables(dtype)}
-${storage(0, "out", "rw", `array<${dtype}>`)}
-${paramsDecl(1)}
+${g.decls}
 ${linearIndexFn(FILL_WORKGROUP)}
 @compute @workgroup_size(${FILL_WORKGROUP})
 fn main(${MAIN_ARGS}) {
@@ -23,7 +25,7 @@ fn main(${MAIN_ARGS}) {
 #endif
 }
 `;
-  return { code, bindings: ["rw"], params: true };
+  return { code, group: g };
 });
 
 /** Hash-based counter RNG: the WGSL shared by random kernels (also dropout). */
@@ -44,9 +46,11 @@ fn rand_unit(k0: u32, k1: u32, i: u32, stream: u32) -> f32 {
 
 /** Params: [0]=n [1]=k0 [2]=k1 [3]=a bits [4]=b bits. normal: mean a, std b; uniform: [a, b). */
 export const randomKernel = kernelFamily("random", (dtype: "f32" | "f16", normal: boolean) => {
+  const g = bindGroup([
+    { name: "out", access: "rw", type: `array<${dtype}>` },
+  ]);
   const code = wgsl`${enables(dtype)}
-${storage(0, "out", "rw", `array<${dtype}>`)}
-${paramsDecl(1)}
+${g.decls}
 ${linearIndexFn(FILL_WORKGROUP)}
 ${RNG_WGSL}
 @compute @workgroup_size(${FILL_WORKGROUP})
@@ -63,5 +67,5 @@ fn main(${MAIN_ARGS}) {
 #endif
 }
 `;
-  return { code, bindings: ["rw"], params: true };
+  return { code, group: g };
 });

@@ -1,7 +1,9 @@
 // The contract between the WGSL kernel suite and the launcher: a kernel is WGSL text plus the
 // access mode of each storage binding, in binding order, and whether it takes a params block
-// (always the last binding, a uniform read at a per-dispatch dynamic offset). Builders are
-// memoized by their parameters so a hot loop never rebuilds or re-hashes shader text.
+// (always the last binding, a uniform read at a per-dispatch dynamic offset). Each kernel
+// describes its bindings once (bindGroup), which yields both the WGSL declarations and that
+// access list. Builders are memoized by their parameters so a hot loop never rebuilds or
+// re-hashes shader text.
 
 export type Access = "read" | "rw";
 
@@ -18,10 +20,36 @@ export interface Kernel {
 /** Max 32-bit words in one dispatch's params block. */
 export const PARAM_WORDS = 64;
 
+/** One storage binding: the WGSL variable, its access and its type (e.g. `array<vec4<f32>>`). */
+export interface BindingDesc {
+  name: string;
+  access: Access;
+  type: string;
+}
+
+/** A kernel's bindings described once: the WGSL declarations and what the launcher needs. */
+export interface BindGroup {
+  /** The storage declarations (bindings 0..n-1) and, with params, the params block at n. */
+  readonly decls: string;
+  readonly bindings: readonly Access[];
+  readonly params: boolean;
+}
+
+/**
+ * The bind group of a kernel from its storage bindings in binding order (false / null entries
+ * are left out, for optional bindings such as a bias) and whether a params block follows them.
+ */
+export function bindGroup(entries: readonly (BindingDesc | false | null | undefined)[], params = true): BindGroup {
+  const list = entries.filter((e): e is BindingDesc => !!e);
+  const decls = list.map((e, i) => storage(i, e.name, e.access, e.type));
+  if (params) decls.push(paramsDecl(list.length));
+  return { decls: decls.join("\n"), bindings: list.map((e) => e.access), params };
+}
+
 /** Memoizes a kernel builder by its JSON-serializable arguments. */
 export function kernelFamily<A extends unknown[]>(
   family: string,
-  build: (...args: A) => { code: string; bindings: readonly Access[]; params: boolean },
+  build: (...args: A) => { code: string; group: BindGroup },
 ): (...args: A) => Kernel {
   const cache = new Map<string, Kernel>();
   return (...args: A) => {
@@ -29,7 +57,7 @@ export function kernelFamily<A extends unknown[]>(
     let k = cache.get(key);
     if (!k) {
       const b = build(...args);
-      k = { key, code: b.code, bindings: b.bindings, params: b.params };
+      k = { key, code: b.code, bindings: b.group.bindings, params: b.group.params };
       cache.set(key, k);
     }
     return k;

@@ -3,7 +3,7 @@
 // dx, and a deterministic column reduction for dweight / dbias: per-(chunk of rows, column)
 // partial sums here, summed over the chunks by the reduce kernel.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, linearIndexFn, MAIN_ARGS, paramsDecl, storage, type Access } from "./kernel.ts";
+import { bindGroup, enables, kernelFamily, linearIndexFn, MAIN_ARGS } from "./kernel.ts";
 import { sumReduce } from "./softmax.wgsl.ts";
 
 type F = "f32" | "f16";
@@ -15,16 +15,16 @@ export const LN_COLUMN_WORKGROUP = 256;
  * Params: [0]=rows [1]=C [2]=eps bits.
  */
 export const layerNormKernel = kernelFamily("layerNorm", (dtype: F, hasWeight: boolean, hasBias: boolean, wg: number) => {
-  const decls: string[] = [storage(0, "x", "read", `array<${dtype}>`)];
-  const bindings: Access[] = ["read"];
-  if (hasWeight) { decls.push(storage(bindings.length, "w", "read", `array<${dtype}>`)); bindings.push("read"); }
-  if (hasBias) { decls.push(storage(bindings.length, "b", "read", `array<${dtype}>`)); bindings.push("read"); }
-  decls.push(storage(bindings.length, "y", "rw", `array<${dtype}>`)); bindings.push("rw");
-  decls.push(storage(bindings.length, "meanOut", "rw", "array<f32>")); bindings.push("rw");
-  decls.push(storage(bindings.length, "rstdOut", "rw", "array<f32>")); bindings.push("rw");
+  const g = bindGroup([
+    { name: "x", access: "read", type: `array<${dtype}>` },
+    hasWeight && { name: "w", access: "read", type: `array<${dtype}>` },
+    hasBias && { name: "b", access: "read", type: `array<${dtype}>` },
+    { name: "y", access: "rw", type: `array<${dtype}>` },
+    { name: "meanOut", access: "rw", type: "array<f32>" },
+    { name: "rstdOut", access: "rw", type: "array<f32>" },
+  ]);
   const code = wgsl`${enables(dtype)}
-${decls.join("\n")}
-${paramsDecl(bindings.length)}
+${g.decls}
 var<workgroup> red1: array<f32, ${wg}>;
 var<workgroup> red2: array<f32, ${wg}>;
 @compute @workgroup_size(${wg})
@@ -56,7 +56,7 @@ ${sumReduce(wg, "red2")}
   }
 }
 `;
-  return { code, bindings, params: true };
+  return { code, group: g };
 });
 
 /**
@@ -64,19 +64,17 @@ ${sumReduce(wg, "red2")}
  * Bindings: dy, x, mean, rstd, [weight] (read), dx (rw). Params: [0]=rows [1]=C.
  */
 export const layerNormBackwardKernel = kernelFamily("layerNormBackward", (dtype: F, hasWeight: boolean, wg: number) => {
-  const decls = [
-    storage(0, "dy", "read", `array<${dtype}>`),
-    storage(1, "x", "read", `array<${dtype}>`),
-    storage(2, "meanIn", "read", "array<f32>"),
-    storage(3, "rstdIn", "read", "array<f32>"),
-  ];
-  const bindings: Access[] = ["read", "read", "read", "read"];
-  if (hasWeight) { decls.push(storage(bindings.length, "w", "read", `array<${dtype}>`)); bindings.push("read"); }
-  decls.push(storage(bindings.length, "dx", "rw", `array<${dtype}>`)); bindings.push("rw");
+  const g = bindGroup([
+    { name: "dy", access: "read", type: `array<${dtype}>` },
+    { name: "x", access: "read", type: `array<${dtype}>` },
+    { name: "meanIn", access: "read", type: "array<f32>" },
+    { name: "rstdIn", access: "read", type: "array<f32>" },
+    hasWeight && { name: "w", access: "read", type: `array<${dtype}>` },
+    { name: "dx", access: "rw", type: `array<${dtype}>` },
+  ]);
   const gOf = (k: string) => (hasWeight ? `f32(dy[base + ${k}]) * f32(w[${k}])` : `f32(dy[base + ${k}])`);
   const code = wgsl`${enables(dtype)}
-${decls.join("\n")}
-${paramsDecl(bindings.length)}
+${g.decls}
 var<workgroup> redA: array<f32, ${wg}>;
 var<workgroup> redB: array<f32, ${wg}>;
 @compute @workgroup_size(${wg})
@@ -108,7 +106,7 @@ ${sumReduce(wg, "redA", "redB")}
   }
 }
 `;
-  return { code, bindings, params: true };
+  return { code, group: g };
 });
 
 /**
@@ -119,13 +117,15 @@ ${sumReduce(wg, "redA", "redB")}
  */
 export const layerNormParamGradKernel = kernelFamily("layerNormParamGrad", (dtype: F) => {
   const wg = LN_COLUMN_WORKGROUP;
+  const g = bindGroup([
+    { name: "dy", access: "read", type: `array<${dtype}>` },
+    { name: "x", access: "read", type: `array<${dtype}>` },
+    { name: "meanIn", access: "read", type: "array<f32>" },
+    { name: "rstdIn", access: "read", type: "array<f32>" },
+    { name: "part", access: "rw", type: "array<f32>" },
+  ]);
   const code = wgsl`${enables(dtype)}
-${storage(0, "dy", "read", `array<${dtype}>`)}
-${storage(1, "x", "read", `array<${dtype}>`)}
-${storage(2, "meanIn", "read", "array<f32>")}
-${storage(3, "rstdIn", "read", "array<f32>")}
-${storage(4, "part", "rw", "array<f32>")}
-${paramsDecl(5)}
+${g.decls}
 ${linearIndexFn(wg)}
 @compute @workgroup_size(${wg})
 fn main(${MAIN_ARGS}) {
@@ -147,5 +147,5 @@ fn main(${MAIN_ARGS}) {
   part[pu(3u) * C + i] = sb;
 }
 `;
-  return { code, bindings: ["read", "read", "read", "read", "rw"], params: true };
+  return { code, group: g };
 });

@@ -2,16 +2,18 @@
 // index space. One kernel serves permute/transpose, slice, expand (0 strides), concat and the
 // gradient of slice (copy into a region of zeros).
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, linearIndexFn, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
+import { bindGroup, enables, kernelFamily, linearIndexFn, MAIN_ARGS } from "./kernel.ts";
 
 export const COPY_WORKGROUP = 256;
 export const COPY_MAX_RANK = 6;
 /** Params: [0]=n [1]=rank [2]=srcOffset [3]=dstOffset [4..10) shape [10..16) src strides [16..22) dst strides. */
 export const stridedCopyKernel = kernelFamily("stridedCopy", (dtype: "f32" | "f16" | "i32") => {
+  const g = bindGroup([
+    { name: "src", access: "read", type: `array<${dtype}>` },
+    { name: "dst", access: "rw", type: `array<${dtype}>` },
+  ]);
   const code = wgsl`${enables(dtype)}
-${storage(0, "src", "read", `array<${dtype}>`)}
-${storage(1, "dst", "rw", `array<${dtype}>`)}
-${paramsDecl(2)}
+${g.decls}
 ${linearIndexFn(COPY_WORKGROUP)}
 @compute @workgroup_size(${COPY_WORKGROUP})
 fn main(${MAIN_ARGS}) {
@@ -30,5 +32,5 @@ fn main(${MAIN_ARGS}) {
   dst[dO] = src[so];
 }
 `;
-  return { code, bindings: ["read", "rw"], params: true };
+  return { code, group: g };
 });

@@ -14,17 +14,19 @@
 //   Row tiles beyond the adapter's workgroups-per-dimension limit fold into the z axis.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
 import { GEMM_THREADS, type GemmSpec, type GemmTile, type GemmTileName, gemmBody, gemmShared, tileExtent, tileOperand } from "./gemm.ts";
-import { kernelFamily, paramsDecl, storage } from "./kernel.ts";
+import { bindGroup, kernelFamily } from "./kernel.ts";
 
 export const LOWRANK_WG = 64;
 
 /** Params: [0]=rows [1]=dOut [2]=r. Bindings: Y [rows, dOut + r] (read), Rs [r, dOut] (read), out [rows, dOut] (rw). */
 export const lowRankAddKernel = kernelFamily("lowrank_add", (vec4Cols: boolean) => {
+  const g = bindGroup([
+    { name: "Y", access: "read", type: "array<f32>" },
+    { name: "Rs", access: "read", type: "array<f32>" },
+    { name: "O", access: "rw", type: "array<f32>" },
+  ]);
   const code = wgsl`
-${storage(0, "Y", "read", "array<f32>")}
-${storage(1, "Rs", "read", "array<f32>")}
-${storage(2, "O", "rw", "array<f32>")}
-${paramsDecl(3)}
+${g.decls}
 @compute @workgroup_size(${LOWRANK_WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let rows = pu(0u); let dOut = pu(1u); let r = pu(2u);
@@ -56,7 +58,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   if (c + 3u < dOut) { O[o + 3u] = Y[yBase + c + 3u] + acc.w; }
 }
 `;
-  return { code, bindings: ["read", "read", "rw"], params: true };
+  return { code, group: g };
 });
 
 /** The tiled kernel's shapes: the dense matmul's three front-end tiles of GEMM_TILES. */
@@ -112,11 +114,13 @@ export const lowRankAddTiledKernel = kernelFamily("lowrank_add_tiled", (v: LowRa
     write: (row, col, acc) => `  put(${row}, ${col}, ${acc}, rows, N);`,
   };
 
+  const g = bindGroup([
+    { name: "Y", access: "read", type: `array<${YT}>` },
+    { name: "Rs", access: "read", type: `array<${NT}>` },
+    { name: "O", access: "rw", type: `array<${NT}>` },
+  ]);
   const code = wgsl`
-${storage(0, "Y", "read", `array<${YT}>`)}
-${storage(1, "Rs", "read", `array<${NT}>`)}
-${storage(2, "O", "rw", `array<${NT}>`)}
-${paramsDecl(3)}
+${g.decls}
 ${gemmShared(gemm)}
 
 // C block (row, col..col+3) = Y[row, col..], zeros out of range.
@@ -160,6 +164,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   ${gemmBody(gemm)}
 }
 `;
-  return { code, bindings: ["read", "read", "rw"], params: true };
+  return { code, group: g };
 });
 

@@ -17,7 +17,7 @@
 // offsets derive from the subgroup index, which WGSL's (workgroup) uniformity analysis cannot
 // prove uniform, so those variants turn the `subgroup_matrix_uniformity` diagnostic off.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { kernelFamily, paramsDecl, storage } from "./kernel.ts";
+import { bindGroup, kernelFamily } from "./kernel.ts";
 
 export type SgActivation = "none" | "relu" | "gelu";
 
@@ -133,15 +133,14 @@ export const sgMatmulKernel = kernelFamily("matmul_sgmat", (v: SgMatmulVariant) 
   const threads = nsub * v.subgroupSize;
   const bk = SG_BK;
   const I = v.inType, O = v.outType;
-  const bindings: ("read" | "rw")[] = ["read", "read", "rw"];
   const aType = v.vec ? `array<vec4<${I}>>` : `array<${I}>`;
-  const decls = [
-    storage(0, "A", "read", aType),
-    storage(1, "B", "read", aType),
-    storage(2, "C", "rw", v.vec ? `array<vec4<${O}>>` : `array<${O}>`),
-  ];
-  if (v.bias) { decls.push(storage(bindings.length, "bias", "read", `array<${I}>`)); bindings.push("read"); }
-  if (v.aux) { decls.push(storage(bindings.length, "Z", "rw", v.vec ? `array<vec4<${O}>>` : `array<${O}>`)); bindings.push("rw"); }
+  const g = bindGroup([
+    { name: "A", access: "read", type: aType },
+    { name: "B", access: "read", type: aType },
+    { name: "C", access: "rw", type: v.vec ? `array<vec4<${O}>>` : `array<${O}>` },
+    v.bias && { name: "bias", access: "read", type: `array<${I}>` },
+    v.aux && { name: "Z", access: "rw", type: v.vec ? `array<vec4<${O}>>` : `array<${O}>` },
+  ]);
 
   // op(A) tile: bm rows (m) × bk (k). Stored [m][k] (A row-major) or [k][m] (A stored transposed).
   const A = v.transA
@@ -192,8 +191,7 @@ enable chromium_experimental_subgroup_matrix;
 #if ${nsub > 1}
 diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);
 #endif
-${decls.join("\n")}
-${paramsDecl(bindings.length)}
+${g.decls}
 var<workgroup> As: array<f16, ${aSize}>;
 var<workgroup> Bs: array<f16, ${bSize}>;
 var<workgroup> scratch: array<f32, ${256 * nsub}>;
@@ -277,5 +275,5 @@ ${mma}
 ${rounds}
 }
 `;
-  return { code, bindings, params: true };
+  return { code, group: g };
 });

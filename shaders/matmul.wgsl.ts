@@ -10,7 +10,7 @@
 // Dawn and wgpu, 64×64 wins below ~200 workgroups.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
 import { GEMM_THREADS, type GemmSpec, type GemmTile, gemmBody, gemmShared, tileExtent, tileOperand } from "./gemm.ts";
-import { enables, kernelFamily, paramsDecl, storage } from "./kernel.ts";
+import { bindGroup, enables, kernelFamily } from "./kernel.ts";
 
 /** The epilogue activation of a product (the public name: src/autograd/ops.ts re-exports it). */
 export type Activation = "none" | "relu" | "gelu";
@@ -49,14 +49,13 @@ export const matmulKernel = kernelFamily("matmul", (v: MatmulVariant) => {
   const sa = bm / 4 + (v.transA ? 0 : 1);
   const sb = bn / 4 + (v.transB ? 1 : 0);
   const ET = v.vec ? `vec4<${T}>` : T;
-  const bindings: ("read" | "rw")[] = ["read", "read", "rw"];
-  const decls = [
-    storage(0, "A", "read", `array<${ET}>`),
-    storage(1, "B", "read", `array<${ET}>`),
-    storage(2, "C", "rw", `array<${ET}>`),
-  ];
-  if (v.bias) { decls.push(storage(bindings.length, "bias", "read", `array<${ET}>`)); bindings.push("read"); }
-  if (v.aux) { decls.push(storage(bindings.length, "Z", "rw", `array<${ET}>`)); bindings.push("rw"); }
+  const g = bindGroup([
+    { name: "A", access: "read", type: `array<${ET}>` },
+    { name: "B", access: "read", type: `array<${ET}>` },
+    { name: "C", access: "rw", type: `array<${ET}>` },
+    v.bias && { name: "bias", access: "read", type: `array<${ET}>` },
+    v.aux && { name: "Z", access: "rw", type: `array<${ET}>` },
+  ]);
 
   // A is "k-major" when transposed (stored [K][M]); B when plain (stored [K][N]).
   const read = (name: string) => (i: string) => `vec4<f32>(${name}[${i}])`;
@@ -76,8 +75,7 @@ export const matmulKernel = kernelFamily("matmul", (v: MatmulVariant) => {
   };
 
   const code = wgsl`${enables(T)}
-${decls.join("\n")}
-${paramsDecl(bindings.length)}
+${g.decls}
 ${gemmShared(gemm)}
 
 fn gelu4(x: vec4<f32>) -> vec4<f32> {
@@ -134,5 +132,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   ${gemmBody(gemm)}
 }
 `;
-  return { code, bindings, params: true };
+  return { code, group: g };
 });

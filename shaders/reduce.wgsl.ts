@@ -7,7 +7,7 @@
 //  - reduceSmall (R tiny): one invocation per output looping over its few elements.
 // The host (src/ops/reduce.ts) plans the chunking and chains the partial passes.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
+import { bindGroup, enables, kernelFamily, MAIN_ARGS } from "./kernel.ts";
 
 export const REDUCE_WORKGROUP = 256;
 /** "sumsq" is Σx² (gradient norms): the first pass squares, later passes sum. */
@@ -35,10 +35,12 @@ const loadOf = (op: ReduceOp) => (v: string) => (op === "sumsq" ? `(${v}) * (${v
 export const reduceRowsKernel = kernelFamily("reduceRows", (op: ReduceOp, src: F, dst: F) => {
   const wg = REDUCE_WORKGROUP;
   const combine = combineOf(op), load = loadOf(op);
+  const g = bindGroup([
+    { name: "src", access: "read", type: `array<${src}>` },
+    { name: "dst", access: "rw", type: `array<${dst}>` },
+  ]);
   const code = wgsl`${enables(src, dst)}
-${storage(0, "src", "read", `array<${src}>`)}
-${storage(1, "dst", "rw", `array<${dst}>`)}
-${paramsDecl(2)}
+${g.decls}
 var<workgroup> part: array<f32, ${wg}>;
 @compute @workgroup_size(${wg})
 fn main(${MAIN_ARGS}) {
@@ -70,7 +72,7 @@ fn main(${MAIN_ARGS}) {
   }
 }
 `;
-  return { code, bindings: ["read", "rw"], params: true };
+  return { code, group: g };
 });
 
 /** Column strip width (in vector units) by inner width: wide strips when inner allows. */
@@ -92,10 +94,12 @@ export const reduceColumnsKernel = kernelFamily("reduceColumns", (op: ReduceOp, 
   const combine = combineOf(op), load = loadOf(op);
   const sv = vec ? `vec4<${src}>` : src, dv = vec ? `vec4<${dst}>` : dst, acc = vec ? "vec4<f32>" : "f32";
   const init = vec ? `vec4<f32>(${initOf(op)})` : initOf(op);
+  const g = bindGroup([
+    { name: "src", access: "read", type: `array<${sv}>` },
+    { name: "dst", access: "rw", type: `array<${dv}>` },
+  ]);
   const code = wgsl`${enables(src, dst)}
-${storage(0, "src", "read", `array<${sv}>`)}
-${storage(1, "dst", "rw", `array<${dv}>`)}
-${paramsDecl(2)}
+${g.decls}
 var<workgroup> part: array<${acc}, ${wg}>;
 @compute @workgroup_size(${strip}, ${ry})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -132,7 +136,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 }
 `;
-  return { code, bindings: ["read", "rw"], params: true };
+  return { code, group: g };
 });
 
 /**
@@ -142,10 +146,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 export const reduceSmallKernel = kernelFamily("reduceSmall", (op: ReduceOp, src: F, dst: F) => {
   const wg = REDUCE_WORKGROUP;
   const combine = combineOf(op), load = loadOf(op);
+  const g = bindGroup([
+    { name: "src", access: "read", type: `array<${src}>` },
+    { name: "dst", access: "rw", type: `array<${dst}>` },
+  ]);
   const code = wgsl`${enables(src, dst)}
-${storage(0, "src", "read", `array<${src}>`)}
-${storage(1, "dst", "rw", `array<${dst}>`)}
-${paramsDecl(2)}
+${g.decls}
 @compute @workgroup_size(${wg})
 fn main(${MAIN_ARGS}) {
   let o = (wid.y * nwg.x + wid.x) * ${wg}u + lid.x;
@@ -161,5 +167,5 @@ fn main(${MAIN_ARGS}) {
   dst[o] = ${dst}(${op === "max" ? "acc" : "acc * pf(3u)"});
 }
 `;
-  return { code, bindings: ["read", "rw"], params: true };
+  return { code, group: g };
 });

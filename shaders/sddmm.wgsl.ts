@@ -15,7 +15,7 @@
 //         which makes it slower than dense-tile on the H200 (0.23–0.38×; far slower on wgpu).
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
 import { GEMM_TILES, type GemmSpec, type GemmTileName, gemmBody, gemmShared, tileExtent } from "./gemm.ts";
-import { enables, kernelFamily, paramsDecl, storage } from "./kernel.ts";
+import { bindGroup, enables, kernelFamily } from "./kernel.ts";
 import { nmConsts, type SpDType } from "./sparse24.wgsl.ts";
 
 export const SDDMM_ROWS = 16;
@@ -57,12 +57,14 @@ export const sddmmKernel = kernelFamily("sddmm", (n: number, m: number, dtype: S
   }
   workgroupBarrier();`;
   }).join("");
+  const g = bindGroup([
+    { name: "dY", access: "read", type: `array<${dtype}>` },
+    { name: "X", access: "read", type: `array<${dtype}>` },
+    { name: "mbits", access: "read", type: "array<u32>" },
+    { name: "gW", access: "rw", type: `array<${dtype}>` },
+  ]);
   const code = wgsl`${enables(dtype)}
-${storage(0, "dY", "read", `array<${dtype}>`)}
-${storage(1, "X", "read", `array<${dtype}>`)}
-${storage(2, "mbits", "read", "array<u32>")}
-${storage(3, "gW", "rw", `array<${dtype}>`)}
-${paramsDecl(4)}
+${g.decls}
 ${nmConsts(n, m)}
 var<workgroup> Ds: array<vec4<f32>, 272>;
 var<workgroup> Xs: array<vec4<f32>, 544>;
@@ -96,7 +98,7 @@ ${fmas}
 ${rounds}
 }
 `;
-  return { code, bindings: ["read", "read", "read", "rw"], params: true };
+  return { code, group: g };
 });
 
 /**
@@ -138,12 +140,14 @@ export const sddmmDenseTileKernel = kernelFamily("sddmm_dense_tile", (n: number,
     write: (row, col, acc) => `  { let o = ${row}; let kb = ${col};
     if (o < dOut && kb < K) { put(o, kb, ${acc}, K, ws, vpr); } }`,
   };
+  const g = bindGroup([
+    { name: "dY", access: "read", type: `array<${dtype}>` },
+    { name: "X", access: "read", type: `array<${dtype}>` },
+    { name: "mbits", access: "read", type: "array<u32>" },
+    { name: "gW", access: "rw", type: `array<${dtype}>` },
+  ]);
   const code = wgsl`${enables(dtype)}
-${storage(0, "dY", "read", `array<${dtype}>`)}
-${storage(1, "X", "read", `array<${dtype}>`)}
-${storage(2, "mbits", "read", "array<u32>")}
-${storage(3, "gW", "rw", `array<${dtype}>`)}
-${paramsDecl(4)}
+${g.decls}
 ${nmConsts(n, m)}
 ${gemmShared(gemm)}
 
@@ -173,5 +177,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   ${gemmBody(gemm)}
 }
 `;
-  return { code, bindings: ["read", "read", "read", "rw"], params: true };
+  return { code, group: g };
 });

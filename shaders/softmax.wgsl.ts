@@ -5,7 +5,7 @@
 // the first (row mod T) + 1 columns of each row. The row helpers are shared with layerNorm and
 // crossEntropy.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
+import { bindGroup, enables, kernelFamily, MAIN_ARGS } from "./kernel.ts";
 
 type F = "f32" | "f16";
 
@@ -67,10 +67,12 @@ var<workgroup> redS: array<f32, ${wg}>;`;
  * mask) [3]=-inf bits (masked log-softmax value).
  */
 export const softmaxKernel = kernelFamily("softmax", (log: boolean, dtype: F, wg: number) => {
+  const g = bindGroup([
+    { name: "x", access: "read", type: `array<${dtype}>` },
+    { name: "y", access: "rw", type: `array<${dtype}>` },
+  ]);
   const code = wgsl`${enables(dtype)}
-${storage(0, "x", "read", `array<${dtype}>`)}
-${storage(1, "y", "rw", `array<${dtype}>`)}
-${paramsDecl(2)}
+${g.decls}
 ${LSE_SHARED(wg)}
 @compute @workgroup_size(${wg})
 fn main(${MAIN_ARGS}) {
@@ -102,7 +104,7 @@ ${rowLogSumExp(wg, (k) => `f32(x[base + ${k}])`, "n")}
   }
 }
 `;
-  return { code, bindings: ["read", "rw"], params: true };
+  return { code, group: g };
 });
 
 /**
@@ -110,11 +112,13 @@ ${rowLogSumExp(wg, (k) => `f32(x[base + ${k}])`, "n")}
  * exp(y)·Σ dy. Masked positions get 0. Bindings: y, dy (read), dx (rw). Params: [0]=rows [1]=C [2]=T.
  */
 export const softmaxBackwardKernel = kernelFamily("softmaxBackward", (log: boolean, dtype: F, wg: number) => {
+  const g = bindGroup([
+    { name: "y", access: "read", type: `array<${dtype}>` },
+    { name: "dy", access: "read", type: `array<${dtype}>` },
+    { name: "dx", access: "rw", type: `array<${dtype}>` },
+  ]);
   const code = wgsl`${enables(dtype)}
-${storage(0, "y", "read", `array<${dtype}>`)}
-${storage(1, "dy", "read", `array<${dtype}>`)}
-${storage(2, "dx", "rw", `array<${dtype}>`)}
-${paramsDecl(3)}
+${g.decls}
 var<workgroup> red: array<f32, ${wg}>;
 @compute @workgroup_size(${wg})
 fn main(${MAIN_ARGS}) {
@@ -150,5 +154,5 @@ ${sumReduce(wg, "red")}
   }
 }
 `;
-  return { code, bindings: ["read", "read", "rw"], params: true };
+  return { code, group: g };
 });

@@ -10,7 +10,7 @@
 // see double-prune.ts); unused slots hold 0 after the used ones.
 // Ties in magnitude keep the lower index: rank_j = #{i<j: |a_i| >= |a_j|} + #{i>j: |a_i| > |a_j|}.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
-import { enables, kernelFamily, linearIndexFn, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
+import { bindGroup, enables, kernelFamily, linearIndexFn, MAIN_ARGS } from "./kernel.ts";
 
 export const SP_WORKGROUP = 256;
 export type SpDType = "f32" | "f16";
@@ -36,11 +36,13 @@ function rankLines(m: number): string {
  * Bindings: W (read), values (rw), meta (rw u32). Params: [0]=rows [1]=cols [2]=words/row [3]=values/row.
  */
 export const pruneKernel = kernelFamily("sp_prune", (n: number, m: number, dtype: SpDType) => {
+  const g = bindGroup([
+    { name: "W", access: "read", type: `array<${dtype}>` },
+    { name: "values", access: "rw", type: `array<${dtype}>` },
+    { name: "mbits", access: "rw", type: "array<u32>" },
+  ]);
   const code = wgsl`${enables(dtype)}
-${storage(0, "W", "read", `array<${dtype}>`)}
-${storage(1, "values", "rw", `array<${dtype}>`)}
-${storage(2, "mbits", "rw", "array<u32>")}
-${paramsDecl(3)}
+${g.decls}
 ${nmConsts(n, m)}
 ${linearIndexFn(SP_WORKGROUP)}
 @compute @workgroup_size(${SP_WORKGROUP})
@@ -65,7 +67,7 @@ ${range(m).map((j) => `    if (rank${j} < NN) { values[vb + t] = a${j}; t = t + 
   mbits[idx] = word;
 }
 `;
-  return { code, bindings: ["read", "rw", "rw"], params: true };
+  return { code, group: g };
 });
 
 /**
@@ -73,11 +75,13 @@ ${range(m).map((j) => `    if (rank${j} < NN) { values[vb + t] = a${j}; t = t + 
  * Bindings: values (read), meta (read u32), out (rw). Params: [0]=rows [1]=cols [2]=words/row [3]=values/row.
  */
 export const decompressKernel = kernelFamily("sp_decompress", (n: number, m: number, dtype: SpDType) => {
+  const g = bindGroup([
+    { name: "values", access: "read", type: `array<${dtype}>` },
+    { name: "mbits", access: "read", type: "array<u32>" },
+    { name: "dense", access: "rw", type: `array<${dtype}>` },
+  ]);
   const code = wgsl`${enables(dtype)}
-${storage(0, "values", "read", `array<${dtype}>`)}
-${storage(1, "mbits", "read", "array<u32>")}
-${storage(2, "dense", "rw", `array<${dtype}>`)}
-${paramsDecl(3)}
+${g.decls}
 ${nmConsts(n, m)}
 ${linearIndexFn(SP_WORKGROUP)}
 @compute @workgroup_size(${SP_WORKGROUP})
@@ -96,7 +100,7 @@ fn main(${MAIN_ARGS}) {
   dense[idx] = v;
 }
 `;
-  return { code, bindings: ["read", "read", "rw"], params: true };
+  return { code, group: g };
 });
 
 /**
@@ -112,12 +116,14 @@ fn main(${MAIN_ARGS}) {
  */
 export const transposeKernel = kernelFamily("sp_double_prune", (n: number, m: number, dtype: SpDType, mode: "prune" | "refresh") => {
   const prune = mode === "prune";
+  const g = bindGroup([
+    { name: "values", access: "read", type: `array<${dtype}>` },
+    { name: "mbits", access: "read", type: "array<u32>" },
+    { name: "valsT", access: "rw", type: `array<${dtype}>` },
+    { name: "mbitsT", access: prune ? "rw" : "read", type: "array<u32>" },
+  ]);
   const code = wgsl`${enables(dtype)}
-${storage(0, "values", "read", `array<${dtype}>`)}
-${storage(1, "mbits", "read", "array<u32>")}
-${storage(2, "valsT", "rw", `array<${dtype}>`)}
-${storage(3, "mbitsT", prune ? "rw" : "read", "array<u32>")}
-${paramsDecl(4)}
+${g.decls}
 ${nmConsts(n, m)}
 ${linearIndexFn(SP_WORKGROUP)}
 // W_R[o, i] as (value, kept).
@@ -164,5 +170,5 @@ ${range(m).map((j) => `    if (((gb >> ${j}u) & 1u) != 0u) { valsT[vb + t] = ${d
 #endif
 }
 `;
-  return { code, bindings: ["read", "read", "rw", prune ? "rw" : "read"], params: true };
+  return { code, group: g };
 });

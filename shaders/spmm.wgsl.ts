@@ -17,7 +17,7 @@
 //         workgroup tree reduction. 2–6× faster than the dense kernel at 1–8 rows on the H200.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
 import { GEMM_TILES, type GemmSpec, type GemmTileName, gemmBody, gemmShared, tileExtent } from "./gemm.ts";
-import { enables, kernelFamily, MAIN_ARGS, paramsDecl, storage } from "./kernel.ts";
+import { bindGroup, enables, kernelFamily, MAIN_ARGS } from "./kernel.ts";
 import { nmConsts, type SpDType } from "./sparse24.wgsl.ts";
 
 export const SPMM_TILE = 64;
@@ -56,13 +56,13 @@ export const spmmGatherKernel = kernelFamily("spmm_gather", (n: number, m: numbe
   const S = (32 * n) / m, BM = tileRows, Q = BM / 4; // Q: vec4s per k-row of the X tile
   const halves = range(BM / 64); // row blocks of 64 owned by one invocation (rows h·64 + tx·4 + 0..3)
   const chunks = 256 / BM, chunk = 32 / chunks; // X loader: k-chunks per row, k per chunk
-  const decls = [
-    storage(0, "X", "read", `array<${dtype}>`),
-    storage(1, "values", "read", `array<${dtype}>`),
-    storage(2, "mbits", "read", "array<u32>"),
-    storage(3, "Y", "rw", `array<${dtype}>`),
-  ];
-  if (bias) decls.push(storage(4, "bias", "read", `array<${dtype}>`));
+  const g = bindGroup([
+    { name: "X", access: "read", type: `array<${dtype}>` },
+    { name: "values", access: "read", type: `array<${dtype}>` },
+    { name: "mbits", access: "read", type: "array<u32>" },
+    { name: "Y", access: "rw", type: `array<${dtype}>` },
+    bias && { name: "bias", access: "read", type: `array<${dtype}>` },
+  ]);
   const loadX = range(chunk).map((c) =>
     `      { let gk = k0 + xkc * ${chunk}u + ${c}u; var v = 0.0; if (xin && gk < K) { v = f32(X[xbase + gk]); } Xs[(xkc * ${chunk}u + ${c}u) * ${Q}u + xr / 4u][xr % 4u] = v; }`).join("\n");
   const acc = (h: number, j: number) => `acc${h}_${j}`;
@@ -79,8 +79,7 @@ ${halves.map((h) => `        ${range(4).map((j) => `${acc(h, j)} = ${acc(h, j)} 
       }
     } }`).join("")).join("");
   const code = wgsl`${enables(dtype)}
-${decls.join("\n")}
-${paramsDecl(decls.length)}
+${g.decls}
 ${nmConsts(n, m)}
 const SLOTS = ${S}u;
 var<workgroup> Xs: array<vec4<f32>, ${32 * Q}>;
@@ -126,7 +125,7 @@ ${slots}
 ${stores}
 }
 `;
-  return { code, bindings: bias ? ["read", "read", "read", "rw", "read"] : ["read", "read", "read", "rw"], params: true };
+  return { code, group: g };
 });
 
 /** Tile shapes of the expand kernel, by their public names: tiles of GEMM_TILES (shaders/gemm.ts). */
@@ -158,13 +157,13 @@ export const spmmExpandKernel = kernelFamily("spmm_expand", (n: number, m: numbe
   const t = GEMM_TILES[EXPAND_TILES[tile]];
   const { bm, bn } = tileExtent(t);
   const bk = t.bk, rowsPerPass = 256 / bk;
-  const decls = [
-    storage(0, "X", "read", `array<${dtype}>`),
-    storage(1, "values", "read", `array<${dtype}>`),
-    storage(2, "mbits", "read", "array<u32>"),
-    storage(3, "Y", "rw", `array<${dtype}>`),
-  ];
-  if (bias) decls.push(storage(4, "bias", "read", `array<${dtype}>`));
+  const g = bindGroup([
+    { name: "X", access: "read", type: `array<${dtype}>` },
+    { name: "values", access: "read", type: `array<${dtype}>` },
+    { name: "mbits", access: "read", type: "array<u32>" },
+    { name: "Y", access: "rw", type: `array<${dtype}>` },
+    bias && { name: "bias", access: "read", type: `array<${dtype}>` },
+  ]);
   // loaders: element e = tid + 256·i of a (rows × bk) tile is (row e/bk, k e%bk)
   const loadX = range((bm * bk) / 256).map((i) => `    { let r = ${i * rowsPerPass}u + lr; var v = 0.0;
       if (m0 + r < nX && gk < K) { v = f32(X[(m0 + r) * K + gk]); }
@@ -193,8 +192,7 @@ ${loadW}`,
     } }`,
   };
   const code = wgsl`${enables(dtype)}
-${decls.join("\n")}
-${paramsDecl(decls.length)}
+${g.decls}
 ${nmConsts(n, m)}
 ${gemmShared(gemm)}
 
@@ -207,7 +205,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   ${gemmBody(gemm)}
 }
 `;
-  return { code, bindings: bias ? ["read", "read", "read", "rw", "read"] : ["read", "read", "read", "rw"], params: true };
+  return { code, group: g };
 });
 
 /**
@@ -220,13 +218,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 export const spmmSmallKernel = kernelFamily("spmm_small", (n: number, m: number, dtype: SpDType, bias: boolean, rows: number, ipr: number, vec: boolean) => {
   const S = (32 * n) / m, WG = SPMM_SMALL_WORKGROUP;
   const C = vec ? Math.ceil(rows / 4) : rows, A = vec ? "vec4<f32>" : "f32";
-  const decls = [
-    storage(0, "X", "read", vec ? `array<vec4<${dtype}>>` : `array<${dtype}>`),
-    storage(1, "values", "read", `array<${dtype}>`),
-    storage(2, "mbits", "read", "array<u32>"),
-    storage(3, "Y", "rw", `array<${dtype}>`),
-  ];
-  if (bias) decls.push(storage(4, "bias", "read", `array<${dtype}>`));
+  const g = bindGroup([
+    { name: "X", access: "read", type: vec ? `array<vec4<${dtype}>>` : `array<${dtype}>` },
+    { name: "values", access: "read", type: `array<${dtype}>` },
+    { name: "mbits", access: "read", type: "array<u32>" },
+    { name: "Y", access: "rw", type: `array<${dtype}>` },
+    bias && { name: "bias", access: "read", type: `array<${dtype}>` },
+  ]);
   const R = range(C);
   const load = (i: number) => (vec ? `vec4<f32>(X[k * ${C}u + ${i}u])` : `f32(X[${i}u * K + k])`);
   const fmas = range(S).map((q) =>
@@ -235,8 +233,7 @@ export const spmmSmallKernel = kernelFamily("spmm_small", (n: number, m: number,
     ? range(rows).map((r) => `    Y[${r}u * dOut + o] = ${dtype}(red[${Math.floor(r / 4) * WG}u + lid.x][${r % 4}] + b);`)
     : R.map((r) => `    Y[${r}u * dOut + o] = ${dtype}(red[${r * WG}u + lid.x] + b);`);
   const code = wgsl`${enables(dtype)}
-${decls.join("\n")}
-${paramsDecl(decls.length)}
+${g.decls}
 ${nmConsts(n, m)}
 var<workgroup> red: array<${A}, ${C * WG}>;
 
@@ -273,5 +270,5 @@ ${outs.join("\n")}
   }
 }
 `;
-  return { code, bindings: bias ? ["read", "read", "read", "rw", "read"] : ["read", "read", "read", "rw"], params: true };
+  return { code, group: g };
 });
