@@ -8,6 +8,8 @@ import { assert, assertClose, assertEquals } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
 import { randArr } from "../ref/cpu.ts";
 import { TwoLayer } from "../lib/models.ts";
+import { GPT } from "../../src/nn/index.ts";
+import { CharTokenizer, Corpus, Trainer } from "../../src/train/index.ts";
 
 const SHAPES = [[1], [3], [5], [384], [7, 13], [4 * 384]];
 const HP = { lr: 0.05, betas: [0.9, 0.99] as [number, number], eps: 1e-8, weightDecay: 0.1 };
@@ -164,3 +166,20 @@ test("SparseAdamW: every sparse layer in one update dispatch, the same weights a
   assertClose(a.w[1]!, b.w[1]!, { rtol: 1e-6, atol: 1e-7 });
   x.dispose();
 });
+
+for (const slope of [false, true]) {
+  test(`Trainer (${slope ? "SLoPe" : "dense"}) GPT step: every gradient lands in its arena slot, so the update is ${slope ? "two dispatches (sparse, dense)" : "one dispatch"} and the norm one sum per arena`, () => {
+    const text = "to be or not to be, that is the question. ".repeat(20);
+    const tok = new CharTokenizer(text);
+    const model = new GPT({ vocabSize: tok.vocabSize, blockSize: 16, nLayer: 2, nHead: 2, nEmbd: 32, seed: 1 });
+    const trainer = new Trainer(model, new Corpus(tok.encode(text)), { batchSize: 4, totalSteps: 10, seed: 2, slope: slope ? {} : undefined });
+    for (let s = 0; s < 2; s++) {
+      let sums = 0;
+      const updates = countDispatches("adamw", () => { sums = countDispatches("reduceRows", () => trainer.step().dispose()); });
+      assertEquals(updates, slope ? 2 : 1, `step ${s}: AdamW dispatches`);
+      // Only the gradient norm sums whole rows in this model: ≤ 2 passes per arena (one sum per tensor without arenas).
+      assert(sums >= 1 && sums <= (slope ? 4 : 2), `step ${s}: ${sums} row-sum dispatches`);
+    }
+    trainer.dispose(); model.dispose();
+  });
+}
