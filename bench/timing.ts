@@ -1,6 +1,6 @@
 // Timing for GPU benchmarks that is fair across runtimes and libraries: warm the GPU up (it idles
 // at a low clock), then time batches of work with ONE forced completion per batch, since an
-// await costs ~11 ms in Deno and ~0.1 ms in Node + Dawn (DESIGN.md §3), and report the median.
+// await costs ~11 ms in Deno and ~0.1 ms in Node + Dawn (docs/design.md §3), and report the median.
 
 export interface Timing {
   /** Median over batches of the per-item time, ms. */

@@ -1,6 +1,6 @@
 // The fused AdamW update: decoupled weight decay, both moments and the bias-corrected step in
 // one pass over (param, grad, m, v). Two eps forms: PyTorch's (eps added to √v̂) and the
-// SLoPe sparse optimizer's (eps added to √v before bias correction, SLOPE.md §4.2).
+// SLoPe sparse optimizer's (eps added to √v before bias correction, docs/slope.md §4).
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
 import { bindGroup, kernelFamily, linearIndexFn, MAIN_ARGS } from "./kernel.ts";
 

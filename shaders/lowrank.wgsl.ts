@@ -1,4 +1,4 @@
-// The fused low-rank multiply-add of merged SLoPe inference (SLOPE.md §5.5-5.6):
+// The fused low-rank multiply-add of merged SLoPe inference (docs/slope.md §5.5–5.6):
 //   out[n, j] = Y[n, j] + Σ_k Y[n, dOut + k] · Rs[k, j]
 // where Y = [X·W_Rᵀ + b | X·L] is the merged spmm's [n, dOut + r] output (its first dOut columns
 // already hold the bias, added in the spmm epilogue) and Rs = R/r. One pass: the n×dOut product

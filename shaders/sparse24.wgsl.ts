@@ -1,7 +1,7 @@
 // The N:M (2:4 by default) storage kernels: magnitude prune + compress, decompress, and the
 // double-pruned transpose W_RC^T built straight from (values, meta), plus its value refresh.
 //
-// Layout (DESIGN.md §4, SLOPE.md §3.3), for a rows×cols matrix N:M along cols:
+// Layout (docs/design.md §4, docs/slope.md §3), for a rows×cols matrix N:M along cols:
 //   values  rows × cols·N/M, group g's kept values at [g·N, g·N+N) in increasing column order;
 //   meta    u32, rows × ceil(cols/32) words: group g's M-bit keep mask at bits (g·M) mod 32 of
 //           word g·M/32 (2:4: 8 groups per word). Bit c of a row's bit string = column c kept,

@@ -1,6 +1,6 @@
 // LowRankAdapter: SLoPe's lazy adapter, Y += (1/r)·(X·L)·R with L ~ N(0, 1) [d_in, r] (no fan-in
 // scaling) and R = 0 [r, d_out], so the layer's output is unchanged when it is inserted
-// (SLOPE.md §5.2). Lᵀ carries a static N:M mask along d_in (applied at init and to every
+// (docs/slope.md §5.2). Lᵀ carries a static N:M mask along d_in (applied at init and to every
 // gradient) so that the merged [W; Lᵀ] inference matrix is exactly the trained one (§5.5).
 import { ShapeError, fmtShape } from "../errors.ts";
 import { randn, zeros } from "../ops/creation.ts";

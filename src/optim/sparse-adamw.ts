@@ -1,4 +1,4 @@
-// SparseAdamW: SLoPe's optimizer for the sparse layers (SLOPE.md §4). f32 moments exist only for
+// SparseAdamW: SLoPe's optimizer for the sparse layers (docs/slope.md §4). f32 moments exist only for
 // kept values (same layout as the compressed values, so a mask change never moves state);
 // decoupled weight decay first, then the bias-corrected step in the "old PyTorch Adam" eps form
 //   w ← w − lr·√(1−β₂ᵗ)/(1−β₁ᵗ) · m/(√v + eps)

@@ -1,4 +1,4 @@
-// Lazy low-rank adapters (SLOPE.md §5): addLazyAdapters puts a LowRankAdapter on every sparse
+// Lazy low-rank adapters (docs/slope.md §5): addLazyAdapters puts a LowRankAdapter on every sparse
 // layer; LazyAdapterSchedule says at which step of a run they enter (default: 99% of training)
 // and, at that step, inserts them and hands them to the dense AdamW as a new parameter group
 // (existing optimizer state is kept, unlike the reference's BERT code). mergeAdapters turns an

@@ -1,6 +1,6 @@
 // pruneModel: SLoPe's prune_model. Swaps the Linear layers inside the transformer blocks for
 // SparseLinear (embeddings, the tied lm_head, LayerNorms and biases stay dense). By default block
-// 0's fused qkv stays dense, as in SLoPe's GPT runs (SLOPE.md §6); pass `skip: []` to prune it.
+// 0's fused qkv stays dense, as in SLoPe's GPT runs (docs/slope.md §6); pass `skip: []` to prune it.
 // With addLora / mergeLora it also adds (and merges) the low-rank adapters for inference.
 import { Linear } from "../nn/layers.ts";
 import type { Module } from "../nn/module.ts";

@@ -1,4 +1,4 @@
-// The double-pruned transpose of SLoPe (SLOPE.md §1, §2.1, §4.2): from W (d_out×d_in, N:M along
+// The double-pruned transpose of SLoPe (docs/slope.md §1, §2, §4): from W (d_out×d_in, N:M along
 // d_in) build W_RC^T (d_in×d_out, N:M along d_out), the operand of the input gradient
 // dX = dY·W_RC. Built on the GPU from W's (values, meta), never from a dense W.
 //

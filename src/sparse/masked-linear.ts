@@ -1,6 +1,6 @@
 // maskedLinear: the masked-dense simulation of SLoPe's linear layer (`compress: false`), the
 // oracle the compressed path is tested against. Dense f32 buffers plus dense 0/1 masks, the
-// accuracy-path semantics of SLOPE.md §1:
+// accuracy-path semantics of docs/slope.md §1:
 //   Y  = X·(M_R⊙W)ᵀ + b
 //   dX = dY·(M_RC⊙W)
 //   dW = M_R ⊙ (dYᵀX)

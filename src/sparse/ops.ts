@@ -1,5 +1,5 @@
 // sparseLinear: the differentiable SLoPe linear layer, Y = X·W_Rᵀ + b, with the double-pruned
-// backward of SLOPE.md §1:
+// backward of docs/slope.md §1:
 //   dX      = dY·W_RC            (spmm through W_RC^T = wT)
 //   dValues = (M_R ⊙ dYᵀX)[M_R]  (sddmm: the gradient of the compressed w.values)
 //   db      = Σ_rows dY

@@ -1,7 +1,7 @@
 // Trainer: the GPT pretraining loop of the demo, the CLI and the benchmarks — dense or SLoPe
 // (pruneModel + SparseAdamW + lazy adapters at 99%), linear warm-up + decay, global clipping.
 // step() records one whole step into the GPU queue and returns the loss tensor without waiting:
-// callers read losses a few steps late (DESIGN.md §3). The Trainer itself reads every loss back
+// callers read losses a few steps late (docs/design.md §3). The Trainer itself reads every loss back
 // asynchronously (started at the end of the step, never awaited in it): onLoss sees each value,
 // and a NaN or infinite loss stops the next step() (or settle()) with a NonFiniteLossError that
 // names the step and says what to try; saveCheckpoint settles first, so it never overwrites the
