@@ -62,9 +62,10 @@ export class ArenaSet {
 
   constructor(private readonly op: string, private readonly maxBytes: number) {}
 
-  /** Moves `tensors` (f32, not yet in any arena) into new arenas. */
+  /** Moves `tensors` (f32, requiring grad, not yet in any arena) into new arenas. */
   add(tensors: readonly Tensor[]): void {
-    const free = tensors.filter((t) => !t.gradSlot && !t.storage(this.op).parent);
+    // A frozen tensor stays out: it never has a gradient, and would keep its arena off the fused path.
+    const free = tensors.filter((t) => t.requiresGrad && !t.gradSlot && !t.storage(this.op).parent);
     const limit = Math.min(this.maxBytes, gpu().limits.maxStorageBufferBindingSize);
     for (const { start, end, layout } of planArenas(free.map((t) => t.size), limit)) {
       const ts = free.slice(start, end);

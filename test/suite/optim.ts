@@ -99,6 +99,23 @@ test("AdamW: a parameter without a gradient is left alone, the others update on 
   for (const p of ps) p.dispose();
 });
 
+test("AdamW: a frozen parameter (requiresGrad false) stays out of the arena and unchanged; the rest is still one dispatch", async () => {
+  const { ps, refs } = makeParams(57);
+  ps[2]!.requiresGrad_(false);
+  const before = await ps[2]!.toArray();
+  const opt = new AdamW(ps, HP);
+  for (let t = 0; t < 2; t++) {
+    backward(ps, [0, 1, 3, 4, 5]);
+    assertEquals(countDispatches("adamw", () => opt.step()), 1, "dispatches per step");
+    opt.zeroGrad();
+    refs.forEach((r, k) => { if (k !== 2) r.step(refGrad(r.w, k)); });
+  }
+  assertClose(await ps[2]!.toArray(), before, { rtol: 0, atol: 0, msg: "frozen" });
+  for (const k of [0, 1, 3, 4, 5]) assertClose(await ps[k]!.toArray(), refs[k]!.w, { rtol: 2e-5, atol: 1e-6, msg: `param ${k}` });
+  opt.dispose();
+  for (const p of ps) p.dispose();
+});
+
 test("gradients accumulate in their arena slots over two backward passes; zeroGrad and dispose start afresh", async () => {
   const { ps, refs } = makeParams(33);
   const opt = new AdamW(ps, HP);
