@@ -50,7 +50,8 @@ function readConfig(): DemoConfig {
   const preset = $<HTMLSelectElement>("preset").value as PresetName;
   return {
     preset,
-    model: { nLayer: num("n-layer"), nEmbd: num("n-embd"), nHead: num("n-head"), blockSize: num("block"), dropout: preset === "custom" ? 0 : PRESETS[preset].model.dropout },
+    model: { nLayer: num("n-layer"), nEmbd: num("n-embd"), nHead: num("n-head"), blockSize: num("block"), dropout: preset === "custom" ? 0 : PRESETS[preset].model.dropout,
+      attention: $<HTMLSelectElement>("attention").value as "fused" | "unfused" },
     batchSize: num("batch"), totalSteps: num("steps"), lr: num("lr"),
     dense: input("run-dense").checked, slope: input("run-slope").checked,
     adapterRankFraction: Number($<HTMLSelectElement>("rank").value), adapterAt: Number($<HTMLSelectElement>("at").value),
@@ -80,7 +81,7 @@ function updateParams(): void {
 }
 
 function sameRun(a: DemoConfig, b: DemoConfig): boolean {
-  const key = (c: DemoConfig) => JSON.stringify([c.model.nLayer, c.model.nEmbd, c.model.nHead, c.model.blockSize, c.batchSize, c.totalSteps, c.lr, c.dense, c.slope, c.adapterRankFraction, c.adapterAt]);
+  const key = (c: DemoConfig) => JSON.stringify([c.model.attention, c.model.nLayer, c.model.nEmbd, c.model.nHead, c.model.blockSize, c.batchSize, c.totalSteps, c.lr, c.dense, c.slope, c.adapterRankFraction, c.adapterAt]);
   return key(a) === key(b);
 }
 
@@ -152,6 +153,8 @@ function onMessage(m: FromWorker): void {
       software = m.software;
       $("gpu-info").textContent = `WebGPU adapter: ${m.adapter}${m.software ? " (a software adapter: the tiny preset and short samples)" : ""} · features: ${m.features.join(", ") || "none"}`;
       if (m.software && state === "none" && !runs.length) { $<HTMLSelectElement>("preset").value = "tiny"; fillPreset("tiny"); }
+      // the fused attention kernel stalls for minutes on SwiftShader (reported); software adapters use the unfused path
+      if (m.software) $<HTMLSelectElement>("attention").value = "unfused";
       input("sample-every").value ||= String(software ? 10 : 100);
       input("autosave-every").value ||= String(software ? 10 : 100);
       if (pendingAfterInit) { send(pendingAfterInit); pendingAfterInit = null; }
@@ -232,6 +235,7 @@ function onMessage(m: FromWorker): void {
       refreshButtons();
       return;
     case "profile":
+      showProfile(m);
       return;
   }
 }
@@ -256,8 +260,22 @@ function setupRuns(cfg: DemoConfig, infos: RunInfo[], history: { losses: [number
     if (h.sample) showSample(i, h.sample.step, h.sample.text, h.sample.valLoss);
   });
   $("race-results").innerHTML = "";
+  profiles.clear();
+  $("profile").innerHTML = `<p class="muted small">(after the second step)</p>`;
   chart.redraw();
   refreshButtons();
+}
+
+const profiles = new Map<number, string>();
+function showProfile(m: Extract<FromWorker, { type: "profile" }>): void {
+  const r = runs[m.run];
+  if (!r) return;
+  const max = Math.max(...m.rows.map((x) => x.ms), 1e-9);
+  const head = `<b>${r.label}</b> <span class="muted small">${m.dispatches} dispatches${m.timed ? ` · ${m.totalMs.toFixed(1)} ms of GPU time` : " · this adapter has no timestamp-query: calls only"}</span>`;
+  const bars = m.rows.map((x) => `<span>${escape(x.name)}</span><span class="bar" style="width:${m.timed ? (100 * x.ms) / max : 0}%"></span>` +
+    `<span class="muted">${m.timed ? `${x.ms.toFixed(2)} ms` : ""} · ${x.calls}×</span>`).join("");
+  profiles.set(m.run, `<div class="sample" style="--c:${r.color}">${head}<div class="bars">${bars}</div></div>`);
+  $("profile").innerHTML = [...profiles.entries()].sort((a, b) => a[0] - b[0]).map(([, h]) => h).join("");
 }
 
 function showSample(i: number, step: number, text: string, valLoss: number): void {
@@ -319,7 +337,7 @@ function wire(): void {
     if (sel.value !== "custom" && id !== "steps" && id !== "lr") sel.value = "custom";
     updateParams();
   });
-  for (const id of ["run-dense", "run-slope", "rank", "at", "sample-every", "autosave-every"]) $(id).addEventListener("change", refreshButtons);
+  for (const id of ["attention", "run-dense", "run-slope", "rank", "at", "sample-every", "autosave-every"]) $(id).addEventListener("change", refreshButtons);
   button("start").onclick = start;
   button("pause").onclick = () => { send({ type: "pause" }); button("pause").disabled = true; };
   button("resume").onclick = () => { state = "running"; refreshButtons(); send({ type: "resume" }); };

@@ -10,6 +10,8 @@ export interface ModelShape {
   nHead: number;
   blockSize: number;
   dropout: number;
+  /** "fused" flash-style attention (the library's default) or the unfused reference path. */
+  attention: "fused" | "unfused";
 }
 
 export interface Preset {
@@ -21,9 +23,9 @@ export interface Preset {
 
 /** mid and small are the shapes of bench/train (small is nanoGPT's shakespeare_char). */
 export const PRESETS: Record<Exclude<PresetName, "custom">, Preset> = {
-  tiny: { model: { nLayer: 2, nEmbd: 64, nHead: 4, blockSize: 32, dropout: 0 }, batchSize: 8, totalSteps: 300, lr: 3e-3 },
-  mid: { model: { nLayer: 4, nEmbd: 256, nHead: 4, blockSize: 128, dropout: 0 }, batchSize: 32, totalSteps: 2000, lr: 1e-3 },
-  small: { model: { nLayer: 6, nEmbd: 384, nHead: 6, blockSize: 256, dropout: 0.2 }, batchSize: 64, totalSteps: 5000, lr: 1e-3 },
+  tiny: { model: { nLayer: 2, nEmbd: 64, nHead: 4, blockSize: 32, dropout: 0, attention: "fused" }, batchSize: 8, totalSteps: 300, lr: 3e-3 },
+  mid: { model: { nLayer: 4, nEmbd: 256, nHead: 4, blockSize: 128, dropout: 0, attention: "fused" }, batchSize: 32, totalSteps: 2000, lr: 1e-3 },
+  small: { model: { nLayer: 6, nEmbd: 384, nHead: 6, blockSize: 256, dropout: 0.2, attention: "fused" }, batchSize: 64, totalSteps: 5000, lr: 1e-3 },
 };
 
 /**

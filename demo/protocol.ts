@@ -53,9 +53,10 @@ export interface RunHistory {
   sample: { step: number; text: string; valLoss: number } | null;
 }
 
-export type Phase = "idle" | "compiling" | "training" | "validating" | "sampling" | "saving" | "paused" | "done" | "racing" | "lost" | "error";
+export type Phase = "idle" | "compiling" | "training" | "validating" | "sampling" | "saving" | "profiling" | "paused" | "done" | "racing" | "lost" | "error";
 
-export interface ProfileRow { name: string; ms: number }
+/** One bar of "where the time goes": a kernel family's summed GPU time in one step. */
+export interface ProfileRow { name: string; ms: number; calls: number }
 
 export type ToWorker =
   | { type: "init" }
@@ -67,8 +68,7 @@ export type ToWorker =
   | { type: "restore" }
   | { type: "download"; run: number }
   | { type: "upload"; name: string; bytes: ArrayBuffer; text: string | null }
-  | { type: "race"; tokens: number }
-  | { type: "profile" };
+  | { type: "race"; tokens: number };
 
 export type FromWorker =
   | { type: "ready"; adapter: string; features: string[]; software: boolean; autosave: AutosaveSummary | null }
@@ -83,7 +83,7 @@ export type FromWorker =
   | { type: "saved"; step: number }
   | { type: "checkpoint"; run: number; name: string; bytes: ArrayBuffer }
   | { type: "race"; results: { label: string; tokensPerSec: number; text: string }[] }
-  | { type: "profile"; rows: ProfileRow[]; totalMs: number }
+  | { type: "profile"; run: number; rows: ProfileRow[]; totalMs: number; dispatches: number; timed: boolean }
   | { type: "stopped"; step: number; total: number; done: boolean }
   | { type: "lost"; message: string; autosaveStep: number | null }
   | { type: "error"; message: string };

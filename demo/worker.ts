@@ -2,11 +2,11 @@
 // inference race, so the page's main thread only draws. Each step is recorded without waiting and
 // its loss read back before the next (pause acts within one step); validation, samples and masks
 // come every `sampleEvery` steps with a status line for each phase.
-import { DeviceLostError, flush, init, manualSeed, memoryStats } from "../src/index.ts";
+import { DeviceLostError, flush, init, manualSeed, memoryStats, profile } from "../src/index.ts";
 import { mergeAdapters } from "../src/slope/index.ts";
 import { decompress24 } from "../src/sparse/index.ts";
 import { CharTokenizer, Corpus, generate } from "../src/train/index.ts";
-import { runFromBytes, readMeta, runToBytes } from "./checkpoint.ts";
+import { readDemoMeta, runFromBytes, runToBytes } from "./checkpoint.ts";
 import { clearAutosave, loadAutosave, saveAutosave, saveCorpus } from "./persist.ts";
 import { isSoftwareAdapter } from "./presets.ts";
 import type { DemoConfig, FromWorker, Phase, RunKind, ToWorker } from "./protocol.ts";
@@ -105,11 +105,34 @@ async function autosave(): Promise<void> {
   if (!cfg || merged || !cfg.autosaveEvery) return;
   const step = runs[0]!.completed;
   status("saving", `autosaving step ${step}…`);
-  const bytes = await Promise.all(runs.map((r) => runToBytes(r, tok!.chars, corpusName)));
+  const bytes: Uint8Array[] = [];
+  for (const r of runs) bytes.push(await runToBytes(r, tok!, corpusName));
   await saveAutosave({ summary: { step, total: cfg.totalSteps, corpusName, savedAt: Date.now() }, config: cfg, runs: bytes });
   lastSaved = { step, bytes };
   post({ type: "saved", step });
 }
+
+/** Work that must see the runs between two steps: run now when idle, else by the loop before its next step. */
+const between: (() => Promise<void>)[] = [];
+function betweenSteps<T>(fn: () => Promise<T>): Promise<T> {
+  if (!loop) return fn();
+  return new Promise<T>((resolve, reject) => between.push(() => fn().then(resolve, reject)));
+}
+
+/** Profiles one real training step of each run (GPU time per kernel family) for the bar chart. */
+async function profileStep(c: DemoConfig): Promise<void> {
+  status("profiling", "profiling one step (GPU timestamps per kernel)…");
+  for (const [i, r] of runs.entries()) {
+    const p = await profile(() => r.record());
+    const pts = await r.drain(0);
+    rates[i]!.add(r.completed, c.batchSize * c.model.blockSize);
+    post({ type: "losses", run: i, points: pts });
+    const rows = p.summary("family").slice(0, 8).map((x) => ({ name: x.name, ms: x.totalMs, calls: x.calls }));
+    post({ type: "profile", run: i, rows, totalMs: p.totalMs, dispatches: p.dispatches, timed: p.timed });
+  }
+  profiled = true;
+}
+let profiled = false;
 
 async function trainLoop(): Promise<void> {
   const c = cfg!;
@@ -117,6 +140,8 @@ async function trainLoop(): Promise<void> {
   for (const w of rates) w.reset();
   try {
     while (!pauseRequested && runs[0]!.step < c.totalSteps) {
+      while (between.length) await between.shift()!();
+      if (compiled && !profiled && runs[0]!.completed >= 2) { await profileStep(c); for (const w of rates) w.reset(); continue; }
       if (!compiled) status("compiling", "compiling the GPU kernels (first step)…");
       else status("training", "training");
       for (const [i, r] of runs.entries()) {
@@ -135,6 +160,7 @@ async function trainLoop(): Promise<void> {
       if (c.autosaveEvery && (step % c.autosaveEvery === 0 || last)) { await autosave(); paused = true; }
       if (paused) for (const w of rates) w.reset();
     }
+    while (between.length) await between.shift()!();
     if (pauseRequested && runs[0]!.step < c.totalSteps && lastSaved?.step !== runs[0]!.completed) await autosave();
     const step = runs[0]!.completed;
     postStats();
@@ -154,6 +180,7 @@ function disposeRuns(): void {
   runs = [];
   rates = [];
   merged = false;
+  profiled = false;
   lastSaved = null;
 }
 
@@ -232,10 +259,10 @@ async function handle(m: ToWorker): Promise<void> {
       const a = await loadAutosave();
       if (!a) { status("idle", "no autosave to restore"); return; }
       disposeRuns();
-      const { meta } = readMeta(a.save.runs[0]!);
+      const meta = readDemoMeta(a.save.runs[0]!);
       cfg = a.save.config;
       setCorpus(a.save.summary.corpusName, a.text, meta.chars);
-      runs = a.save.runs.map((b) => runFromBytes(b, corpus!, tok!.vocabSize));
+      for (const b of a.save.runs) runs.push(await runFromBytes(b, corpus!, tok!.vocabSize));
       rates = runs.map(() => new RateWindow());
       lastSaved = { step: a.save.summary.step, bytes: a.save.runs };
       announce();
@@ -248,8 +275,8 @@ async function handle(m: ToWorker): Promise<void> {
     case "download": {
       const r = runs[m.run];
       if (!r) return;
-      // a snapshot between two steps: the copies are queued behind the last recorded step
-      const bytes = merged ? lastSaved?.bytes[m.run] : await runToBytes(r, tok!.chars, corpusName);
+      // a snapshot between two steps (the running loop takes it before its next step)
+      const bytes = merged ? lastSaved?.bytes[m.run] : await betweenSteps(() => runToBytes(r, tok!, corpusName));
       if (!bytes) { post({ type: "error", message: "the merged model has no saved training state to download" }); return; }
       const copy = bytes.slice();
       post({ type: "checkpoint", run: m.run, name: `webslope-${r.kind}-${cfg!.preset}-step${r.step}.safetensors`, bytes: copy.buffer }, [copy.buffer]);
@@ -258,12 +285,12 @@ async function handle(m: ToWorker): Promise<void> {
     case "upload": {
       await stop();
       const bytes = new Uint8Array(m.bytes);
-      const { meta } = readMeta(bytes);
+      const meta = readDemoMeta(bytes);
       const text = m.text;
       if (!text) { post({ type: "error", message: "load a corpus first: the uploaded model continues training on it" }); return; }
       disposeRuns();
       setCorpus(meta.corpusName, text, meta.chars);
-      const run = runFromBytes(bytes, corpus!, tok!.vocabSize);
+      const run = await runFromBytes(bytes, corpus!, tok!.vocabSize);
       cfg = { ...meta.config, dense: meta.kind === "dense", slope: meta.kind === "slope" };
       runs = [run];
       rates = [new RateWindow()];
@@ -278,8 +305,6 @@ async function handle(m: ToWorker): Promise<void> {
     case "race":
       if (loop) await stop();
       await race(m.tokens);
-      return;
-    case "profile":
       return;
   }
 }

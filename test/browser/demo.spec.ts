@@ -118,6 +118,7 @@ test("demo: fresh clone, tiny preset in a worker, autosave resume, checkpoint do
     expect((await page.locator(`#sample-${i}`).textContent())!.length).toBeGreaterThan(10);
   }
   await expect(page.locator("#card-1")).toContainText("W_RCᵀ");
+  await expect(page.locator("#profile")).toContainText("dispatches");
 
   // a reload resumes from the autosave at the saved step, with its curves, and trains on
   await page.reload();
