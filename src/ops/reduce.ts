@@ -21,7 +21,8 @@ declare module "../autograd/ops.ts" {
 function reduceOp(op: "sum" | "mean" | "max", x: Tensor, axesArg: number | number[] | undefined, keepDim: boolean): Tensor {
   checkLive(op, x);
   checkFloat(op, x);
-  const axes = normAxes(op, axesArg, x.ndim);
+  const named = normAxes(op, axesArg, x.ndim);
+  const axes = x.ndim === 0 ? [] : named; // a scalar's axis 0 (or -1) reduces nothing, as in torch
   if (op === "max" && axes.some((a) => x.shape[a] === 0) && numel(x.shape.filter((_, i) => !axes.includes(i))) > 0) {
     throw new ShapeError(op, `max over an empty axis of ${fmtShape(x.shape)} has no value (there is no identity for max); ` +
       "reduce over non-empty axes, or check the size first");
