@@ -44,7 +44,8 @@ function unravel(i: number, shape: readonly number[]): number[] {
 
 export function broadcastShape(...shapes: number[][]): number[] {
   const rank = Math.max(...shapes.map((s) => s.length));
-  return Array.from({ length: rank }, (_, i) => Math.max(...shapes.map((s) => s[s.length - rank + i] ?? 1)));
+  // The size that is not 1 (0 included: an empty axis broadcasts against 1 to empty).
+  return Array.from({ length: rank }, (_, i) => shapes.map((s) => s[s.length - rank + i] ?? 1).find((d) => d !== 1) ?? 1);
 }
 
 /** Elementwise f over broadcast inputs. */
