@@ -19,7 +19,7 @@ console.log(`webslope cases: ${cases.length}`);
 
 for (const c of cases) {
   const missing = c.needs.filter((f) => !ctx.features.has(f));
-  const skip = supported(c, ctx.features) ? false : `adapter lacks ${missing.join(", ")}`;
+  const skip = supported(c, ctx.features) ? false : missing.length ? `adapter lacks ${missing.join(", ")}` : `runs only in ${c.runtimes.join(", ")}`;
   test(c.name, { skip }, async () => {
     await c.fn();
   });

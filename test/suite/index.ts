@@ -10,6 +10,7 @@ import "./attention.ts";
 import "./runtime.ts";
 import "./errors.ts";
 import "./hardening.ts";
+import "./property.ts";
 import "./training.ts";
 import "./optim.ts";
 import "./sparse.ts";
