@@ -9,6 +9,17 @@ import { CharTokenizer, Corpus, Trainer, generate } from "../../src/train/index.
 import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
 
+/**
+ * assertThrows without an await: tests that compare memoryStats() around refused calls stay
+ * synchronous, so no finalizer of an earlier test's garbage can run in between.
+ */
+function refuses(fn: () => unknown, cls: abstract new (...args: never[]) => Error, ...fragments: string[]): void {
+  let err: unknown = null;
+  try { fn(); } catch (e) { err = e; }
+  assert(err instanceof cls, `expected ${cls.name}, got ${err ? `${(err as Error).name}: ${(err as Error).message}` : "no error"}`);
+  for (const f of fragments) assert((err as Error).message.includes(f), `${cls.name} message lacks "${f}": ${(err as Error).message}`);
+}
+
 const tiny = (extra: Partial<ConstructorParameters<typeof GPT>[0]> = {}) =>
   new GPT({ vocabSize: 11, blockSize: 8, nLayer: 2, nHead: 2, nEmbd: 16, seed: 1, ...extra });
 
@@ -82,10 +93,10 @@ test("a failed pruneModel changes nothing: the layers before the bad one stay de
   const keys = [...m.stateDict().keys()];
   const w = m.layer("a") as Linear;
   const before = ws.memoryStats();
-  await assertThrows(() => pruneModel(m, { skip: [] }), ws.ShapeError, "blocks.b", "nothing was changed");
-  await assertThrows(() => pruneModel(m, { skip: [], pattern: "3:5" as "2:4" }), ws.ShapeError, "3:5");
-  await assertThrows(() => pruneModel(m, { skip: [], include: (n) => n === "blocks.a", addLora: true, loraRank: 99 }), ws.ShapeError, "rank 99");
-  await assertThrows(() => pruneModel(m, { mergeLora: true }), ws.WebslopeError, "mergeLora");
+  refuses(() => pruneModel(m, { skip: [] }), ws.ShapeError, "blocks.b", "nothing was changed");
+  refuses(() => pruneModel(m, { skip: [], pattern: "3:5" as "2:4" }), ws.ShapeError, "3:5");
+  refuses(() => pruneModel(m, { skip: [], include: (n) => n === "blocks.a", addLora: true, loraRank: 99 }), ws.ShapeError, "rank 99");
+  refuses(() => pruneModel(m, { mergeLora: true }), ws.WebslopeError, "mergeLora");
   assert(m.layer("a") === w && !w.weight.isDisposed, "blocks.a is still the same dense Linear");
   assertEquals([...m.stateDict().keys()], keys);
   const after = ws.memoryStats();
@@ -165,23 +176,23 @@ test("SparseAdamW keeps one step count per weight: a layer that skipped a step g
 
 test("GPT and the layers validate their options before allocating anything", async () => {
   const before = ws.memoryStats();
-  await assertThrows(() => tiny({ nHead: 3 }), ws.ShapeError, "GPT", "nHead=3");
-  await assertThrows(() => tiny({ vocabSize: 0 }), ws.ValueError, "vocabSize", "≥ 1", "got 0");
-  await assertThrows(() => tiny({ blockSize: 2.5 }), ws.ValueError, "blockSize", "integer");
-  await assertThrows(() => tiny({ dropout: 1 }), ws.ValueError, "dropout", "< 1");
-  await assertThrows(() => tiny({ nEmbd: NaN }), ws.ValueError, "nEmbd", "NaN");
-  await assertThrows(() => tiny({ attention: "flash" as "fused" }), ws.ValueError, "\"flash\"");
-  await assertThrows(() => new Linear(0, 4), ws.ValueError, "Linear", "inFeatures");
-  await assertThrows(() => new LayerNorm(4, 0), ws.ValueError, "LayerNorm", "eps");
+  refuses(() => tiny({ nHead: 3 }), ws.ShapeError, "GPT", "nHead=3");
+  refuses(() => tiny({ vocabSize: 0 }), ws.ValueError, "vocabSize", "≥ 1", "got 0");
+  refuses(() => tiny({ blockSize: 2.5 }), ws.ValueError, "blockSize", "integer");
+  refuses(() => tiny({ dropout: 1 }), ws.ValueError, "dropout", "< 1");
+  refuses(() => tiny({ nEmbd: NaN }), ws.ValueError, "nEmbd", "NaN");
+  refuses(() => tiny({ attention: "flash" as "fused" }), ws.ValueError, "\"flash\"");
+  refuses(() => new Linear(0, 4), ws.ValueError, "Linear", "inFeatures");
+  refuses(() => new LayerNorm(4, 0), ws.ValueError, "LayerNorm", "eps");
   const after = ws.memoryStats();
   assertEquals([after.liveBytes, after.liveTensors], [before.liveBytes, before.liveTensors], "nothing allocated");
   const m = tiny();
   const idx = ws.tensor(Int32Array.from([1, 2]), [1, 2]);
   const mid = ws.memoryStats();
-  await assertThrows(() => m.loss(idx, ws.tensor([1, 2])), ws.ShapeError, "GPT.loss", "f32");
+  refuses(() => m.loss(idx, ws.tensor([1, 2])), ws.ShapeError, "GPT.loss", "f32");
   const gone = ws.tensor(Int32Array.from([1, 2]), [1, 2]);
   gone.dispose();
-  await assertThrows(() => m.forward(gone), ws.DisposedTensorError, "GPT.forward");
+  refuses(() => m.forward(gone), ws.DisposedTensorError, "GPT.forward");
   assertEquals(ws.memoryStats().liveTensors, mid.liveTensors + 1, "only the f32 targets made in the call above");
   idx.dispose(); m.dispose();
 });
@@ -229,14 +240,14 @@ test("Trainer, Corpus and generate validate their options and the token ids they
   const small = new GPT({ vocabSize: tok.vocabSize - 1, blockSize: 8, nLayer: 1, nHead: 1, nEmbd: 8, seed: 1 });
   const model = new GPT({ vocabSize: tok.vocabSize, blockSize: 8, nLayer: 1, nHead: 1, nEmbd: 8, seed: 1 });
   const before = ws.memoryStats();
-  await assertThrows(() => new Trainer(small, corpus, { batchSize: 2, totalSteps: 5 }), ws.ValueError, "Trainer", `id ${tok.vocabSize - 1}`, "vocabSize");
-  await assertThrows(() => new Trainer(model, corpus, { batchSize: 0, totalSteps: 5 }), ws.ValueError, "batchSize", "got 0");
-  await assertThrows(() => new Trainer(model, corpus, { batchSize: 2, totalSteps: 0 }), ws.ValueError, "totalSteps", "got 0");
-  await assertThrows(() => new Trainer(model, corpus, { batchSize: 2, totalSteps: 5, lr: NaN }), ws.ValueError, "lr", "NaN");
-  await assertThrows(() => new Trainer(model, corpus, { batchSize: 2, totalSteps: 5, slope: { adapterAt: 2 } }), ws.ValueError, "slope.adapterAt");
-  await assertThrows(() => new Trainer(model, new Corpus(tok.encode("abc")), { batchSize: 2, totalSteps: 5 }), ws.ShapeError, "train split", "blockSize");
-  await assertThrows(() => new Corpus([1, 2] as unknown as Int32Array), ws.ValueError, "Corpus", "Int32Array");
-  await assertThrows(() => new Corpus(tok.encode(text), { valFraction: 1 }), ws.ValueError, "valFraction");
+  refuses(() => new Trainer(small, corpus, { batchSize: 2, totalSteps: 5 }), ws.ValueError, "Trainer", `id ${tok.vocabSize - 1}`, "vocabSize");
+  refuses(() => new Trainer(model, corpus, { batchSize: 0, totalSteps: 5 }), ws.ValueError, "batchSize", "got 0");
+  refuses(() => new Trainer(model, corpus, { batchSize: 2, totalSteps: 0 }), ws.ValueError, "totalSteps", "got 0");
+  refuses(() => new Trainer(model, corpus, { batchSize: 2, totalSteps: 5, lr: NaN }), ws.ValueError, "lr", "NaN");
+  refuses(() => new Trainer(model, corpus, { batchSize: 2, totalSteps: 5, slope: { adapterAt: 2 } }), ws.ValueError, "slope.adapterAt");
+  refuses(() => new Trainer(model, new Corpus(tok.encode("abc")), { batchSize: 2, totalSteps: 5 }), ws.ShapeError, "train split", "blockSize");
+  refuses(() => new Corpus([1, 2] as unknown as Int32Array), ws.ValueError, "Corpus", "Int32Array");
+  refuses(() => new Corpus(tok.encode(text), { valFraction: 1 }), ws.ValueError, "valFraction");
   assert(!(model.namedModules().some(([, m]) => m instanceof SparseLinear)), "a refused SLoPe Trainer did not prune the model");
   const after = ws.memoryStats();
   assertEquals([after.liveBytes, after.liveTensors], [before.liveBytes, before.liveTensors], "refused Trainers allocated nothing");

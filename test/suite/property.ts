@@ -231,21 +231,28 @@ export interface Tally {
   failedOps: number;
 }
 
+/** Live bytes and storages: compared only across synchronous stretches (no await), so that a
+ * finalizer freeing an earlier test's garbage cannot move the numbers in between. */
+const live = () => { const m = ws.memoryStats(); return [m.liveBytes, m.liveTensors]; };
+const minus = (a: number[], b: number[]) => a.map((v, i) => v - b[i]!);
+
 async function check(c: Call, tally: Tally, hasF16: boolean): Promise<void> {
   tally.cases++;
   const exp = expected(c, hasF16);
-  const base = ws.memoryStats();
   const specs = "x" in c ? [c.x] : "a" in c ? [c.a, c.b] : [];
   const ins: ws.Tensor[] = [];
   let outs: ws.Tensor[] | null = null;
   let err: unknown = null;
+  const c0 = live();
   try {
     for (const s of specs) ins.push(makeInput(s));
   } catch (e) {
     err = e;
   }
+  const inputCost = minus(live(), c0);
   const madeInputs = err === null;
   const snapshot = madeInputs ? await Promise.all(ins.map((t) => t.toArray())) : [];
+  const before = live();
   if (madeInputs) {
     try {
       outs = run(c, ins);
@@ -253,15 +260,18 @@ async function check(c: Call, tally: Tally, hasF16: boolean): Promise<void> {
       err = e;
     }
   }
+  const outCost = minus(live(), before);
   const what = `${JSON.stringify(c)} → ${err ? `${(err as Error).name}: ${(err as Error).message}` : "a result"}`;
   try {
     if (err !== null) {
       assert(err instanceof ws.WebslopeError, `not a typed error: ${what}`);
       assert(exp.valid !== true, `a valid call was refused: ${what}`);
       tally.typed[(err as Error).name] = (tally.typed[(err as Error).name] ?? 0) + 1;
+      assertEquals(outCost, [0, 0], `a failed call left memory behind: ${what}`);
       if (madeInputs) {
         tally.failedOps++;
         const after = await Promise.all(ins.map((t) => t.toArray()));
+        assert(ins.every((t) => !t.isDisposed), `a failed call disposed an input: ${what}`);
         assertEquals(after.map((a) => Array.from(a)), snapshot.map((a) => Array.from(a)), `a failed call changed its inputs: ${what}`);
       }
     } else {
@@ -279,10 +289,15 @@ async function check(c: Call, tally: Tally, hasF16: boolean): Promise<void> {
       tally.correct++;
     }
   } finally {
-    for (const t of [...(outs ?? []), ...ins]) t.dispose();
+    const s1 = live();
+    for (const t of outs ?? []) t.dispose();
+    const freedOuts = minus(s1, live());
+    const s2 = live();
+    for (const t of ins) t.dispose();
+    const freedIns = minus(s2, live());
+    assertEquals(freedOuts, outCost, `disposing the results gives back what the call took: ${what}`);
+    assertEquals(freedIns, inputCost, `disposing the inputs gives back what making them took: ${what}`);
   }
-  const after = ws.memoryStats();
-  assertEquals([after.liveBytes, after.liveTensors], [base.liveBytes, base.liveTensors], `memoryStats after disposing: ${what}`);
 }
 
 async function property(runs: number, seedValue: number): Promise<Tally> {
