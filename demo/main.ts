@@ -155,7 +155,7 @@ function onMessage(m: FromWorker): void {
       if (m.software && state === "none" && !runs.length) { $<HTMLSelectElement>("preset").value = "tiny"; fillPreset("tiny"); }
       // the fused attention kernel stalls for minutes on SwiftShader (reported); software adapters use the unfused path
       if (m.software) $<HTMLSelectElement>("attention").value = "unfused";
-      input("sample-every").value ||= String(software ? 10 : 100);
+      input("sample-every").value ||= String(software ? 20 : 100);
       input("autosave-every").value ||= String(software ? 10 : 100);
       if (pendingAfterInit) { send(pendingAfterInit); pendingAfterInit = null; }
       else if (m.autosave) { setStatus("restoring", `restoring the autosave from step ${m.autosave.step} of ${m.autosave.total}…`); send({ type: "restore" }); }
@@ -214,7 +214,8 @@ function onMessage(m: FromWorker): void {
     }
     case "race":
       $("race-results").innerHTML = m.results.map((r, i) => `<div class="sample" style="--c:${runs[i]?.color ?? "#ccc"}"><b>${r.label}</b>
-        <span class="muted">${r.tokensPerSec.toFixed(1)} tokens/s</span><pre>${escape(r.text)}</pre></div>`).join("");
+        <span class="muted">${r.tokensPerSec.toFixed(1)} tokens/s</span><pre>${escape(r.text)}</pre></div>`).join("") +
+        (software ? `<p class="muted small">A software adapter runs shaders on the CPU: these speeds say nothing about a GPU's.</p>` : "");
       return;
     case "stopped":
       state = m.done ? "done" : "paused";

@@ -20,6 +20,7 @@ import "./profiler.ts";
 import "./structure.ts";
 import "./checkpoint.ts";
 import "./generate.ts";
+import "./demo.ts";
 import "./compile.ts"; // checks every variant compiled above
 import "./device-loss.ts"; // last: destroys the device on purpose
 
