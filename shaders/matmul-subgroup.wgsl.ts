@@ -18,6 +18,7 @@
 // prove uniform, so those variants turn the `subgroup_matrix_uniformity` diagnostic off.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
 import { bindGroup, kernelFamily } from "./kernel.ts";
+import { epilogueFn } from "./matmul.wgsl.ts";
 
 export type SgActivation = "none" | "relu" | "gelu";
 
@@ -116,12 +117,6 @@ function operand(name: string, src: string, dst: string, outer: number, inner: n
   return { decl, fetch, store };
 }
 
-const ACT: Record<SgActivation, (v: string) => string> = {
-  none: (v) => v,
-  relu: (v) => `max(${v}, vec4<f32>(0.0))`,
-  gelu: (v) => `gelu4(${v})`,
-};
-
 /**
  * Bindings: A (read), B (read), C (rw), [bias (read)], [Z (rw)]. Params as shaders/matmul.wgsl.ts:
  * [0]=M [1]=N [2]=K [3]=A batch stride [4]=B batch stride [5]=C batch stride.
@@ -202,37 +197,7 @@ fn gelu4(x: vec4<f32>) -> vec4<f32> {
   return 0.5 * x * (1.0 + sign(u) * (1.0 - t) / (1.0 + t));
 }
 
-fn put(cBase: u32, r: u32, c: u32, acc: vec4<f32>, M: u32, N: u32) {
-  if (r >= M || c >= N) { return; }
-  let o = cBase + r * N + c;
-#if ${v.bias}
-  var bv = vec4<f32>(f32(bias[c]), 0.0, 0.0, 0.0);
-  if (c + 1u < N) { bv.y = f32(bias[c + 1u]); }
-  if (c + 2u < N) { bv.z = f32(bias[c + 2u]); }
-  if (c + 3u < N) { bv.w = f32(bias[c + 3u]); }
-  let z = acc + bv;
-#else
-  let z = acc;
-#endif
-  let y = ${ACT[v.act]("z")};
-#if ${v.vec}
-  C[o / 4u] = vec4<${O}>(y);
-#if ${v.aux}
-  Z[o / 4u] = vec4<${O}>(z);
-#endif
-#else
-  C[o] = ${O}(y.x);
-  if (c + 1u < N) { C[o + 1u] = ${O}(y.y); }
-  if (c + 2u < N) { C[o + 2u] = ${O}(y.z); }
-  if (c + 3u < N) { C[o + 3u] = ${O}(y.w); }
-#if ${v.aux}
-  Z[o] = ${O}(z.x);
-  if (c + 1u < N) { Z[o + 1u] = ${O}(z.y); }
-  if (c + 2u < N) { Z[o + 2u] = ${O}(z.z); }
-  if (c + 3u < N) { Z[o + 3u] = ${O}(z.w); }
-#endif
-#endif
-}
+${epilogueFn({ vec: v.vec, bias: v.bias ? "scalar" : "none", act: v.act, aux: v.aux, outType: O })}
 
 @compute @workgroup_size(${threads})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {

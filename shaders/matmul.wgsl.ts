@@ -39,6 +39,36 @@ const ACT: Record<Activation, (v: string) => string> = {
   gelu: (v) => `gelu4(${v})`,
 };
 
+/**
+ * The epilogue of a product, shared with the subgroup-matrix kernel: WGSL `fn put(cBase, r, c,
+ * acc, M, N)` storing the 4-wide block acc (+ bias, then the activation) at row r, columns c..c+3
+ * of C (and the pre-activation into Z with `aux`). `vec`: C (and Z) are vec4 arrays; `bias`: none,
+ * read as one vec4 ("vec4", with vec) or as four guarded scalars ("scalar"). Needs gelu4 for gelu.
+ */
+export function epilogueFn(o: { vec: boolean; bias: "none" | "vec4" | "scalar"; act: Activation; aux: boolean; outType: string }): string {
+  const T = o.outType;
+  const bias = o.bias === "vec4" ? "let z = acc + vec4<f32>(bias[c / 4u]);"
+    : o.bias === "scalar" ? `var bv = vec4<f32>(f32(bias[c]), 0.0, 0.0, 0.0);
+  if (c + 1u < N) { bv.y = f32(bias[c + 1u]); }
+  if (c + 2u < N) { bv.z = f32(bias[c + 2u]); }
+  if (c + 3u < N) { bv.w = f32(bias[c + 3u]); }
+  let z = acc + bv;`
+    : "let z = acc;";
+  const store = (name: string, val: string) => o.vec ? `${name}[o / 4u] = vec4<${T}>(${val});`
+    : `${name}[o] = ${T}(${val}.x);
+  if (c + 1u < N) { ${name}[o + 1u] = ${T}(${val}.y); }
+  if (c + 2u < N) { ${name}[o + 2u] = ${T}(${val}.z); }
+  if (c + 3u < N) { ${name}[o + 3u] = ${T}(${val}.w); }`;
+  return `fn put(cBase: u32, r: u32, c: u32, acc: vec4<f32>, M: u32, N: u32) {
+  if (r >= M || c >= N) { return; }
+  let o = cBase + r * N + c;
+  ${bias}
+  let y = ${ACT[o.act]("z")};
+  ${store("C", "y")}${o.aux ? `
+  ${store("Z", "z")}` : ""}
+}`;
+}
+
 /** Params: [0]=M [1]=N [2]=K [3]=batch stride A [4]=batch stride B [5]=batch stride C (elements). */
 export const matmulKernel = kernelFamily("matmul", (v: MatmulVariant) => {
   const T = v.dtype;
@@ -84,43 +114,7 @@ fn gelu4(x: vec4<f32>) -> vec4<f32> {
   return 0.5 * x * (1.0 + sign(u) * (1.0 - t) / (1.0 + t));
 }
 
-fn put(cBase: u32, r: u32, c: u32, acc: vec4<f32>, M: u32, N: u32) {
-  if (r >= M || c >= N) { return; }
-  let o = cBase + r * N + c;
-#if ${v.vec}
-#if ${v.bias}
-  let z = acc + vec4<f32>(bias[c / 4u]);
-#else
-  let z = acc;
-#endif
-  let y = ${ACT[v.act]("z")};
-  C[o / 4u] = vec4<${T}>(y);
-#if ${v.aux}
-  Z[o / 4u] = vec4<${T}>(z);
-#endif
-#else
-#if ${v.bias}
-  var bv = vec4<f32>(f32(bias[c]), 0.0, 0.0, 0.0);
-  if (c + 1u < N) { bv.y = f32(bias[c + 1u]); }
-  if (c + 2u < N) { bv.z = f32(bias[c + 2u]); }
-  if (c + 3u < N) { bv.w = f32(bias[c + 3u]); }
-  let z = acc + bv;
-#else
-  let z = acc;
-#endif
-  let y = ${ACT[v.act]("z")};
-  C[o] = ${T}(y.x);
-  if (c + 1u < N) { C[o + 1u] = ${T}(y.y); }
-  if (c + 2u < N) { C[o + 2u] = ${T}(y.z); }
-  if (c + 3u < N) { C[o + 3u] = ${T}(y.w); }
-#if ${v.aux}
-  Z[o] = ${T}(z.x);
-  if (c + 1u < N) { Z[o + 1u] = ${T}(z.y); }
-  if (c + 2u < N) { Z[o + 2u] = ${T}(z.z); }
-  if (c + 3u < N) { Z[o + 3u] = ${T}(z.w); }
-#endif
-#endif
-}
+${epilogueFn({ vec: v.vec, bias: v.bias ? (v.vec ? "vec4" : "scalar") : "none", act: v.act, aux: v.aux, outType: T })}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

@@ -41,6 +41,17 @@ function decodeSlots(n: number, m: number, valueAt: (q: number) => string, valid
   return lines.join("\n");
 }
 
+/** The bindings of every spmm kernel: X (read; its array type), values (read), meta (read u32), Y (rw), [bias (read)]. */
+function spmmBindings(dtype: SpDType, bias: boolean, xType = `array<${dtype}>`) {
+  return bindGroup([
+    { name: "X", access: "read", type: xType },
+    { name: "values", access: "read", type: `array<${dtype}>` },
+    { name: "mbits", access: "read", type: "array<u32>" },
+    { name: "Y", access: "rw", type: `array<${dtype}>` },
+    bias && { name: "bias", access: "read", type: `array<${dtype}>` },
+  ]);
+}
+
 /** Workgroup storage of the gather kernel for `tileRows` rows of X: the X tile plus the S tile. */
 export function spmmGatherStorage(n: number, m: number, tileRows: 64 | 128): number {
   return 32 * tileRows * 4 + 2 * ((32 * n) / m) * 16 * 16;
@@ -56,13 +67,7 @@ export const spmmGatherKernel = kernelFamily("spmm_gather", (n: number, m: numbe
   const S = (32 * n) / m, BM = tileRows, Q = BM / 4; // Q: vec4s per k-row of the X tile
   const halves = range(BM / 64); // row blocks of 64 owned by one invocation (rows h·64 + tx·4 + 0..3)
   const chunks = 256 / BM, chunk = 32 / chunks; // X loader: k-chunks per row, k per chunk
-  const g = bindGroup([
-    { name: "X", access: "read", type: `array<${dtype}>` },
-    { name: "values", access: "read", type: `array<${dtype}>` },
-    { name: "mbits", access: "read", type: "array<u32>" },
-    { name: "Y", access: "rw", type: `array<${dtype}>` },
-    bias && { name: "bias", access: "read", type: `array<${dtype}>` },
-  ]);
+  const g = spmmBindings(dtype, bias);
   const loadX = range(chunk).map((c) =>
     `      { let gk = k0 + xkc * ${chunk}u + ${c}u; var v = 0.0; if (xin && gk < K) { v = f32(X[xbase + gk]); } Xs[(xkc * ${chunk}u + ${c}u) * ${Q}u + xr / 4u][xr % 4u] = v; }`).join("\n");
   const acc = (h: number, j: number) => `acc${h}_${j}`;
@@ -157,13 +162,7 @@ export const spmmExpandKernel = kernelFamily("spmm_expand", (n: number, m: numbe
   const t = GEMM_TILES[EXPAND_TILES[tile]];
   const { bm, bn } = tileExtent(t);
   const bk = t.bk, rowsPerPass = 256 / bk;
-  const g = bindGroup([
-    { name: "X", access: "read", type: `array<${dtype}>` },
-    { name: "values", access: "read", type: `array<${dtype}>` },
-    { name: "mbits", access: "read", type: "array<u32>" },
-    { name: "Y", access: "rw", type: `array<${dtype}>` },
-    bias && { name: "bias", access: "read", type: `array<${dtype}>` },
-  ]);
+  const g = spmmBindings(dtype, bias);
   // loaders: element e = tid + 256·i of a (rows × bk) tile is (row e/bk, k e%bk)
   const loadX = range((bm * bk) / 256).map((i) => `    { let r = ${i * rowsPerPass}u + lr; var v = 0.0;
       if (m0 + r < nX && gk < K) { v = f32(X[(m0 + r) * K + gk]); }
@@ -218,13 +217,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 export const spmmSmallKernel = kernelFamily("spmm_small", (n: number, m: number, dtype: SpDType, bias: boolean, rows: number, ipr: number, vec: boolean) => {
   const S = (32 * n) / m, WG = SPMM_SMALL_WORKGROUP;
   const C = vec ? Math.ceil(rows / 4) : rows, A = vec ? "vec4<f32>" : "f32";
-  const g = bindGroup([
-    { name: "X", access: "read", type: vec ? `array<vec4<${dtype}>>` : `array<${dtype}>` },
-    { name: "values", access: "read", type: `array<${dtype}>` },
-    { name: "mbits", access: "read", type: "array<u32>" },
-    { name: "Y", access: "rw", type: `array<${dtype}>` },
-    bias && { name: "bias", access: "read", type: `array<${dtype}>` },
-  ]);
+  const g = spmmBindings(dtype, bias, vec ? `array<vec4<${dtype}>>` : `array<${dtype}>`);
   const R = range(C);
   const load = (i: number) => (vec ? `vec4<f32>(X[k * ${C}u + ${i}u])` : `f32(X[${i}u * K + k])`);
   const fmas = range(S).map((q) =>

@@ -7,9 +7,8 @@ import { Launcher } from "./launcher.ts";
 import { type MatrixUnits, NO_MATRIX_UNITS, probeMatrixUnits } from "./matrix-units.ts";
 import { PipelineCache } from "./pipelines.ts";
 import { BufferPool, type BufferRange, type MemoryStats } from "./pool.ts";
-import { BufferUsage } from "./usage.ts";
+import { BufferUsage, MapMode } from "./usage.ts";
 
-const GPUMapMode_READ = 0x1;
 
 export class GpuContext {
   readonly device: GPUDevice;
@@ -76,7 +75,7 @@ export class GpuContext {
     if (size) this.launcher.copy(src, offset, staging, 0, size);
     this.launcher.flush();
     try {
-      await staging.mapAsync(GPUMapMode_READ);
+      await staging.mapAsync(MapMode.READ);
     } catch (e) {
       // A device lost mid-flight fails the map before its lost promise settles: give it a moment.
       await Promise.race([this.device.lost, new Promise((r) => setTimeout(r, 500))]);

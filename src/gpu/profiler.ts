@@ -9,13 +9,12 @@
 import { ValueError } from "../errors.ts";
 import type { Kernel } from "../../shaders/kernel.ts";
 import { gpu } from "./context.ts";
-import { BufferUsage } from "./usage.ts";
+import { BufferUsage, MapMode } from "./usage.ts";
 
 /** WebGPU caps one GPUQuerySet at 4,096 queries: 2,048 timed dispatches (begin + end) per set. */
 const QUERIES_PER_SET = 4096;
 /** At most this many query sets (32,768 timed dispatches) per profile; later dispatches are counted, not timed. */
 const MAX_QUERY_SETS = 16;
-const GPUMapMode_READ = 0x1;
 
 /** One dispatch of a profile. Times are in µs from the first timed dispatch; NaN where untimed. */
 export interface ProfileEvent {
@@ -95,7 +94,7 @@ export class Recording {
     enc.copyBufferToBuffer(resolved, 0, staging, 0, bytes);
     // The profiler's own submit, after the profiled work: it is not in the launcher's stats.
     this.device.queue.submit([enc.finish()]);
-    await staging.mapAsync(GPUMapMode_READ);
+    await staging.mapAsync(MapMode.READ);
     out.set(new BigInt64Array(staging.getMappedRange()));
     staging.unmap();
     for (const b of [resolved, staging]) b.destroy();
