@@ -11,6 +11,7 @@ import "./runtime.ts";
 import "./errors.ts";
 import "./hardening.ts";
 import "./property.ts";
+import "./long-runs.ts";
 import "./training.ts";
 import "./optim.ts";
 import "./sparse.ts";
