@@ -7,10 +7,14 @@
 // gpt2 (12 × 768 → H = 12, block 1024, batch 8); `tiny` for CI. TFLOP/s count the causal half:
 // forward 2·B·H·T²·D, forward + backward 3.5× that (FlashAttention's accounting).
 //
-//   deno run -A bench/attention.ts [--configs small,gpt2] [--quick] [--dropout 0.1] [--json out.json]
+// --tiles 0,1,2 also times the fused path with each tile set of ATTENTION_TILES forced (index).
+//
+//   deno run -A bench/attention.ts [--configs small,gpt2] [--quick] [--dropout 0.1] [--tiles 0,1,2] [--json out.json]
 //   npm run bench:build && node .bench-dist/attention.mjs [same flags]
 import * as ws from "../src/index.ts";
 import { unfusedCausalAttention } from "../src/nn/transformer.ts";
+import { setAttentionTiles } from "../src/ops/attention.ts";
+import { ATTENTION_TILES } from "../shaders/attention.wgsl.ts";
 import { parseArgs } from "node:util";
 import { argv, exit, runtimeGpu, writeText } from "./env.ts";
 import { randomF32, timeBatches } from "./timing.ts";
@@ -23,7 +27,7 @@ const CONFIGS: Config[] = [
 ];
 
 interface Row {
-  config: string; B: number; T: number; H: number; D: number; impl: "fused" | "unfused";
+  config: string; B: number; T: number; H: number; D: number; impl: string;
   fwdMs: number; fwdBwdMs: number; fwdTflops: number; fwdBwdTflops: number; peakBytes: number;
 }
 
@@ -32,7 +36,7 @@ type Attn = (qkv: ws.Tensor) => ws.Tensor;
 async function main(): Promise<void> {
   const { values: f } = parseArgs({
     args: argv(),
-    options: { configs: { type: "string" }, quick: { type: "boolean", default: false }, dropout: { type: "string", default: "0" }, json: { type: "string" } },
+    options: { configs: { type: "string" }, quick: { type: "boolean", default: false }, dropout: { type: "string", default: "0" }, tiles: { type: "string" }, json: { type: "string" } },
   });
   const quick = f.quick;
   const names = (f.configs ?? (quick ? "tiny" : "small,gpt2")).split(",");
@@ -48,12 +52,16 @@ async function main(): Promise<void> {
     const { B, T, H, D } = c, C = H * D;
     const qkv = ws.tensor(randomF32(B * T * 3 * C, 1), [B, T, 3 * C]).requiresGrad_();
     const gy = ws.tensor(randomF32(B * T * C, 2), [B, T, C]);
-    const impls: [Row["impl"], Attn][] = [
-      ["fused", (x) => ws.qkvAttention(x, H, { causal: true, dropoutP: pDrop })],
-      ["unfused", (x) => unfusedCausalAttention(x, H, pDrop)],
-    ];
+    const fused: Attn = (x) => ws.qkvAttention(x, H, { causal: true, dropoutP: pDrop });
+    const impls: [string, Attn, number | null][] = [["fused", fused, null], ["unfused", (x) => unfusedCausalAttention(x, H, pDrop), null]];
+    for (const t of f.tiles ? f.tiles.split(",").map(Number) : []) {
+      const ts = ATTENTION_TILES[t];
+      if (!ts) throw new Error(`--tiles: no tile set ${t}; 0..${ATTENTION_TILES.length - 1}`);
+      impls.push([`fused tiles ${t} (fwd ${ts.fwdRows}×${ts.fwdKeys}, dq ${ts.dqRows}×${ts.dqKeys}, dkv ${ts.dkvKeys}×${ts.dkvRows})`, fused, t]);
+    }
     const outs: Float32Array[] = [];
-    for (const [impl, attn] of impls) {
+    for (const [impl, attn, tiles] of impls) {
+      setAttentionTiles(tiles === null ? null : ATTENTION_TILES[tiles]!);
       const fwd = await timeBatches(async (n) => {
         ws.noGrad(() => { for (let i = 0; i < n; i++) attn(qkv).dispose(); });
         await ctx.sync();
@@ -71,7 +79,7 @@ async function main(): Promise<void> {
       step();
       await ctx.sync();
       const peakBytes = ws.memoryStats().peakBytes - live;
-      if (pDrop === 0) outs.push((await ws.noGrad(() => attn(qkv)).toArray()) as Float32Array);
+      if (pDrop === 0 && tiles === null) outs.push((await ws.noGrad(() => attn(qkv)).toArray()) as Float32Array);
       const flops = 2 * B * H * T * T * D;
       const r: Row = {
         config: name, B, T, H, D, impl, fwdMs: fwd.medianMs, fwdBwdMs: fb.medianMs,
@@ -80,6 +88,7 @@ async function main(): Promise<void> {
       rows.push(r);
       console.log(`${name} B=${B} T=${T} H=${H} D=${D} ${impl}: fwd ${r.fwdMs.toFixed(3)} ms (${r.fwdTflops.toFixed(1)} TFLOP/s), ` +
         `fwd+bwd ${r.fwdBwdMs.toFixed(3)} ms (${r.fwdBwdTflops.toFixed(1)} TFLOP/s), peak ${(peakBytes / 2 ** 20).toFixed(1)} MiB`);
+      setAttentionTiles(null);
       ctx.pool.trim();
     }
     if (outs.length === 2) {

@@ -34,8 +34,17 @@ export interface AttentionOptions {
 /** Largest head dim the kernels are built for (registers per row grow with D). */
 export const MAX_HEAD_DIM = 256;
 
+let tilesOverride: AttentionTiles | null = null;
+
+/** Forces one tile set for every attention call (benchmarks); null restores the automatic choice. */
+export function setAttentionTiles(t: AttentionTiles | null): void {
+  tilesOverride = t;
+}
+
+/** The first tile set of ATTENTION_TILES (largest first) whose kernels fit the adapter's workgroup memory. */
 function tilesFor(op: string, D: number): AttentionTiles {
   const max = gpu().limits.maxComputeWorkgroupStorageSize;
+  if (tilesOverride) return tilesOverride;
   for (const t of ATTENTION_TILES) {
     const b = attentionSharedBytes(t, D);
     if (b.fwd <= max && b.dq <= max && b.dkv <= max) return t;
