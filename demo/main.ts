@@ -153,8 +153,6 @@ function onMessage(m: FromWorker): void {
       software = m.software;
       $("gpu-info").textContent = `WebGPU adapter: ${m.adapter}${m.software ? " (a software adapter: the tiny preset and short samples)" : ""} · features: ${m.features.join(", ") || "none"}`;
       if (m.software && state === "none" && !runs.length) { $<HTMLSelectElement>("preset").value = "tiny"; fillPreset("tiny"); }
-      // the fused attention kernel stalls for minutes on SwiftShader (reported); software adapters use the unfused path
-      if (m.software) $<HTMLSelectElement>("attention").value = "unfused";
       input("sample-every").value ||= String(software ? 20 : 100);
       input("autosave-every").value ||= String(software ? 10 : 100);
       if (pendingAfterInit) { send(pendingAfterInit); pendingAfterInit = null; }
