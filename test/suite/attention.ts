@@ -6,6 +6,8 @@
 import * as ws from "../../src/index.ts";
 import { GPT } from "../../src/nn/index.ts";
 import { CausalSelfAttention } from "../../src/nn/transformer.ts";
+import { setAttentionTiles } from "../../src/ops/attention.ts";
+import { ATTENTION_TILES } from "../../shaders/attention.wgsl.ts";
 import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
 import { type Arr, randArr } from "../ref/cpu.ts";
@@ -43,6 +45,27 @@ for (const causal of [true, false]) {
     }
   }, { browser: causal });
 }
+
+test(`attention: every tile set (the smaller ones serve adapters with less workgroup memory) matches float64, forward and backward`, async () => {
+  const shape = [2, 2, 37, 8];
+  const [qa, ka, va] = qkvArrs(shape, 91);
+  const ga = randArr(shape, 92);
+  const exp = [refAttention(qa, ka, va, { causal: true }), ...attentionBackward(qa, ka, va, ga, { causal: true })];
+  try {
+    for (const [n, tiles] of ATTENTION_TILES.entries()) {
+      setAttentionTiles(tiles);
+      const q = fromArr(qa, { requiresGrad: true }), k = fromArr(ka, { requiresGrad: true }), v = fromArr(va, { requiresGrad: true });
+      const y = ws.scaledDotProductAttention(q, k, v, { causal: true });
+      const g = fromArr(ga);
+      y.backward(g);
+      const got = [await y.toArray(), ...(await Promise.all([q, k, v].map((t) => t.grad!.toArray())))];
+      for (let i = 0; i < 4; i++) assertClose(got[i]!, exp[i]!.data, { rtol: 1e-3, atol: 1e-4, msg: `tile set ${n}: ${["y", "dq", "dk", "dv"][i]}` });
+      ws.noGrad(() => { for (const t of [q, k, v]) { t.grad!.dispose(); t.dispose(); } y.dispose(); g.dispose(); });
+    }
+  } finally {
+    setAttentionTiles(null);
+  }
+}, { browser: false });
 
 test("scaledDotProductAttention: gradients by finite differences (causal, T = 5, D = 3, two heads, scale 0.7)", async () => {
   const shape = [2, 5, 3];
