@@ -397,5 +397,6 @@ async function main(): Promise<void> {
   get state() { return state; },
   legend: () => chart?.legendText() ?? "",
   curve: (i: number) => chart?.curve(i) ?? [],
+  loseDevice: () => send({ type: "lose-device" }),
 };
 void main();

@@ -68,7 +68,9 @@ export type ToWorker =
   | { type: "restore" }
   | { type: "download"; run: number }
   | { type: "upload"; name: string; bytes: ArrayBuffer; text: string | null }
-  | { type: "race"; tokens: number };
+  | { type: "race"; tokens: number }
+  /** Destroys the device as a real loss would end it (the test of the recovery path). */
+  | { type: "lose-device" };
 
 export type FromWorker =
   | { type: "ready"; adapter: string; features: string[]; software: boolean; autosave: AutosaveSummary | null }

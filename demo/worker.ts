@@ -2,7 +2,7 @@
 // inference race, so the page's main thread only draws. Each step is recorded without waiting and
 // its loss read back before the next (pause acts within one step); validation, samples and masks
 // come every `sampleEvery` steps with a status line for each phase.
-import { DeviceLostError, flush, init, manualSeed, memoryStats, profile } from "../src/index.ts";
+import { DeviceLostError, flush, gpu, init, manualSeed, memoryStats, profile } from "../src/index.ts";
 import { mergeAdapters } from "../src/slope/index.ts";
 import { decompress24 } from "../src/sparse/index.ts";
 import { CharTokenizer, Corpus, generate } from "../src/train/index.ts";
@@ -27,6 +27,7 @@ let pauseRequested = false;
 let compiled = false;
 let merged = false;
 let lastSaved: { step: number; bytes: Uint8Array[] } | null = null;
+let simulatedLoss = false;
 const MASK_LAYER = ["blocks.1.mlp.fc1", "blocks.0.mlp.fc1"];
 const MASK_N = 48;
 
@@ -218,7 +219,7 @@ async function handle(m: ToWorker): Promise<void> {
     case "init": {
       try {
         const g = await init();
-        g.device.lost.then((l) => { if (l.reason !== "destroyed") post({ type: "lost", message: l.message || "the GPU device was lost", autosaveStep: lastSaved?.step ?? null }); });
+        g.device.lost.then((l) => { if (l.reason !== "destroyed" || simulatedLoss) post({ type: "lost", message: l.message || "the GPU device was lost", autosaveStep: lastSaved?.step ?? null }); });
         const save = await loadAutosave().catch(() => null);
         post({ type: "ready", adapter: g.info.adapterName, features: [...g.features], software: isSoftwareAdapter(g.info.adapterName), autosave: save?.save.summary ?? null });
       } catch (e) {
@@ -302,6 +303,10 @@ async function handle(m: ToWorker): Promise<void> {
       post({ type: "stopped", step: run.step, total: cfg.totalSteps, done });
       return;
     }
+    case "lose-device":
+      simulatedLoss = true;
+      gpu().device.destroy();
+      return;
     case "race":
       if (loop) await stop();
       await race(m.tokens);

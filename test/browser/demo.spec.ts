@@ -1,7 +1,8 @@
 // The demo page tried as a new user on a fresh clone would, in headless Chromium on SwiftShader:
 // no dev-server corpus (/data/ is empty), the public Tiny Shakespeare address routed to a local
 // copy (the test machine has no internet; a synthetic text when no copy exists), the tiny preset
-// trained in the worker, then reload → autosave resume, and download → upload into a fresh page.
+// trained in the worker, then reload → autosave resume, a lost device → resume from the autosave,
+// and download → upload into a fresh page.
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -60,7 +61,7 @@ async function inputLatency(page: Page, n: number): Promise<number> {
   return Math.max(...lags);
 }
 
-test("demo: fresh clone, tiny preset in a worker, autosave resume, checkpoint download and upload", async ({ browser }, info) => {
+test("demo: fresh clone, tiny preset in a worker, autosave resume, device loss, checkpoint download and upload", async ({ browser }, info) => {
   test.setTimeout(8 * 60_000);
   console.log(`demo corpus: ${CORPUS.from} (${CORPUS.text.length} characters)`);
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 1000 }, acceptDownloads: true });
@@ -141,6 +142,16 @@ test("demo: fresh clone, tiny preset in a worker, autosave resume, checkpoint do
   expect(ckptStep).toBeGreaterThan(saved);
   await page.click("#pause");
   await expect.poll(() => demoState(page), { timeout: 60_000 }).toBe("paused");
+  const paused = await step(page);
+
+  // a lost device: the page says so and resumes from the autosave in a new worker and device
+  await page.evaluate(() => (window as unknown as { demo: { loseDevice(): void } }).demo.loseDevice());
+  await expect(page.locator("#lost")).toBeVisible({ timeout: 30_000 });
+  await expect(page.locator("#lost-detail")).toContainText(`The autosave has step ${paused}`);
+  await page.click("#lost-resume");
+  await expect(page.locator("#status")).toContainText(`restored the autosave at step ${paused}`, { timeout: 120_000 });
+  expect(await step(page)).toBe(paused);
+  lap("recovered from a lost device");
   expect(errors).toEqual([]);
   await ctx.close();
 
