@@ -5,7 +5,7 @@
 import { record } from "../autograd/graph.ts";
 import { registerRules, registerTapeKernels, type Rules } from "../autograd/rules.ts";
 import type { DType } from "../dtype.ts";
-import { DTypeError, ShapeError, fmtShape } from "../errors.ts";
+import { DTypeError, ShapeError, ValueError, fmtShape } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
 import { checkDType } from "../validate.ts";
 import { isGradEnabled, noGrad } from "../scope.ts";
@@ -147,6 +147,7 @@ declare module "../autograd/ops.ts" {
 export function pow(x: Tensor, p: number): Tensor {
   checkLive("pow", x);
   checkFloat("pow", x);
+  if (typeof p !== "number") throw new ValueError("pow", `the exponent must be a number, got ${typeof p}`);
   const out = mapOp("pow", "spow(a, s)", [x], x.dtype, p);
   if (isGradEnabled()) record("pow", [x], out, { p }, { x });
   return out;
@@ -169,6 +170,7 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
 /** x with `value` where mask is nonzero (torch masked_fill). */
 export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
   checkLive("maskedFill", x, mask);
+  if (typeof value !== "number") throw new ValueError("maskedFill", `value must be a number, got ${typeof value}`);
   const shape = broadcastShapes("maskedFill", x.shape, mask.shape);
   if (!sameShape(shape, x.shape)) {
     throw new ShapeError("maskedFill", `mask ${fmtShape(mask.shape)} must broadcast to the input ${fmtShape(x.shape)}`);

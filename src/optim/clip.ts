@@ -1,6 +1,7 @@
 // Gradient clipping by one global L2 norm, computed and applied on the GPU (no readback):
 // coef = min(1, maxNorm / (norm + 1e-6)) scales every gradient in place, as torch does. Gradients
 // in an optimizer's arena are summed and scaled as one flat tensor (a few dispatches in all).
+import { checkNumber } from "../validate.ts";
 import { mapInPlace, mapOp } from "../ops/raw/map.ts";
 import { reduceRaw } from "../ops/raw/reduce.ts";
 import { zeros } from "../ops/creation.ts";
@@ -34,6 +35,7 @@ export function clipBySumOfSquares(grads: readonly Tensor[], sumSq: Tensor, maxN
  * and returns the norm before clipping (a 0-d tensor; read it with item() when you need it).
  */
 export function clipGradNorm(params: readonly Tensor[], maxNorm: number): Tensor {
+  checkNumber("clipGradNorm", "maxNorm", maxNorm, { above: 0 });
   return noGrad(() => {
     const grads = params.map((p) => p.grad).filter((g): g is Tensor => !!g);
     const ss = sumOfSquares(grads);

@@ -89,6 +89,7 @@ export class SparseAdamW {
    * the parameters of `dense`). Returns the norm before clipping as a 0-d tensor (no readback).
    */
   clipGradNorm(maxNorm: number, dense?: AdamW): Tensor {
+    checkNumber("SparseAdamW.clipGradNorm", "maxNorm", maxNorm, { above: 0 });
     return noGrad(() => {
       const denseGrads = dense ? dense.paramGroups.flatMap((g) => g.params).map((p) => p.grad).filter((g): g is Tensor => !!g) : [];
       const all = [...this.grads(), ...denseGrads];

@@ -3,7 +3,7 @@
 // names the op, the value and the fix — and a failed call changes nothing.
 import * as ws from "../../src/index.ts";
 import { GPT, LayerNorm, Linear, type LinearLike, Module, SparseLinear } from "../../src/nn/index.ts";
-import { AdamW, SparseAdamW } from "../../src/optim/index.ts";
+import { AdamW, SparseAdamW, clipGradNorm } from "../../src/optim/index.ts";
 import { pruneModel } from "../../src/slope/index.ts";
 import { CharTokenizer, Corpus, Trainer, generate } from "../../src/train/index.ts";
 import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
@@ -223,6 +223,9 @@ test("bad input to the op front-ends: typed errors naming the op and the value, 
   await assertThrows(() => x.expand([2, NaN]), ws.ShapeError, "expand");
   await assertThrows(() => x.add("1" as unknown as ws.Tensor), ws.ValueError, "add", "expected a Tensor");
   await assertThrows(() => new ws.Generator(0.5), ws.ValueError, "Generator", "seed");
+  await assertThrows(() => x.pow("2" as unknown as number), ws.ValueError, "pow", "exponent");
+  await assertThrows(() => x.maskedFill(x, "1" as unknown as number), ws.ValueError, "maskedFill", "value");
+  await assertThrows(() => clipGradNorm([x], NaN), ws.ValueError, "clipGradNorm", "maxNorm");
   const empty = ws.zeros([0, 4]);
   assertEquals(empty.max(1).shape, [0], "a max whose output is empty is fine");
   assertEquals(Array.from(await empty.sum(0).toArray()), [0, 0, 0, 0], "sum over an empty axis is 0");
