@@ -84,9 +84,12 @@ function howToEnable(runtime: string): string {
       "Mesa's lavapipe (apt-get install mesa-vulkan-drivers)";
   }
   if (runtime === "Node.js") {
+    const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.VK_ICD_FILENAMES;
     return "Node has no navigator.gpu: install the npm package `webgpu` and call " +
-      "init({ gpu: create([]) }) with `import { create } from \"webgpu\"` (without a GPU, set " +
-      "VK_ICD_FILENAMES to SwiftShader's ICD)";
+      "init({ gpu: create([]) }) with `import { create } from \"webgpu\"`. Dawn needs a Vulkan driver: " +
+      `VK_ICD_FILENAMES is ${env ? `"${env}"` : "unset"}; point it at your driver's ICD file, e.g. ` +
+      "VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/nvidia_icd.json, or without a GPU at SwiftShader's ICD, " +
+      "VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json (Debian's chromium package; Dawn refuses Debian 12's lavapipe)";
   }
   return "use Chrome/Edge 113+ or Safari 26+, or start Chromium with --enable-unsafe-webgpu; WebGPU needs a " +
     "secure context (https:// or http://localhost)";

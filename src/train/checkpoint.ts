@@ -332,6 +332,16 @@ function parseMeta(file: SafetensorsFile): Meta {
   return m;
 }
 
+/** What a checkpoint holds, read from its header only (to build the model and trainer before loading). */
+export function readCheckpointInfo(bytes: Uint8Array): Omit<LoadedCheckpoint, "model"> & { sparse: { pattern: string; compress: boolean } | null; adapters: Record<string, number> } {
+  const m = parseMeta(SafetensorsFile.parse(bytes));
+  return {
+    config: { ...m.config }, tokenizer: m.tokenizer ? new CharTokenizer(m.tokenizer.chars.join("")) : null, step: m.step,
+    trainerOptions: m.trainer?.options ?? null, extra: m.extra ?? {},
+    sparse: m.sparse ? { pattern: m.sparse.pattern, compress: m.sparse.compress } : null, adapters: { ...m.adapters },
+  };
+}
+
 /** A fresh GPT shaped like the saved one: pruned and adapted as saved (values come from the file). */
 function buildModel(m: Meta): GPT {
   const model = new GPT(m.config);

@@ -5,6 +5,6 @@ export { Corpus, type Batch } from "./corpus.ts";
 export { Trainer, type TrainerOptions, type SlopeOptions } from "./trainer.ts";
 export { generate, type GenerateOptions } from "./generate.ts";
 export {
-  checkpointToBytes, checkpointFromBytes, saveCheckpoint, loadCheckpoint, torchName,
+  checkpointToBytes, checkpointFromBytes, saveCheckpoint, loadCheckpoint, readCheckpointInfo, torchName,
   type CheckpointState, type LoadTarget, type LoadedCheckpoint,
 } from "./checkpoint.ts";

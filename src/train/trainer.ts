@@ -168,10 +168,23 @@ export class Trainer {
       `or a longer warm-up (warmupFraction is ${this.o.warmupFraction})`);
   }
 
+  /** Loss readbacks still in flight. */
+  get lossesInFlight(): number {
+    return this.pending.size;
+  }
+
+  /**
+   * Waits until at most `maxInFlight` loss readbacks are in flight (keeps a loop a few steps ahead
+   * of the GPU without a sync per step); throws the NonFiniteLossError if a loss was NaN or infinite.
+   */
+  async drain(maxInFlight = 0): Promise<void> {
+    while (this.pending.size > maxInFlight) await Promise.race([...this.pending]);
+    if (this.failure) throw this.failure;
+  }
+
   /** Waits for every loss readback in flight; throws the NonFiniteLossError if one was NaN or infinite. */
   async settle(): Promise<void> {
-    while (this.pending.size) await Promise.all([...this.pending]);
-    if (this.failure) throw this.failure;
+    await this.drain(0);
   }
 
   /** Restores the step counter and the batch generator (loadCheckpoint does this). */

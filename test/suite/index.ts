@@ -22,6 +22,7 @@ import "./structure.ts";
 import "./checkpoint.ts";
 import "./generate.ts";
 import "./demo.ts";
+import "./cli.ts";
 import "./compile.ts"; // checks every variant compiled above
 import "./device-loss.ts"; // last: destroys the device on purpose
 

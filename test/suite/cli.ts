@@ -1,0 +1,60 @@
+// The CLI (issue 10), in-process: `train --config tiny` end to end (metrics JSONL, checkpoints,
+// summary), an interrupted run (--until) resumed with --resume gives the uninterrupted run's
+// losses bitwise, `generate` reads the checkpoint, bad flags exit 2 with the usage.
+import { assert, assertEquals } from "../lib/assert.ts";
+import { test } from "../lib/harness.ts";
+
+type Cmd = (argv: string[], io: { out(s: string): void; err(s: string): void; tty: boolean }) => Promise<number>;
+
+async function load(): Promise<{ train: Cmd; generate: Cmd; fs: typeof import("node:fs/promises"); tmp: string; join: (...p: string[]) => string }> {
+  // Specifiers in variables: the browser bundler never sees the CLI (node:util, cli-progress).
+  const [t, g, fs, os, path] = await Promise.all(["../../src/cli/train.ts", "../../src/cli/generate.ts", "node:fs/promises", "node:os", "node:path"]
+    .map((m) => import(/* @vite-ignore */ m)));
+  return { train: t.train, generate: g.generate, fs, tmp: os.tmpdir(), join: path.join };
+}
+
+const capture = () => {
+  const o = { out: "", err: "", tty: false };
+  return { io: { out: (s: string) => { o.out += s; }, err: (s: string) => { o.err += s; }, tty: false }, o };
+};
+
+test("CLI: train --config tiny end to end (metrics JSONL, checkpoints), --until + --resume equals uninterrupted, generate reads it, bad flags exit 2 (files and 16 steps: Deno only)", async () => {
+  const { train, generate, fs, tmp, join } = await load();
+  const dir = await fs.mkdtemp(join(tmp, "webslope-cli-"));
+  try {
+    const data = join(dir, "data.txt");
+    await fs.writeFile(data, "ROMEO: but soft, what light through yonder window breaks? it is the east. ".repeat(40));
+    const args = (out: string) => ["--mode", "slope", "--adapter-rank", "4", "--mask-change-freq", "2", "--config", "tiny", "--steps", "8",
+      "--data", data, "--out", out, "--checkpoint-every", "4", "--eval-every", "4", "--eval-batches", "1"];
+    const a = capture();
+    assertEquals(await train(args(join(dir, "a")), a.io), 0, `train exit code (${a.o.err})`);
+    const lines = (await fs.readFile(join(dir, "a", "metrics.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
+    assertEquals(lines.map((l) => l.step).join(), "0,1,2,3,4,5,6,7", "one metrics line per step");
+    for (const l of lines) for (const k of ["loss", "valLoss", "lr", "tokensPerSec", "liveBytes"]) assert(k in l, `metrics has ${k}`);
+    assert(typeof lines[3].valLoss === "number" && lines[2].valLoss === null, "valLoss at the eval steps");
+    const summary = JSON.parse(await fs.readFile(join(dir, "a", "summary.json"), "utf8"));
+    assertEquals(summary.steps, 8);
+
+    const b = capture();
+    assertEquals(await train([...args(join(dir, "b")), "--until", "4"], b.io), 0, b.o.err);
+    assertEquals(await train(["--resume", "--data", data, "--out", join(dir, "b"), "--checkpoint-every", "4", "--eval-every", "4", "--eval-batches", "1"], b.io), 0, b.o.err);
+    const linesB = (await fs.readFile(join(dir, "b", "metrics.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
+    assertEquals(linesB.map((l) => l.loss).join(), lines.map((l) => l.loss).join(), "resumed losses equal the uninterrupted run's");
+
+    const g = capture();
+    assertEquals(await generate(["--ckpt", join(dir, "a", "ckpt.safetensors"), "--prompt", "ROMEO:", "--max-new-tokens", "12", "--temperature", "0"], g.io), 0, g.o.err);
+    assert(g.o.out.startsWith("ROMEO:") && [...g.o.out].length === 6 + 12 + 1, `prompt + 12 tokens + newline: ${JSON.stringify(g.o.out)}`);
+
+    for (const [cmd, argv, frag] of [
+      [train, ["--bogus"], "Unknown option"], [train, ["--mode", "sparse", "--data", data, "--out", dir], "--mode must be dense or slope"],
+      [train, ["--steps", "x", "--data", data, "--out", dir], "--steps must be an integer"],
+      [generate, ["--ckpt", "x", "--max-new-tokens", "-1"], "--max-new-tokens"], [generate, [], "--ckpt FILE is required"],
+    ] as [Cmd, string[], string][]) {
+      const c = capture();
+      assertEquals(await cmd(argv, c.io), 2, `exit code of ${argv.join(" ")}`);
+      assert(c.o.err.includes(frag) && c.o.err.includes("Usage: npm run"), `usage and "${frag}" in: ${c.o.err}`);
+    }
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}, { runtimes: ["deno"] });
