@@ -1,6 +1,8 @@
-// What every benchmark needs from its runtime: the GPU (navigator.gpu in Deno, the `webgpu`
-// package's Dawn in Node), command-line arguments (parsed in each bench by node:util parseArgs,
-// which Node and Deno both have), and writing the JSON result.
+// What every benchmark needs from its runtime, so one bench file runs in Node (Dawn, through the
+// npm `webgpu` package), Deno (wgpu) and Chromium (bench/browser/): the GPU, the command-line
+// arguments (node:util parseArgs; in the browser its polyfill @pkgjs/parseargs over the page's
+// args), reading a data file, and writing the JSON result (in the browser, handed to the runner).
+import { dawnFlags } from "../src/gpu/device.ts";
 
 type G = Record<string, unknown> & {
   Deno?: { args: string[]; version: { deno: string }; writeTextFile(p: string, s: string): Promise<void> };
@@ -8,28 +10,77 @@ type G = Record<string, unknown> & {
 };
 const G = globalThis as unknown as G;
 export const isDeno = typeof G.Deno === "object";
+/** In a browser page (bench/browser/page.ts sets __benchArgs before importing the bench). */
+export const isBrowser = !isDeno && typeof G.window === "object" && typeof G.document === "object";
+
+/** What the browser page and its runner exchange (bench/browser/). */
+export interface BrowserBench {
+  args: string[];
+  files: Record<string, string>;
+  done: boolean;
+}
+const page = (): BrowserBench => ((G.__bench as BrowserBench | undefined) ??= { args: [], files: {}, done: false });
 
 export function argv(): string[] {
-  return isDeno ? G.Deno!.args : G.process!.argv.slice(2);
+  return isDeno ? G.Deno!.args : isBrowser ? page().args : G.process!.argv.slice(2);
 }
 
-export async function runtimeGpu(): Promise<{ gpu: GPU; engine: string; globals: Record<string, unknown> }> {
-  if (isDeno) {
+/** The parseArgs option shape (node:util's). */
+export type FlagSpec = Record<string, { type: "string" | "boolean"; default?: string | boolean; short?: string; multiple?: false }>;
+type FlagValues<S extends FlagSpec> = { [K in keyof S]: S[K]["type"] extends "boolean" ? boolean : S[K]["default"] extends string ? string : string | undefined };
+
+/** Flags every bench takes. */
+export const COMMON_FLAGS = {
+  /** Node: create Dawn with the H200 toggles (dawnFlags(): f16 + unsafe APIs, unquantized timestamps). */
+  "dawn-toggles": { type: "boolean", default: false },
+} as const satisfies FlagSpec;
+
+/** Parses this runtime's arguments with node:util parseArgs (the polyfill in a browser); unknown flags are an error. */
+export async function flags<S extends FlagSpec>(spec: S, args: string[] = argv()): Promise<FlagValues<S & typeof COMMON_FLAGS>> {
+  const mod = isBrowser ? await import("@pkgjs/parseargs") : await import("node:util");
+  const { values } = (mod as { parseArgs: (c: unknown) => { values: Record<string, unknown> } }).parseArgs({
+    args, options: { ...COMMON_FLAGS, ...spec }, strict: true, allowPositionals: false,
+  });
+  return values as FlagValues<S & typeof COMMON_FLAGS>;
+}
+
+export async function runtimeGpu(opts: { dawnToggles?: boolean } = {}): Promise<{ gpu: GPU; engine: string; globals: Record<string, unknown> }> {
+  if (isDeno || isBrowser) {
     const gpu = (G.navigator as { gpu?: GPU } | undefined)?.gpu;
-    if (!gpu) throw new Error("Deno has no navigator.gpu here (no Vulkan driver?)");
-    return { gpu, engine: `wgpu (Deno ${G.Deno!.version.deno})`, globals: {} };
+    if (!gpu) throw new Error(isDeno ? "Deno has no navigator.gpu here (no Vulkan driver?)" : "this browser has no navigator.gpu (start Chromium with --enable-unsafe-webgpu)");
+    const ua = String((G.navigator as { userAgent?: string }).userAgent ?? "");
+    const engine = isDeno ? `wgpu (Deno ${G.Deno!.version.deno})` : `Dawn (${/Chrom(e|ium)\/[\d.]+/.exec(ua)?.[0] ?? "browser"})`;
+    return { gpu, engine, globals: {} };
   }
   const pkg = "webgpu";
   const { create, globals } = (await import(pkg)) as { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
-  return { gpu: create([]), engine: `Dawn (Node ${G.process!.versions.node}, npm webgpu)`, globals };
+  const toggles = opts.dawnToggles ? dawnFlags({ matrixUnits: true, preciseTimestamps: true }) : [];
+  return { gpu: create(toggles), engine: `Dawn (Node ${G.process!.versions.node}, npm webgpu${toggles.length ? ", H200 toggles" : ""})`, globals };
 }
 
 export async function writeText(path: string, text: string): Promise<void> {
   if (isDeno) return G.Deno!.writeTextFile(path, text);
+  if (isBrowser) { page().files[path] = text; return; }
   const fs = await import("node:fs/promises");
   await fs.writeFile(path, text);
 }
 
+/** A text file's contents, or null when it is absent (in a browser: fetched from the page's server). */
+export async function readText(path: string): Promise<string | null> {
+  try {
+    if (isDeno) return await (G.Deno as unknown as { readTextFile(p: string): Promise<string> }).readTextFile(path);
+    if (isBrowser) {
+      const r = await fetch(path);
+      return r.ok ? await r.text() : null;
+    }
+    const fs = await import("node:fs/promises");
+    return await fs.readFile(path, "utf8");
+  } catch {
+    return null;
+  }
+}
+
 export function exit(): void {
-  if (!isDeno) G.process!.exit(0);
+  if (isBrowser) page().done = true;
+  else if (!isDeno) G.process!.exit(0);
 }
