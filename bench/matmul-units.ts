@@ -7,14 +7,14 @@
 //   node .bench-dist/matmul-units.mjs [--sizes 2048,4096,8192] [--json out.json] [--batch-ms 250]
 import * as ws from "../src/index.ts";
 import { setMatmulTile } from "../src/ops/matmul.ts";
-import { type SgTileName } from "../shaders/matmul-subgroup.wgsl.ts";
+import { SG_TILES, type SgIndex, type SgTileName, sgMatmulKernel } from "../shaders/matmul-subgroup.wgsl.ts";
 import { randomF32, tflops, timeBatches } from "./timing.ts";
 import { argv, exit, writeText } from "./env.ts";
 import { parseArgs } from "node:util";
 
 const { values } = parseArgs({
   args: argv(),
-  options: { sizes: { type: "string", default: "2048,4096,8192" }, json: { type: "string" }, "batch-ms": { type: "string", default: "250" } },
+  options: { sizes: { type: "string", default: "2048,4096,8192" }, json: { type: "string" }, "batch-ms": { type: "string", default: "250" }, diagnose: { type: "boolean", default: false } },
 });
 const sizes = values.sizes!.split(",").map(Number);
 const batchMs = Number(values["batch-ms"]);
@@ -29,6 +29,24 @@ const configs = ctx.info.subgroupMatrixConfigs.map((c) => `${c.componentType}->$
 console.log(`adapter ${ctx.info.adapterName}; features ${[...ctx.features].join(", ")}`);
 console.log(`subgroup sizes ${ctx.info.subgroupMinSize}-${ctx.info.subgroupMaxSize}; configs ${configs.join(", ") || "none"}`);
 console.log(`matrix-unit tiles: ${mu.tiles.join(", ") || "none"}; note: ${mu.note}`);
+
+/** --diagnose: compile every tile × subgroup-index form × prefetch and print the compiler's messages. */
+const diagnosis: Record<string, string> = {};
+if (values.diagnose) {
+  const device = ctx.info.device;
+  for (const name of Object.keys(SG_TILES) as SgTileName[]) for (const sgIndex of ["builtin"] as SgIndex[]) for (const prefetch of [true, false]) for (const sgSyntax of ["majorness", "bool"] as const) {
+    const k = sgMatmulKernel({ ...SG_TILES[name], transA: false, transB: true, bias: true, act: "gelu", aux: false, inType: "f32", outType: "f32", vec: true, subgroupSize: mu.subgroupSize || 32, prefetch, sgIndex, sgSyntax });
+    device.pushErrorScope("validation");
+    const module = device.createShaderModule({ label: k.key, code: k.code });
+    let failed = "";
+    try { await device.createComputePipelineAsync({ layout: "auto", compute: { module, entryPoint: "main" } }); } catch (e) { failed = (e as Error).message; }
+    const scoped = await device.popErrorScope();
+    const msgs = (await module.getCompilationInfo()).messages.filter((m) => m.type !== "warning" || !m.message.includes("deprecated"));
+    const key = `${name} ${sgIndex} ${sgSyntax} prefetch=${prefetch}`;
+    diagnosis[key] = (failed || scoped ? "FAILED " : "ok ") + msgs.map((m) => `${m.type} ${m.lineNum}:${m.linePos} ${m.message}`).join(" | ").slice(0, 1500);
+    console.log(`diagnose ${key}: ${diagnosis[key]}`);
+  }
+}
 
 /** Max |x − y| / (1 + |y|) of the GPU product against a float64 product of f16-rounded inputs. */
 async function check(tile: SgTileName, dtype: "f32" | "f16"): Promise<number> {
@@ -92,7 +110,7 @@ for (const N of sizes) {
 if (values.json) {
   await writeText(values.json, JSON.stringify({
     bench: "matmul-units", date: new Date().toISOString(), adapter: ctx.info.adapterName, configs,
-    subgroupSize: [ctx.info.subgroupMinSize, ctx.info.subgroupMaxSize], tiles: mu.tiles, note: mu.note, checks, rows, errors,
+    subgroupSize: [ctx.info.subgroupMinSize, ctx.info.subgroupMaxSize], tiles: mu.tiles, sgIndex: mu.sgIndex, note: mu.note, diagnosis, checks, rows, errors,
   }, null, 1));
 }
 void dawn;

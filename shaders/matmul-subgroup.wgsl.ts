@@ -14,8 +14,10 @@
 // - Results go through a small f32 scratch per subgroup so the epilogue (bias, ReLU/GELU, the
 //   pre-activation for backward, bounds checks for any M, N) is ordinary per-element code.
 // Subgroup-matrix builtins want subgroup-uniform offsets; with several subgroups per workgroup the
-// offsets derive from the subgroup index, which WGSL's (workgroup) uniformity analysis cannot
-// prove uniform, so those variants turn the `subgroup_matrix_uniformity` diagnostic off.
+// offsets derive from the subgroup index. Read from the `subgroup_id` builtin (sgIndex "builtin")
+// it is subgroup-uniform to the compiler; derived as tid / subgroupSize ("division") it is not,
+// so that form turns the `subgroup_matrix_uniformity` diagnostic off. init() compiles both and
+// keeps the one this device's compiler accepts (src/gpu/matrix-units.ts).
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
 import { bindGroup, kernelFamily } from "./kernel.ts";
 import { epilogueFn } from "./matmul.wgsl.ts";
@@ -58,7 +60,13 @@ export interface SgMatmulVariant extends SgTile {
   subgroupSize: number;
   /** Fetch the next K slice into registers while this one is multiplied (more registers). */
   prefetch: boolean;
+  /** How a multi-subgroup tile finds its subgroup: the subgroup_id builtin or tid / subgroupSize. */
+  sgIndex: SgIndex;
+  /** Load/store spelling: majorness as a template argument (current Tint) or as a bool argument (deprecated). */
+  sgSyntax: SgSyntax;
 }
+export type SgIndex = "builtin" | "division";
+export type SgSyntax = "majorness" | "bool";
 
 /** K depth of one workgroup-memory stage (two 16-deep matrix steps). */
 export const SG_BK = 32;
@@ -154,9 +162,15 @@ export const sgMatmulKernel = kernelFamily("matmul_sgmat", (v: SgMatmulVariant) 
   const offB = (j: number, kk: number) => v.transB ? `(sc + ${j * 16}u) * ${ldb}u + ${kk}u` : `${kk * ldb}u + sc + ${j * 16}u`;
   const L = "subgroup_matrix_left<f16, 16, 16>", R = "subgroup_matrix_right<f16, 16, 16>", Res = "subgroup_matrix_result<f32, 16, 16>";
   const accs = range(v.fm).flatMap((i) => range(v.fn).map((j) => `c${i}_${j}`));
+  const load = (T: string, src: string, off: string, colMajor: boolean, ld: number) => v.sgSyntax === "majorness"
+    ? `subgroupMatrixLoad<${T}, ${colMajor ? "col_major" : "row_major"}>(${src}, ${off}, ${ld}u)`
+    : `subgroupMatrixLoad<${T}>(${src}, ${off}, ${colMajor}, ${ld}u)`;
+  const store = (c: string) => v.sgSyntax === "majorness"
+    ? `subgroupMatrixStore<row_major>(&scratch, sg * 256u, ${c}, 16u)`
+    : `subgroupMatrixStore(&scratch, sg * 256u, ${c}, false, 16u)`;
   const mma = [0, 16].map((kk) => [
-    ...range(v.fm).map((i) => `let a${i} = subgroupMatrixLoad<${L}>(&As, ${offA(i, kk)}, ${v.transA}, ${lda}u);`),
-    ...range(v.fn).map((j) => `let b${j} = subgroupMatrixLoad<${R}>(&Bs, ${offB(j, kk)}, ${v.transB}, ${ldb}u);`),
+    ...range(v.fm).map((i) => `let a${i} = ${load(L, "&As", offA(i, kk), v.transA, lda)};`),
+    ...range(v.fn).map((j) => `let b${j} = ${load(R, "&Bs", offB(j, kk), v.transB, ldb)};`),
     ...range(v.fm).flatMap((i) => range(v.fn).map((j) => `c${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, c${i}_${j});`)),
   ].join("\n      ")).map((s) => `    {\n      ${s}\n    }`).join("\n");
 
@@ -175,7 +189,7 @@ export const sgMatmulKernel = kernelFamily("matmul_sgmat", (v: SgMatmulVariant) 
     } }`;
   }).join("\n    ");
   const rounds = range(v.fm).flatMap((i) => range(v.fn).map((j) => `  workgroupBarrier();
-  subgroupMatrixStore(&scratch, sg * 256u, c${i}_${j}, false, 16u);
+  ${store(`c${i}_${j}`)};
   workgroupBarrier();
   { const I = ${i}u; const J = ${j}u;
     ${writeOut}
@@ -183,7 +197,10 @@ export const sgMatmulKernel = kernelFamily("matmul_sgmat", (v: SgMatmulVariant) 
 
   const code = wgsl`enable f16;
 enable chromium_experimental_subgroup_matrix;
-#if ${nsub > 1}
+#if ${nsub > 1 && v.sgIndex === "builtin"}
+enable subgroups;
+#endif
+#if ${nsub > 1 && v.sgIndex === "division"}
 diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);
 #endif
 ${g.decls}
@@ -200,11 +217,13 @@ fn gelu4(x: vec4<f32>) -> vec4<f32> {
 ${epilogueFn({ vec: v.vec, bias: v.bias ? "scalar" : "none", act: v.act, aux: v.aux, outType: O })}
 
 @compute @workgroup_size(${threads})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${nsub > 1 && v.sgIndex === "builtin" ? ", @builtin(subgroup_id) sgid: u32" : ""}) {
   let M = pu(0u); let N = pu(1u); let K = pu(2u);
   let row0 = wid.y * ${bm}u; let col0 = wid.x * ${bn}u;
   let aBase = wid.z * pu(3u); let bBase = wid.z * pu(4u); let cBase = wid.z * pu(5u);
-#if ${nsub > 1}
+#if ${nsub > 1 && v.sgIndex === "builtin"}
+  let sg = sgid;
+#elif ${nsub > 1}
   let sg = tid / ${v.subgroupSize}u;
 #else
   let sg = 0u;

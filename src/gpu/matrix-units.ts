@@ -3,18 +3,22 @@
 // must actually compile — the feature is experimental and its WGSL surface still moves, so each
 // tile variant is compiled inside an error scope and only those that pass are used. Nothing here
 // runs when the feature is absent; matmuls then stay on the shader-core kernels.
-import { type SgTileName, sgMatmulKernel, SG_TILES } from "../../shaders/matmul-subgroup.wgsl.ts";
+import { type SgIndex, type SgSyntax, type SgTileName, sgMatmulKernel, SG_TILES } from "../../shaders/matmul-subgroup.wgsl.ts";
 import { type DeviceInfo, SUBGROUP_MATRIX } from "./device.ts";
 
 export interface MatrixUnits {
   /** Tile variants that compiled on this device, fastest first (empty: matrix units unused). */
   readonly tiles: readonly SgTileName[];
   readonly subgroupSize: number;
+  /** Per compiled tile, how it finds its subgroup (the form this compiler accepted). */
+  readonly sgIndex: Readonly<Partial<Record<SgTileName, SgIndex>>>;
+  /** The load/store spelling this compiler accepted. */
+  readonly sgSyntax: SgSyntax;
   /** Why the matrix units are not used, or the compiler's warnings when they are. */
   readonly note: string;
 }
 
-export const NO_MATRIX_UNITS: MatrixUnits = { tiles: [], subgroupSize: 0, note: "not asked for: init({ matrixUnits: true })" };
+export const NO_MATRIX_UNITS: MatrixUnits = { tiles: [], subgroupSize: 0, sgIndex: {}, sgSyntax: "majorness", note: "not asked for: init({ matrixUnits: true })" };
 
 /** Preference order (measured on an H200; bench/README.md). */
 const ORDER: SgTileName[] = ["128x128s4", "128x64s4", "64x64s4", "64x64s1"];
@@ -31,22 +35,38 @@ export async function probeMatrixUnits(info: DeviceInfo): Promise<MatrixUnits> {
   const subgroupSize = info.subgroupMaxSize || 32;
   const tiles: SgTileName[] = [];
   const notes: string[] = [];
+  const sgIndex: Partial<Record<SgTileName, SgIndex>> = {};
+  let sgSyntax: SgSyntax | null = null;
   for (const name of ORDER) {
-    const k = sgMatmulKernel({ ...SG_TILES[name], transA: false, transB: true, bias: true, act: "gelu", aux: false, inType: "f32", outType: "f32", vec: true, subgroupSize, prefetch: name !== "64x64s1" });
-    device.pushErrorScope("validation");
-    const module = device.createShaderModule({ label: k.key, code: k.code });
-    let failed: string | null = null;
-    try {
-      await device.createComputePipelineAsync({ label: k.key, layout: "auto", compute: { module, entryPoint: "main" } });
-    } catch (e) {
-      failed = (e as Error).message;
+    const multi = SG_TILES[name].sgm * SG_TILES[name].sgn > 1;
+    // Newest spelling first; the older ones stay for older Dawn builds (npm webgpu pins one).
+    const forms: [SgIndex, SgSyntax][] = [["builtin", "majorness"], ["builtin", "bool"], ...(multi ? [["division", "majorness"], ["division", "bool"]] as [SgIndex, SgSyntax][] : [])];
+    const tried: string[] = [];
+    for (const [form, syntax] of forms) {
+      if (sgSyntax && syntax !== sgSyntax) continue;
+      const k = sgMatmulKernel({ ...SG_TILES[name], transA: false, transB: true, bias: true, act: "gelu", aux: false, inType: "f32", outType: "f32", vec: true, subgroupSize, prefetch: name !== "64x64s1", sgIndex: form, sgSyntax: syntax });
+      device.pushErrorScope("validation");
+      const module = device.createShaderModule({ label: k.key, code: k.code });
+      let failed: string | null = null;
+      try {
+        await device.createComputePipelineAsync({ label: k.key, layout: "auto", compute: { module, entryPoint: "main" } });
+      } catch (e) {
+        failed = (e as Error).message;
+      }
+      const scoped = await device.popErrorScope();
+      if (scoped) failed = failed ?? scoped.message;
+      const msgs = (await module.getCompilationInfo?.())?.messages ?? [];
+      // The compiler's own messages say why; the pipeline error only says the module was invalid.
+      const errs = msgs.filter((m) => m.type === "error").map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join("; ");
+      if (failed) { tried.push(`${form}/${syntax}: ${(errs || failed).slice(0, 500)}`); continue; }
+      tiles.push(name);
+      sgIndex[name] = form;
+      sgSyntax = syntax;
+      const warns = new Set(msgs.map((m) => `${m.type}: ${m.message.split("\n")[0]}`));
+      if (warns.size) tried.push(`${form}/${syntax} compiled (${[...warns].join("; ").slice(0, 200)})`);
+      break;
     }
-    const scoped = await device.popErrorScope();
-    if (scoped) failed = failed ?? scoped.message;
-    const msgs = (await module.getCompilationInfo?.())?.messages ?? [];
-    const warn = msgs.map((m) => `${m.type}: ${m.message}`).join("; ");
-    if (failed) notes.push(`${name}: ${failed.slice(0, 400)}`);
-    else { tiles.push(name); if (warn) notes.push(`${name}: ${warn.slice(0, 400)}`); }
+    if (tried.length) notes.push(`${name}: ${tried.join(" / ")}`);
   }
-  return { tiles, subgroupSize, note: notes.join(" | ") || "ok" };
+  return { tiles, subgroupSize, sgIndex, sgSyntax: sgSyntax ?? "majorness", note: notes.join(" | ") || "ok" };
 }

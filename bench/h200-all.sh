@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Every H200 measurement of one session in as few device calls as possible (GPU time is scarce, and
+# a machine left idle for 30 s is taken back). Sections run in the order given, each under its own
+# time limit, each writing its JSON and its log to $OUT as it ends, so a call cut short still
+# returns what finished.
+#   here:  bash ../shared/gpu/prepare.sh node && npm run gpu:build   (the benches into .bench-dist, the Node suite into .test-dist)
+#   there: bash .gpu/run.sh bash bench/h200-all.sh train torch profile units suite kernels attention
+#          (carry [".gpu", ".bench-dist", ".test-dist"])
+#   Deno:  bash ../shared/gpu/prepare.sh deno, then: bash .gpu/run.sh bash bench/h200-all.sh deno-train deno-kernels
+# Sections:
+#   train       bench/train.ts, every config dense and SLoPe, Dawn with the H200 toggles
+#   profile     one profiled small step (and gpt2), dense and SLoPe: table in the log, Chrome traces in $OUT
+#   torch       bench/torch/gpt.py: the same GPT in PyTorch, fp32 (TF32 off), TF32, bf16 + SDPA
+#   units-diag  compile every matrix-unit variant and print the compiler's messages
+#   units       bench/matmul-units.ts (subgroup-matrix tiles against the f32 shader cores) and bench/torch/matmul.py
+#   suite       the whole Node suite on the GPU with the matrix units on (WEBSLOPE_DAWN_FLAGS=matrix)
+#   kernels     bench/matmul.ts (webslope only) and bench/sparse.ts, Dawn: the refactor's 3% check
+#   attention   bench/attention.ts: fused flash attention against the unfused path, Dawn
+#   deno-*      the same under Deno (wgpu): deno-train, deno-kernels, deno-attention
+set -uo pipefail
+out=${OUT:-/tmp/out}
+mkdir -p "$out"
+start=$(date +%s)
+sec() { # name limit_s command...
+  local name=$1 limit=$2; shift 2
+  local t0; t0=$(date +%s)
+  echo "== $name (limit ${limit}s, at +$((t0 - start))s)"
+  timeout "$limit" "$@" > "$out/$name.log" 2>&1
+  local rc=$?
+  echo "== $name rc=$rc in $(( $(date +%s) - t0 ))s"; tail -n 25 "$out/$name.log"
+}
+for s in "$@"; do
+  case $s in
+    train) sec train 200 node .bench-dist/train.mjs --dawn-toggles --configs tiny,mid,small,gpt2 --modes dense,slope --json "$out/train-dawn.json" ;;
+    profile) sec profile 120 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense,slope --profile --trace-dir "$out" --batches 3 --json "$out/train-dawn-profile.json" ;;
+    torch) sec torch 200 python3 bench/torch/gpt.py --configs tiny,mid,small,gpt2 --precisions fp32,tf32,bf16 --json "$out/train-torch.json" ;;
+    units-diag) sec units-diag 120 node .bench-dist/matmul-units.mjs --diagnose --sizes 4096 --json "$out/matmul-units-diag.json" ;;
+    units)
+      sec units 150 node .bench-dist/matmul-units.mjs --json "$out/matmul-units-dawn.json"
+      sec units-torch 60 python3 bench/torch/matmul.py --json "$out/matmul-torch.json" ;;
+    suite) sec suite 150 env WEBSLOPE_DAWN_FLAGS=matrix node --test .test-dist/node/suite.test.mjs ;;
+    kernels)
+      sec matmul 90 node .bench-dist/matmul.mjs --peers none --sizes 1024,2048,4096,8192 --json "$out/matmul-dawn.json"
+      sec matmul-again 90 node .bench-dist/matmul.mjs --peers none --sizes 1024,2048,4096,8192 --json "$out/matmul-dawn-again.json"
+      sec sparse 120 node .bench-dist/sparse.mjs --json "$out/spmm-dawn.json" ;;
+    attention) sec attention 90 node .bench-dist/attention.mjs --json "$out/attention-dawn.json" ;;
+    deno-train) sec deno-train 240 deno run -A .bench-dist/train.mjs --configs tiny,mid,small,gpt2 --modes dense,slope --json "$out/train-wgpu.json" ;;
+    deno-kernels)
+      sec deno-matmul 90 deno run -A .bench-dist/matmul.mjs --peers none --json "$out/matmul-wgpu.json"
+      sec deno-sparse 120 deno run -A .bench-dist/sparse.mjs --json "$out/spmm-wgpu.json" ;;
+    deno-attention) sec deno-attention 90 deno run -A .bench-dist/attention.mjs --json "$out/attention-wgpu.json" ;;
+    *) echo "unknown section $s" ;;
+  esac
+done
+echo "== all done in $(( $(date +%s) - start ))s"
+# At most 8 files come back from $OUT: pack them into one.
+(cd "$out" && tar czf /tmp/results.tgz --exclude results.tgz . && rm -rf ./* && mv /tmp/results.tgz results.tgz)
