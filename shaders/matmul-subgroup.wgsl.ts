@@ -30,17 +30,29 @@ export interface SgTile {
   sgn: 1 | 2 | 4;
   fm: 1 | 2 | 4;
   fn: 1 | 2 | 4;
+  /** K depth of one workgroup-memory stage (SG_BK when absent): deeper halves the barriers per K. */
+  bk?: 32 | 64;
+  /** Fetch the next K slice into registers during this one's products (default true); off where the registers would spill. */
+  prefetch?: boolean;
 }
 
 export const SG_TILES = {
   /** One subgroup, 64×64 of C (offsets workgroup-uniform: needs no diagnostic override). */
-  "64x64s1": { sgm: 1, sgn: 1, fm: 4, fn: 4 },
+  "64x64s1": { sgm: 1, sgn: 1, fm: 4, fn: 4, prefetch: false },
   /** 2×2 subgroups, 128×128 of C. */
   "128x128s4": { sgm: 2, sgn: 2, fm: 4, fn: 4 },
   /** 2×2 subgroups, 64×64 of C (small outputs: more workgroups). */
   "64x64s4": { sgm: 2, sgn: 2, fm: 2, fn: 2 },
   /** 2×2 subgroups of 64×32, 128×64 of C. */
   "128x64s4": { sgm: 2, sgn: 2, fm: 4, fn: 2 },
+  /** 128×128 of C staged 64 deep: half the barriers per K of 128x128s4. */
+  "128x128s4k64": { sgm: 2, sgn: 2, fm: 4, fn: 4, bk: 64, prefetch: false },
+  /** 2×4 subgroups of 64×64, 128×256 of C (8 subgroups: more reuse of each staged A row). */
+  "128x256s8": { sgm: 2, sgn: 4, fm: 4, fn: 4 },
+  /** 4×2 subgroups of 64×64, 256×128 of C. */
+  "256x128s8": { sgm: 4, sgn: 2, fm: 4, fn: 4 },
+  /** 4×2 subgroups of 32×64, 128×128 of C (8 subgroups, fewer accumulators each). */
+  "128x128s8": { sgm: 4, sgn: 2, fm: 2, fn: 4 },
 } as const satisfies Record<string, SgTile>;
 export type SgTileName = keyof typeof SG_TILES;
 
@@ -79,8 +91,9 @@ export function sgTileExtent(t: SgTile): { bm: number; bn: number } {
 /** Workgroup-memory bytes of a variant (f16 operand stages plus the f32 epilogue scratch). */
 export function sgSharedBytes(t: SgTile, transA: boolean, transB: boolean): number {
   const { bm, bn } = sgTileExtent(t);
-  const a = transA ? SG_BK * (bm + PAD) : bm * (SG_BK + PAD);
-  const b = transB ? bn * (SG_BK + PAD) : SG_BK * (bn + PAD);
+  const bk = t.bk ?? SG_BK;
+  const a = transA ? bk * (bm + PAD) : bm * (bk + PAD);
+  const b = transB ? bn * (bk + PAD) : bk * (bn + PAD);
   return 2 * (a + b) + 4 * 256 * t.sgm * t.sgn;
 }
 
@@ -134,7 +147,7 @@ export const sgMatmulKernel = kernelFamily("matmul_sgmat", (v: SgMatmulVariant) 
   const { bm, bn } = sgTileExtent(v);
   const nsub = v.sgm * v.sgn;
   const threads = nsub * v.subgroupSize;
-  const bk = SG_BK;
+  const bk = v.bk ?? SG_BK;
   const I = v.inType, O = v.outType;
   const aType = v.vec ? `array<vec4<${I}>>` : `array<${I}>`;
   const g = bindGroup([
@@ -168,7 +181,7 @@ export const sgMatmulKernel = kernelFamily("matmul_sgmat", (v: SgMatmulVariant) 
   const store = (c: string) => v.sgSyntax === "majorness"
     ? `subgroupMatrixStore<row_major>(&scratch, sg * 256u, ${c}, 16u)`
     : `subgroupMatrixStore(&scratch, sg * 256u, ${c}, false, 16u)`;
-  const mma = [0, 16].map((kk) => [
+  const mma = range(bk / 16).map((s) => s * 16).map((kk) => [
     ...range(v.fm).map((i) => `let a${i} = ${load(L, "&As", offA(i, kk), v.transA, lda)};`),
     ...range(v.fn).map((j) => `let b${j} = ${load(R, "&Bs", offB(j, kk), v.transB, ldb)};`),
     ...range(v.fm).flatMap((i) => range(v.fn).map((j) => `c${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, c${i}_${j});`)),

@@ -3,7 +3,7 @@
 // must actually compile — the feature is experimental and its WGSL surface still moves, so each
 // tile variant is compiled inside an error scope and only those that pass are used. Nothing here
 // runs when the feature is absent; matmuls then stay on the shader-core kernels.
-import { type SgIndex, type SgSyntax, type SgTileName, sgMatmulKernel, SG_TILES } from "../../shaders/matmul-subgroup.wgsl.ts";
+import { type SgIndex, type SgSyntax, type SgTile, type SgTileName, sgMatmulKernel, SG_TILES } from "../../shaders/matmul-subgroup.wgsl.ts";
 import { type DeviceInfo, SUBGROUP_MATRIX } from "./device.ts";
 
 export interface MatrixUnits {
@@ -21,7 +21,7 @@ export interface MatrixUnits {
 export const NO_MATRIX_UNITS: MatrixUnits = { tiles: [], subgroupSize: 0, sgIndex: {}, sgSyntax: "majorness", note: "not asked for: init({ matrixUnits: true })" };
 
 /** Preference order (measured on an H200; bench/README.md). */
-const ORDER: SgTileName[] = ["128x128s4", "128x64s4", "64x64s4", "64x64s1"];
+const ORDER: SgTileName[] = ["128x128s4", "128x256s8", "256x128s8", "128x128s8", "128x128s4k64", "128x64s4", "64x64s4", "64x64s1"];
 
 export async function probeMatrixUnits(info: DeviceInfo): Promise<MatrixUnits> {
   const { device } = info;
@@ -44,7 +44,7 @@ export async function probeMatrixUnits(info: DeviceInfo): Promise<MatrixUnits> {
     const tried: string[] = [];
     for (const [form, syntax] of forms) {
       if (sgSyntax && syntax !== sgSyntax) continue;
-      const k = sgMatmulKernel({ ...SG_TILES[name], transA: false, transB: true, bias: true, act: "gelu", aux: false, inType: "f32", outType: "f32", vec: true, subgroupSize, prefetch: name !== "64x64s1", sgIndex: form, sgSyntax: syntax });
+      const k = sgMatmulKernel({ ...SG_TILES[name], transA: false, transB: true, bias: true, act: "gelu", aux: false, inType: "f32", outType: "f32", vec: true, subgroupSize, prefetch: (SG_TILES[name] as SgTile).prefetch ?? true, sgIndex: form, sgSyntax: syntax });
       device.pushErrorScope("validation");
       const module = device.createShaderModule({ label: k.key, code: k.code });
       let failed: string | null = null;

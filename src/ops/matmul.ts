@@ -13,7 +13,7 @@ import { isGradEnabled } from "../scope.ts";
 import { defineTensorMethods, Tensor } from "../tensor.ts";
 import { GEMM_TILES, type GemmTileName, chooseTile, tileExtent } from "../../shaders/gemm.ts";
 import { matmulKernel, matmulSharedBytes } from "../../shaders/matmul.wgsl.ts";
-import { SG_TILES, type SgTileName, sgMatmulKernel, sgSharedBytes, sgTileExtent } from "../../shaders/matmul-subgroup.wgsl.ts";
+import { SG_TILES, type SgTile, type SgTileName, sgMatmulKernel, sgSharedBytes, sgTileExtent } from "../../shaders/matmul-subgroup.wgsl.ts";
 import { expandRaw } from "./raw/copy.ts";
 import { mapOp } from "./raw/map.ts";
 import { reduceRaw, sumToShape } from "./raw/reduce.ts";
@@ -138,7 +138,7 @@ export function matmulRaw(a: Tensor, b: Tensor, transA = false, transB = false, 
     const t = SG_TILES[sgName];
     const shared = sgSharedBytes(t, transA, transB);
     if (shared > maxShared) throw new ResourceLimitError("matmul", `tile ${sgName} needs ${shared} bytes of workgroup memory, over this adapter's ${maxShared}`);
-    const kernel = sgMatmulKernel({ ...t, transA, transB, bias: !!bias, act, aux, inType: dtype, outType: dtype, vec, subgroupSize: mu.subgroupSize, prefetch: sgName !== "64x64s1", sgIndex: mu.sgIndex[sgName] ?? "builtin", sgSyntax: mu.sgSyntax });
+    const kernel = sgMatmulKernel({ ...t, transA, transB, bias: !!bias, act, aux, inType: dtype, outType: dtype, vec, subgroupSize: mu.subgroupSize, prefetch: (t as SgTile).prefetch ?? true, sgIndex: mu.sgIndex[sgName] ?? "builtin", sgSyntax: mu.sgSyntax });
     const { bm, bn } = sgTileExtent(t);
     return launch(kernel, bm, bn, a, b, { batch, M, N, K }, bias, aux);
   }
