@@ -15,13 +15,21 @@ interface Row { d: number; shape: string; M: number; denseMs: number; sparseMs: 
 
 async function main(): Promise<void> {
   const { values: f } = parseArgs({
-    args: argv(), options: { d: { type: "string", default: "768,1024,2048,4096" }, m: { type: "string", default: "4096,8" }, json: { type: "string" } },
+    args: argv(), options: {
+      d: { type: "string", default: "768,1024,2048,4096" }, m: { type: "string", default: "4096,8" }, json: { type: "string" },
+      /** Node + Dawn: both sides on the matrix units (init({ matrixUnits: true }), f32 precision "medium"). */
+      units: { type: "boolean", default: false },
+    },
   });
   const ds = f.d.split(",").map(Number);
   const ms = f.m.split(",").map(Number);
-  const { gpu, engine } = await runtimeGpu();
-  const ctx = await ws.init({ gpu });
-  console.log(`engine: ${engine}; adapter: ${ctx.info.adapterName}`);
+  const { gpu, engine } = await runtimeGpu({ dawnToggles: f.units });
+  const ctx = await ws.init({ gpu, matrixUnits: f.units });
+  if (f.units) {
+    if (!ctx.matrixUnits.tiles.length) throw new Error(`--units: no matrix units on this device (${ctx.matrixUnits.note})`);
+    ws.setFloat32MatmulPrecision("medium");
+  }
+  console.log(`engine: ${engine}${f.units ? `, matrix units (${ctx.matrixUnits.tiles.join(", ")})` : ""}; adapter: ${ctx.info.adapterName}`);
   const rows: Row[] = [];
   let first = true;
   for (const d of ds) for (const [shape, dOut] of [["d×d", d], ["4d×d", 4 * d]] as const) {
@@ -59,7 +67,7 @@ async function main(): Promise<void> {
   console.log(`\n| d | W | M | dense ms | 2:4 ms | speedup |  (${engine})\n|---|---|---|---|---|---|`);
   for (const r of rows) console.log(`| ${r.d} | ${r.shape} | ${r.M} | ${r.denseMs.toFixed(4)} | ${r.sparseMs.toFixed(4)} | ${r.speedup.toFixed(2)}× |`);
   const json = f.json;
-  if (json) await writeText(json, JSON.stringify({ bench: "spmm", date: new Date().toISOString(), engine, adapter: ctx.info.adapterName, rows }, null, 1));
+  if (json) await writeText(json, JSON.stringify({ bench: "spmm", date: new Date().toISOString(), engine, matrixUnits: f.units ? ctx.matrixUnits.tiles : null, adapter: ctx.info.adapterName, rows }, null, 1));
 }
 
 await main();

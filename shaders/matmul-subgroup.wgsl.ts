@@ -76,6 +76,13 @@ export interface SgMatmulVariant extends SgTile {
   sgIndex: SgIndex;
   /** Load/store spelling: majorness as a template argument (current Tint) or as a bool argument (deprecated). */
   sgSyntax: SgSyntax;
+  /**
+   * B is a 2:4 Sparse24 [N, K] (shaders/sparse24.wgsl.ts: values [N, K/2], one u32 mask word per 32
+   * columns) read as op(B) = Sᵀ: each K step decodes a row's mask word once into 32 f16 halves in
+   * workgroup memory (zeros where pruned) — the spmm of the training path on the matrix units.
+   * Needs transB and bk = 32 (one mask word per row per stage).
+   */
+  sparseB?: boolean;
 }
 export type SgIndex = "builtin" | "division";
 export type SgSyntax = "majorness" | "bool";
@@ -139,8 +146,29 @@ function operand(name: string, src: string, dst: string, outer: number, inner: n
 }
 
 /**
- * Bindings: A (read), B (read), C (rw), [bias (read)], [Z (rw)]. Params as shaders/matmul.wgsl.ts:
- * [0]=M [1]=N [2]=K [3]=A batch stride [4]=B batch stride [5]=C batch stride.
+ * Stages rows col0 … col0 + bn of a 2:4 B for the K slice at k0: one mask word and its 16 values
+ * per row, decoded into 32 halves of Bs (row stride ld). Params [6] = mask words per row, [7] =
+ * values per row. Rows past N and columns past K decode to zeros (their mask bits are 0).
+ */
+function sparseStage(bn: number, threads: number, ld: number): string {
+  const groups = range(8).map((g) => `      { let b0 = (word >> ${g * 4}u) & 15u; let b1 = b0 & (b0 - 1u); var q = vec4<f16>(0.0);
+        if (b0 != 0u && s0 + ${2 * g}u < vpr) { q[countTrailingZeros(b0)] = f16(B[vb + ${2 * g}u]); }
+        if (b1 != 0u && s0 + ${2 * g + 1}u < vpr) { q[countTrailingZeros(b1)] = f16(B[vb + ${2 * g + 1}u]); }
+        Bs[dst + ${g * 4}u] = q.x; Bs[dst + ${g * 4 + 1}u] = q.y; Bs[dst + ${g * 4 + 2}u] = q.z; Bs[dst + ${g * 4 + 3}u] = q.w; }`).join("\n");
+  return `for (var e = tid; e < ${bn}u; e = e + ${threads}u) {
+      let n = col0 + e; let w = k0 / 32u; let dst = e * ${ld}u;
+      let ws = pu(6u); let vpr = pu(7u);
+      var word = 0u;
+      if (n < N && w < ws) { word = mbits[n * ws + w]; }
+      let s0 = w * 16u; let vb = n * vpr + s0;
+${groups}
+    }`;
+}
+
+/**
+ * Bindings: A (read), B (read), [mbits (read) with sparseB], C (rw), [bias (read)], [Z (rw)].
+ * Params as shaders/matmul.wgsl.ts: [0]=M [1]=N [2]=K [3]=A batch stride [4]=B batch stride
+ * [5]=C batch stride; with sparseB [6]=mask words per row [7]=values per row.
  * Grid: (ceil(N/bn), ceil(M/bm), batch).
  */
 export const sgMatmulKernel = kernelFamily("matmul_sgmat", (v: SgMatmulVariant) => {
@@ -150,9 +178,11 @@ export const sgMatmulKernel = kernelFamily("matmul_sgmat", (v: SgMatmulVariant) 
   const bk = v.bk ?? SG_BK;
   const I = v.inType, O = v.outType;
   const aType = v.vec ? `array<vec4<${I}>>` : `array<${I}>`;
+  if (v.sparseB && (!v.transB || bk !== 32)) throw new Error(`sgMatmulKernel: a 2:4 B needs transB and bk 32 (got transB ${v.transB}, bk ${bk})`);
   const g = bindGroup([
     { name: "A", access: "read", type: aType },
-    { name: "B", access: "read", type: aType },
+    { name: "B", access: "read", type: v.sparseB ? `array<${I}>` : aType },
+    v.sparseB && { name: "mbits", access: "read", type: "array<u32>" },
     { name: "C", access: "rw", type: v.vec ? `array<vec4<${O}>>` : `array<${O}>` },
     v.bias && { name: "bias", access: "read", type: `array<${I}>` },
     v.aux && { name: "Z", access: "rw", type: v.vec ? `array<vec4<${O}>>` : `array<${O}>` },
@@ -163,9 +193,10 @@ export const sgMatmulKernel = kernelFamily("matmul_sgmat", (v: SgMatmulVariant) 
     ? operand("ra", "A", "As", bk, bm, threads, v.vec, { outer: "$k", inner: "row0" }, { outer: "K", inner: "M" }, "M", "aBase")
     : operand("ra", "A", "As", bm, bk, threads, v.vec, { outer: "row0", inner: "$k" }, { outer: "M", inner: "K" }, "K", "aBase");
   // op(B) tile: bk (k) × bn (n). Stored [k][n] (B row-major) or [n][k] (B stored transposed).
-  const B = v.transB
+  const dense = v.transB
     ? operand("rb", "B", "Bs", bn, bk, threads, v.vec, { outer: "col0", inner: "$k" }, { outer: "N", inner: "K" }, "K", "bBase")
     : operand("rb", "B", "Bs", bk, bn, threads, v.vec, { outer: "$k", inner: "col0" }, { outer: "K", inner: "N" }, "N", "bBase");
+  const B = v.sparseB ? { decl: "", fetch: () => "", store: sparseStage(bn, threads, bk + PAD) } : dense;
   const aSize = v.transA ? bk * (bm + PAD) : bm * (bk + PAD);
   const bSize = v.transB ? bn * (bk + PAD) : bk * (bn + PAD);
   const lda = v.transA ? bm + PAD : bk + PAD;

@@ -8,6 +8,8 @@ import { gpu } from "../gpu/context.ts";
 import { Tensor } from "../tensor.ts";
 import type { SpDType } from "../../shaders/sparse24.wgsl.ts";
 import { chooseTile } from "../../shaders/gemm.ts";
+import { SG_TILES, type SgTile, sgMatmulKernel, sgTileExtent } from "../../shaders/matmul-subgroup.wgsl.ts";
+import { chooseMatrixUnitTile } from "../ops/raw/precision.ts";
 import { EXPAND_TILES, SPMM_SMALL_MAX_ROWS, SPMM_SMALL_WORKGROUP, SPMM_TILE, expandExtent, type ExpandTile, spmmExpandKernel, spmmExpandStorage, spmmSmallKernel, spmmGatherKernel, spmmGatherStorage } from "../../shaders/spmm.wgsl.ts";
 import { fill } from "../ops/raw/map.ts";
 import { stridedCopy } from "../ops/raw/copy.ts";
@@ -20,7 +22,10 @@ export interface SpmmOptions {
    * each S tile into a dense tile in workgroup memory and runs a dense register tile (all
    * multiply-adds, fastest measured on the H200); "gather" keeps the tile compressed and gathers
    * x per kept weight (N/M of the multiply-adds, 4× the workgroup traffic per multiply-add);
-   * "small" splits K over invocations (weight-bandwidth bound decoding).
+   * "small" splits K over invocations (weight-bandwidth bound decoding). Under "auto", a 2:4
+   * product that a matmul of its shape would send to the matrix units (init({ matrixUnits: true })
+   * and setFloat32MatmulPrecision below "highest", or f16) runs there instead of "expand": each
+   * tile is decoded to f16 in workgroup memory and multiplied by the subgroup matrices.
    */
   path?: "auto" | "expand" | "gather" | "small";
   /** Tile of the expand kernel (default: 128x128 when the workgroup memory allows, the grid has ≥ 256 such tiles and the engine is not Deno's wgpu; else 64x64). */
@@ -68,7 +73,17 @@ export function spmmRaw(x: Tensor, s: SparseLike, bias: Tensor | null, rows: num
   if (bias) bufs.push(bias.buffer(op));
   const params = [rows, K, dOut, ws, (K * s.n) / s.m];
   const small = path === "small" || (path === "auto" && rows <= SPMM_SMALL_MAX_ROWS);
-  if (path === "expand" || (path === "auto" && !small)) {
+  const mu = gpu().matrixUnits;
+  const sgName = path === "auto" && !small && !opts.expandTile && s.n === 2 && s.m === 4
+    ? chooseMatrixUnitTile(rows, dOut, K, 1, dtype, mu.tiles.filter((t) => ((SG_TILES[t] as SgTile).bk ?? 32) === 32)) : null;
+  if (sgName) {
+    const t = SG_TILES[sgName] as SgTile;
+    const vec = K % 4 === 0 && dOut % 4 === 0;
+    const kernel = sgMatmulKernel({ ...t, transA: false, transB: true, bias: !!bias, act: "none", aux: false, inType: dtype, outType: dtype, vec,
+      subgroupSize: mu.subgroupSize, prefetch: t.prefetch ?? true, sgIndex: mu.sgIndex[sgName] ?? "builtin", sgSyntax: mu.sgSyntax, sparseB: true });
+    const { bm, bn } = sgTileExtent(t);
+    gpu().launcher.dispatch(kernel, bufs, [Math.ceil(dOut / bn), Math.ceil(rows / bm), 1], [rows, dOut, K, 0, 0, 0, ws, (K * s.n) / s.m]);
+  } else if (path === "expand" || (path === "auto" && !small)) {
     // 128×128 measured faster under Dawn (Node, Chrome) on the H200 but 4× slower under Deno's
     // wgpu, which takes 64×64 (scratch numbers in the sparse-core report; bench/ measures both)
     const candidates: readonly ExpandTile[] = gpu().info.runtime === "Deno" ? ["64x64"] : ["128x128", "64x64"];

@@ -12,6 +12,7 @@ import { assert, assertClose, assertEquals } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
 import { type Arr, geluTanh, map, matmul as cpuMatmul, randArr } from "../ref/cpu.ts";
 import { fromArr } from "../ref/convert.ts";
+import { applyMask, nmMask } from "../ref/sparse.ts";
 
 const NEEDS = { needs: ["chromium-experimental-subgroup-matrix" as const, "shader-f16" as const] };
 const toF16 = (a: Arr): Arr => map((v) => fromHalfBits(toHalfBits(v)), a);
@@ -76,3 +77,26 @@ test("matrix units: \"highest\" precision keeps f32 products off them; bad preci
   assert(threw, "setFloat32MatmulPrecision(\"low\") must throw a typed error naming the choices");
   assertEquals(ws.getFloat32MatmulPrecision(), "highest");
 });
+
+test("matrix units: 2:4 spmm decoded to f16 tiles on subgroup matrices, odd shapes, bias", async () => {
+  const { compress24, spmm } = await import("../../src/sparse/index.ts");
+  const prev = ws.getFloat32MatmulPrecision();
+  ws.setFloat32MatmulPrecision("medium");
+  try {
+    let seed = 40;
+    for (const [M, K, dOut] of [[300, 96, 200], [129, 200, 72], [64, 33, 130], [1024, 256, 384]] as const) {
+      const x = toF16(randArr([M, K], seed++)), w = toF16(randArr([dOut, K], seed++)), b = toF16(randArr([dOut], seed++));
+      const mask = nmMask(w, 2, 4);
+      let e = cpuMatmul(x, applyMask(w, mask), false, true);
+      e = map((v, c) => v + c, e, b);
+      const S = compress24(fromArr(w));
+      const y = spmm(fromArr(x), S, fromArr(b));
+      assertClose(await y.toArray(), e.data, { rtol: 1e-4, atol: 1e-4 * Math.sqrt(K) + 1e-5, msg: `spmm ${M}x${K}x${dOut}` });
+      for (const t of [y, S.values, S.meta]) t.dispose();
+    }
+    const used = ws.gpu().pipelines.all().some((p) => p.kernel.key.startsWith("matmul_sgmat") && p.kernel.key.includes("\"sparseB\":true"));
+    assert(used, "no 2:4 product ran on the matrix units");
+  } finally {
+    ws.setFloat32MatmulPrecision(prev);
+  }
+}, NEEDS);
