@@ -1,0 +1,43 @@
+// The f32 matmul precision (torch.set_float32_matmul_precision) and the choice of a matrix-unit
+// tile for a product: below the matmul front-end, so every launcher that can run on the matrix
+// units (matmul, the 2:4 spmm) asks the same question the same way.
+import { ValueError } from "../../errors.ts";
+import { SG_TILES, type SgTileName, sgTileExtent } from "../../../shaders/matmul-subgroup.wgsl.ts";
+
+/** torch.set_float32_matmul_precision's levels. */
+export type MatmulPrecision = "highest" | "high" | "medium";
+let f32Precision: MatmulPrecision = "highest";
+
+/**
+ * As torch.set_float32_matmul_precision: "highest" (the default) keeps f32 products on f32
+ * arithmetic; "high" and "medium" let f32 products run on the GPU's matrix units when
+ * init({ matrixUnits: true }) found them (gpu().matrixUnits), with operands rounded to f16 (WGSL
+ * has neither tf32 nor bf16) and f32 accumulation. f16 products use the matrix units whenever
+ * they were found.
+ */
+export function setFloat32MatmulPrecision(p: MatmulPrecision): void {
+  if (p !== "highest" && p !== "high" && p !== "medium") {
+    throw new ValueError("setFloat32MatmulPrecision", `precision "${String(p)}" is not one of "highest", "high", "medium"`);
+  }
+  f32Precision = p;
+}
+
+export function getFloat32MatmulPrecision(): MatmulPrecision {
+  return f32Precision;
+}
+
+/** Below this many multiply-adds a product is launch-bound and stays on the shader-core kernel. */
+const MU_MIN_WORK = 1 << 18;
+
+/** The matrix-unit tile for an M×N output (nb products) among those that compiled, or null. */
+export function chooseMatrixUnitTile(M: number, N: number, K: number, nb: number, dtype: "f32" | "f16", available: readonly SgTileName[]): SgTileName | null {
+  if (!available.length) return null;
+  if (dtype === "f32" && f32Precision === "highest") return null;
+  if (M * N * K * nb < MU_MIN_WORK) return null;
+  const grid = (t: SgTileName) => { const { bm, bn } = sgTileExtent(SG_TILES[t]); return Math.ceil(M / bm) * Math.ceil(N / bn) * nb; };
+  for (const t of available) if (grid(t) >= MU_BIG_GRID) return t;
+  return available.includes("64x64s4") ? "64x64s4" : available[available.length - 1]!;
+}
+
+/** Products of at least this many workgroups of a tile keep every SM of a big GPU busy. */
+const MU_BIG_GRID = 192;
