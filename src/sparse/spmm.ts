@@ -2,7 +2,8 @@
 // layer (S = W_R) and its input gradient (S = W_RC^T, so dX = dY·W_RC). No autograd here: the
 // differentiable op is sparseLinear (ops.ts). Picks the small-n kernel (weight-bandwidth bound)
 // for n ≤ 16 rows and the expand kernel otherwise; the gather kernel on request
-// (shaders/spmm.wgsl.ts says what each costs).
+// (shaders/spmm.wgsl.ts says what each costs). For n ≤ 16 with 2:4 and K a multiple of 8 the
+// decode kernel (shaders/spmm-decode.wgsl.ts: coalesced, K split across workgroups) replaces small.
 import { DTypeError, ResourceLimitError, ShapeError, fmtShape } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
 import { Tensor } from "../tensor.ts";
@@ -11,6 +12,7 @@ import { chooseTile } from "../../shaders/gemm.ts";
 import { SG_TILES, type SgTile, sgMatmulKernel, sgTileExtent } from "../../shaders/matmul-subgroup.wgsl.ts";
 import { chooseMatrixUnitTile } from "../ops/raw/precision.ts";
 import { EXPAND_TILES, SPMM_SMALL_MAX_ROWS, SPMM_SMALL_WORKGROUP, SPMM_TILE, expandExtent, type ExpandTile, spmmExpandKernel, spmmExpandStorage, spmmSmallKernel, spmmGatherKernel, spmmGatherStorage } from "../../shaders/spmm.wgsl.ts";
+import { DECODE_MAX_ROWS, DECODE_ROWS, spmmDecodeKernel, spmmSplitSumKernel } from "../../shaders/spmm-decode.wgsl.ts";
 import { fill } from "../ops/raw/map.ts";
 import { stridedCopy } from "../ops/raw/copy.ts";
 import { checkLive, grid1d, numel } from "../ops/util.ts";
@@ -22,12 +24,16 @@ export interface SpmmOptions {
    * each S tile into a dense tile in workgroup memory and runs a dense register tile (all
    * multiply-adds, fastest measured on the H200); "gather" keeps the tile compressed and gathers
    * x per kept weight (N/M of the multiply-adds, 4× the workgroup traffic per multiply-add);
-   * "small" splits K over invocations (weight-bandwidth bound decoding). Under "auto", a 2:4
+   * "small" splits K over invocations (weight-bandwidth bound decoding); "decode" (the default
+   * for n ≤ 16 rows with 2:4 and K a multiple of 8) reads each weight byte once, coalesced, with K
+   * split across workgroups when d_out gives too few. Under "auto", a 2:4
    * product that a matmul of its shape would send to the matrix units (init({ matrixUnits: true })
    * and setFloat32MatmulPrecision below "highest", or f16) runs there instead of "expand": each
    * tile is decoded to f16 in workgroup memory and multiplied by the subgroup matrices.
    */
-  path?: "auto" | "expand" | "gather" | "small";
+  path?: "auto" | "expand" | "gather" | "small" | "decode";
+  /** K splits of the decode kernel (default: enough for ~1024 workgroups, each split ≥ 256 columns). */
+  splits?: number;
   /** Tile of the expand kernel (default: 128x128 when the workgroup memory allows, the grid has ≥ 256 such tiles and the engine is not Deno's wgpu; else 64x64). */
   expandTile?: ExpandTile;
   /** Rows of x per workgroup of the gather kernel (default: 128 where the workgroup memory allows and x has over 64 rows). */
@@ -72,6 +78,11 @@ export function spmmRaw(x: Tensor, s: SparseLike, bias: Tensor | null, rows: num
   const bufs = [x.buffer(op), s.values.buffer(op), s.meta.buffer(op), out.buffer(op)];
   if (bias) bufs.push(bias.buffer(op));
   const params = [rows, K, dOut, ws, (K * s.n) / s.m];
+  const decodable = s.n === 2 && s.m === 4 && K % 8 === 0;
+  if (path === "decode" || (path === "auto" && rows <= DECODE_MAX_ROWS && decodable)) {
+    decode(x, s, bias, rows, out, opts.splits, op);
+    return out;
+  }
   const small = path === "small" || (path === "auto" && rows <= SPMM_SMALL_MAX_ROWS);
   const mu = gpu().matrixUnits;
   const sgName = path === "auto" && !small && !opts.expandTile && s.n === 2 && s.m === 4
@@ -118,6 +129,41 @@ export function spmmRaw(x: Tensor, s: SparseLike, bias: Tensor | null, rows: num
     gpu().launcher.dispatch(spmmGatherKernel(s.n, s.m, dtype, !!bias, tileRows), bufs, [Math.ceil(dOut / SPMM_TILE), Math.ceil(rows / tileRows)], params);
   }
   return out;
+}
+
+/** Workgroups the decode kernel aims for before it stops splitting K (H200: 132 SMs). */
+const DECODE_TARGET_GROUPS = 1024;
+/** Fewest columns per K split of the decode kernel (below that the second pass costs more). */
+const DECODE_MIN_SPLIT = 256;
+
+/** The decode path (2:4, K % 8 = 0, ≤ 16 rows): one pass, or split-K partials and their sum. */
+function decode(x: Tensor, s: SparseLike, bias: Tensor | null, rows: number, out: Tensor, splitsOpt: number | undefined, op: string): void {
+  const K = s.cols, dOut = s.rows, dtype = s.values.dtype as SpDType;
+  if (rows > DECODE_MAX_ROWS) throw new ShapeError(op, `the decode path takes at most ${DECODE_MAX_ROWS} rows, x has ${rows}; use path "auto"`);
+  if (s.n !== 2 || s.m !== 4 || K % 8 !== 0) {
+    throw new ShapeError(op, `the decode path needs 2:4 and K a multiple of 8, got ${s.n}:${s.m} with K=${K}; use path "small"`);
+  }
+  if (splitsOpt !== undefined && !(Number.isInteger(splitsOpt) && splitsOpt >= 1)) {
+    throw new ShapeError(op, `splits must be a positive integer, got ${splitsOpt}`);
+  }
+  const blocks = Math.ceil(dOut / DECODE_ROWS);
+  const want = splitsOpt ?? Math.max(1, Math.min(Math.ceil(DECODE_TARGET_GROUPS / blocks), Math.floor(K / DECODE_MIN_SPLIT)));
+  const len = Math.ceil(K / want / 64) * 64, splits = Math.ceil(K / len);
+  const c = Math.ceil(rows / 4);
+  const params = [rows, K, dOut, metaWords(K), K / 2, len];
+  const xb = x.buffer(op), vb = s.values.buffer(op), mb = s.meta.buffer(op);
+  if (splits === 1) {
+    const bufs = [xb, vb, mb, out.buffer(op)];
+    if (bias) bufs.push(bias.buffer(op));
+    gpu().launcher.dispatch(spmmDecodeKernel(dtype, !!bias, c, false), bufs, [blocks, 1], params);
+    return;
+  }
+  const part = Tensor.empty([splits, rows, dOut], "f32", op);
+  gpu().launcher.dispatch(spmmDecodeKernel(dtype, false, c, true), [xb, vb, mb, part.buffer(op)], [blocks, splits], params);
+  const bufs = [part.buffer(op), out.buffer(op)];
+  if (bias) bufs.push(bias.buffer(op));
+  gpu().launcher.dispatch(spmmSplitSumKernel(dtype, !!bias), bufs, grid1d(rows * dOut, 256), [rows * dOut, dOut, splits]);
+  part.dispose();
 }
 
 /**

@@ -186,6 +186,53 @@ test("spmm small path: long rows split over 16, 32 and 64 invocations", async ()
   }
 });
 
+test("spmm decode path (2:4, ≤ 16 rows): equals X·(M_R⊙W)ᵀ + b for M = 1..16, bias on/off, one pass and split-K at K not a multiple of the split", async () => {
+  // [rows, K, d_out, splits]: partial row blocks of 32, K of one vec4 up to several sub-chunks
+  const cases: [number, number, number, number | undefined][] = [
+    [1, 8, 5, undefined], [2, 40, 33, 1], [3, 200, 70, 2], [4, 776, 31, 3], [5, 1000, 64, undefined],
+    [7, 96, 1, 4], [8, 520, 97, 5], [9, 264, 40, 2], [12, 72, 65, undefined], [13, 392, 33, 3], [16, 1032, 50, 4], [16, 64, 32, 1],
+  ];
+  for (const [i, [rows, K, dOut, splits]] of cases.entries()) {
+    const { w, s, mR } = sparseWeight(dOut, K, 300 + i);
+    const x = rand32([rows, K], 320 + i), b = rand32([dOut], 340 + i);
+    const want = matmul(x, applyMask(w, mR), false, true);
+    for (const withBias of [i % 2 === 0, i % 2 !== 0]) {
+      const y = ws.tidy(() => spmm(fromArr(x), s, withBias ? fromArr(b) : null, { path: "decode", splits }));
+      assertEquals(y.shape, [rows, dOut]);
+      assertClose(await f32(y), addBias(want, withBias ? b : null).data, { rtol: 1e-4, atol: 3e-5, msg: `decode n=${rows} K=${K} d_out=${dOut} splits=${splits} bias=${withBias}` });
+      y.dispose();
+    }
+    // "auto" takes the decode path for these shapes and agrees with the gather kernel (masked dense on the GPU)
+    const [ya, yg] = ws.tidy(() => [spmm(fromArr(x), s, fromArr(b)), spmm(fromArr(x), s, fromArr(b), { path: "gather" })]);
+    assertClose(await f32(ya!), await f32(yg!), { rtol: 1e-4, atol: 3e-5, msg: `auto vs gather n=${rows} K=${K}` });
+    ya!.dispose(); yg!.dispose(); s.dispose();
+  }
+});
+
+test("spmm decode path through a double-pruned W_RC^T (groups keeping fewer than 2) gives dY·(M_RC⊙W)", async () => {
+  for (const [i, [rows, dOut, dIn]] of ([[1, 64, 40], [6, 96, 72], [16, 520, 36]] as const).entries()) {
+    const { w, s } = sparseWeight(dOut, dIn, 360 + i);
+    const t = doublePrune(s);
+    const dY = rand32([rows, dOut], 370 + i);
+    for (const splits of [1, 2]) {
+      const dx = ws.tidy(() => spmm(fromArr(dY), t, null, { path: "decode", splits }));
+      assertClose(await f32(dx), matmul(dY, applyMask(w, slopeMasks(w, 2, 4).mRC)).data, { rtol: 1e-4, atol: 3e-5, msg: `n=${rows} ${dOut}×${dIn} splits=${splits}` });
+      dx.dispose();
+    }
+    s.dispose(); t.dispose();
+  }
+});
+
+test("spmm decode path: typed errors for other patterns, K not a multiple of 8, over 16 rows and bad splits", async () => {
+  const s24 = compress24(ws.zeros([8, 12])), s28 = compress24(ws.zeros([8, 16]), { pattern: "2:8" });
+  const s16 = compress24(ws.zeros([8, 16]));
+  await assertThrows(() => spmm(ws.zeros([2, 12]), s24, null, { path: "decode" }), ws.ShapeError, "multiple of 8");
+  await assertThrows(() => spmm(ws.zeros([2, 16]), s28, null, { path: "decode" }), ws.ShapeError, "2:4");
+  await assertThrows(() => spmm(ws.zeros([17, 16]), s16, null, { path: "decode" }), ws.ShapeError, "at most 16");
+  await assertThrows(() => spmm(ws.zeros([2, 16]), s16, null, { path: "decode", splits: 0 }), ws.ShapeError, "splits");
+  s24.dispose(); s28.dispose(); s16.dispose();
+});
+
 test("spmm through W_RC^T gives dX = dY·(M_RC⊙W) (tiled and small)", async () => {
   for (const [i, [rows, dOut, dIn]] of ([[5, 32, 48], [70, 64, 96], [3, 48, 40]] as const).entries()) {
     const { w, s } = sparseWeight(dOut, dIn, 90 + i);
