@@ -15,6 +15,7 @@ import { DTypeError, ShapeError, ValueError, fmtShape } from "../errors.ts";
 import { copyInto } from "../ops/raw/copy.ts";
 import { checkAdamOptions } from "./validate.ts";
 import { FlatArena, GradArena, planArenas } from "./arena.ts";
+import { type GradScaler, GpuStepCount } from "./grad-scaler.ts";
 
 export interface AdamWOptions {
   lr?: number;
@@ -43,12 +44,59 @@ interface ParamState {
   v: Tensor;
 }
 
-/** Launches one fused AdamW update of `param` from `grad` (shared with SparseAdamW). */
-export function adamwUpdate(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, step: number, o: Required<AdamWOptions>, epsForm: "torch" | "slope"): void {
+/**
+ * Launches one fused AdamW update of `param` from `grad` (shared with SparseAdamW). With `amp`
+ * (mixed precision) the kernel takes the skip flag and gradient multiplier from the scaler and
+ * the step count from `amp.steps` on the GPU; `step` is then unused.
+ */
+export function adamwUpdate(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, step: number, o: Required<AdamWOptions>, epsForm: "torch" | "slope",
+  amp: { scaler: GradScaler; steps: GpuStepCount } | null = null): void {
   const [b1, b2] = o.betas;
-  gpu().launcher.dispatch(adamwKernel(epsForm), [param.buffer("AdamW"), grad.buffer("AdamW"), m.buffer("AdamW"), v.buffer("AdamW")],
-    grid1d(param.size, ADAMW_WORKGROUP),
-    [param.size, f32bits(o.lr), f32bits(b1), f32bits(b2), f32bits(o.eps), f32bits(o.weightDecay), f32bits(1 - b1 ** step), f32bits(1 - b2 ** step)]);
+  const bufs = [param.buffer("AdamW"), grad.buffer("AdamW"), m.buffer("AdamW"), v.buffer("AdamW")];
+  const head = [param.size, f32bits(o.lr), f32bits(b1), f32bits(b2), f32bits(o.eps), f32bits(o.weightDecay)];
+  if (amp) {
+    const { buffers, slot } = amp.steps.launchArgs(amp.scaler);
+    gpu().launcher.dispatch(adamwKernel(epsForm, true), [...bufs, ...buffers], grid1d(param.size, ADAMW_WORKGROUP),
+      [...head, f32bits(Math.log(b1)), f32bits(Math.log(b2)), slot]);
+    return;
+  }
+  gpu().launcher.dispatch(adamwKernel(epsForm), bufs, grid1d(param.size, ADAMW_WORKGROUP), [...head, f32bits(1 - b1 ** step), f32bits(1 - b2 ** step)]);
+}
+
+/**
+ * The GPU step counts of an optimizer under a GradScaler, one per dispatch target (an arena's
+ * flat parameters, or a parameter updated on its own). A parameter updated on its own takes a
+ * copy of its arena's count and keeps it (its arena no longer fuses).
+ */
+export class StepCounts {
+  readonly counts = new Map<Tensor, GpuStepCount>();
+
+  /** The count of `key`, made from `initial` (or a copy of `from`'s) on first use. */
+  of(key: Tensor, initial: number, from?: Tensor): GpuStepCount {
+    let c = this.counts.get(key);
+    if (!c) {
+      const src = from && this.counts.get(from);
+      c = src ? src.clone() : new GpuStepCount(initial);
+      this.counts.set(key, c);
+    }
+    return c;
+  }
+
+  has(key: Tensor): boolean {
+    return this.counts.has(key);
+  }
+
+  /** Reads every count back: key → true step count. */
+  async read(): Promise<Map<Tensor, number>> {
+    const keys = [...this.counts.keys()];
+    const vals = await Promise.all(keys.map((k) => this.counts.get(k)!.read()));
+    return new Map(keys.map((k, i) => [k, vals[i]!]));
+  }
+
+  clear(): void {
+    for (const c of this.counts.values()) c.dispose();
+    this.counts.clear();
+  }
 }
 
 /**
@@ -85,6 +133,12 @@ export class ArenaSet {
     return [e.m, e.v];
   }
 
+  /** The flat parameters of `t`'s arena (the key of its fused dispatch), if it has one. */
+  flatOf(t: Tensor): Tensor | undefined {
+    const w = this.where.get(t);
+    return w ? this.arenas[w.a]!.grad.params.flat : undefined;
+  }
+
   /** Moments of one tensor: views of its arena's moments, or null when it has no arena. */
   momentViews(t: Tensor): [Tensor, Tensor] | null {
     const w = this.where.get(t);
@@ -103,6 +157,14 @@ export class ArenaSet {
 export class AdamW {
   readonly paramGroups: ParamGroup[] = [];
   readonly defaults: Required<AdamWOptions>;
+  /**
+   * Mixed precision: when set, step() skips the update on the GPU when the scaler found an
+   * overflow and otherwise multiplies the gradients by its 1/S · clip coefficient; step counts
+   * (bias correction) are then kept on the GPU and the host's `step` counts launches until
+   * syncSteps() reads the true ones.
+   */
+  gradScaler: GradScaler | null = null;
+  private readonly gpuSteps = new StepCounts();
   private readonly state = new Map<Tensor, ParamState>();
   private readonly arenas: ArenaSet;
   /** Arena indices of each group. */
@@ -157,6 +219,7 @@ export class AdamW {
    * work and submits it; never waits.
    */
   step(): void {
+    const sc = this.gradScaler;
     this.paramGroups.forEach((group, gi) => {
       const done = new Set<Tensor>();
       for (const a of this.groupArenas[gi]!) {
@@ -164,19 +227,34 @@ export class AdamW {
         if (!e.grad.gradsInPlace()) continue;
         const states = e.grad.tensors.map((p) => this.stateFor(p));
         if (states.some((s) => s.step !== states[0]!.step)) continue;
+        if (sc && e.grad.tensors.some((p) => this.gpuSteps.has(p))) continue;
         for (const s of states) s.step++;
         const [m, v] = this.arenas.moments(a);
-        adamwUpdate(e.grad.params.flat, e.grad.grads.flat, m.flat, v.flat, states[0]!.step, group, "torch");
+        const flat = e.grad.params.flat;
+        adamwUpdate(flat, e.grad.grads.flat, m.flat, v.flat, states[0]!.step, group, "torch",
+          sc && { scaler: sc, steps: this.gpuSteps.of(flat, states[0]!.step - 1) });
         for (const p of e.grad.tensors) done.add(p);
       }
       for (const p of group.params) {
         if (!p.grad || done.has(p)) continue;
         const s = this.stateFor(p);
         s.step++;
-        adamwUpdate(p, p.grad, s.m, s.v, s.step, group, "torch");
+        adamwUpdate(p, p.grad, s.m, s.v, s.step, group, "torch", sc && { scaler: sc, steps: this.gpuSteps.of(p, s.step - 1, this.arenas.flatOf(p)) });
       }
     });
     flush();
+  }
+
+  /**
+   * Under a GradScaler: reads the GPU step counts back into the host's (stateOf().step,
+   * stateDict()), which until then count launches, skipped steps included. Checkpoints call it.
+   */
+  async syncSteps(): Promise<void> {
+    const counts = await this.gpuSteps.read();
+    for (const [p, s] of this.state) {
+      const n = counts.get(p) ?? counts.get(this.arenas.flatOf(p)!);
+      if (n !== undefined) s.step = n;
+    }
   }
 
   /** Drops every gradient (set to none). */
@@ -232,12 +310,14 @@ export class AdamW {
       copyInto(st.v, s.expAvgSq);
       st.step = s.step;
     }
+    this.gpuSteps.clear(); // made again from the restored steps
   }
 
   /** Frees the optimizer state; parameters stay where they are, gradients go back to new tensors. */
   dispose(): void {
     for (const s of this.state.values()) { s.m.dispose(); s.v.dispose(); }
     this.state.clear();
+    this.gpuSteps.clear();
     this.arenas.dispose();
   }
 }

@@ -17,7 +17,8 @@ import { Tensor as TensorClass, type Tensor } from "../tensor.ts";
 import { ShapeError, ValueError, WebslopeError, fmtShape } from "../errors.ts";
 import { checkNumber } from "../validate.ts";
 import { checkAdamOptions } from "./validate.ts";
-import { type AdamW, ArenaSet, adamwUpdate } from "./adamw.ts";
+import { type AdamW, ArenaSet, adamwUpdate, StepCounts } from "./adamw.ts";
+import type { GradScaler } from "./grad-scaler.ts";
 import { clipBySumOfSquares, sumOfSquares } from "./clip.ts";
 
 export interface SparseAdamWOptions {
@@ -51,8 +52,17 @@ export class SparseAdamW {
   eps: number;
   weightDecay: number;
   maskChangeFreq: number;
-  /** Optimizer steps taken (the mask-refresh clock). */
+  /** Optimizer steps taken (the mask-refresh clock; under a GradScaler skipped steps count too). */
   stepCount = 0;
+  /**
+   * Mixed precision: when set, step() skips the update on the GPU when the scaler found an
+   * overflow and otherwise multiplies the gradients by its 1/S · clip coefficient; each layer's
+   * step count (bias correction) is then kept on the GPU, and stepOf() counts launches until
+   * syncSteps() reads the true ones. W_RC^T is refreshed or re-pruned either way (from unchanged
+   * values after a skipped step).
+   */
+  gradScaler: GradScaler | null = null;
+  private readonly gpuSteps = new StepCounts();
   readonly layers: SparseLinear[];
   private readonly state = new Map<SparseLinear, LayerState>();
   /** Updates each layer has had: its own bias-correction step t, as the method keeps one per weight. */
@@ -109,13 +119,16 @@ export class SparseAdamW {
     const reprune = t % this.maskChangeFreq === 0;
     const done = new Set<Tensor>();
     const layerOf = new Map(this.layers.map((l) => [l.sparseParam, l]));
+    const sc = this.gradScaler;
     this.arenas.arenas.forEach((e, a) => {
       if (!e.grad.gradsInPlace()) return;
       // One dispatch for the arena only while its layers share one step count.
       const ts = new Set(e.grad.tensors.map((p) => this.steps.get(layerOf.get(p)!) ?? 0));
       if (ts.size !== 1) return;
+      if (sc && e.grad.tensors.some((p) => this.gpuSteps.has(p))) return;
       const [m, v] = this.arenas.moments(a);
-      adamwUpdate(e.grad.params.flat, e.grad.grads.flat, m.flat, v.flat, [...ts][0]! + 1, o, "slope");
+      const flat = e.grad.params.flat, t0 = [...ts][0]!;
+      adamwUpdate(flat, e.grad.grads.flat, m.flat, v.flat, t0 + 1, o, "slope", sc && { scaler: sc, steps: this.gpuSteps.of(flat, t0) });
       for (const p of e.grad.tensors) done.add(p);
     });
     for (const layer of this.layers) {
@@ -124,11 +137,21 @@ export class SparseAdamW {
       const s = this.stateFor(layer);
       const lt = (this.steps.get(layer) ?? 0) + 1;
       this.steps.set(layer, lt);
-      if (!done.has(p)) adamwUpdate(p, p.grad, s.m, s.v, lt, o, "slope");
+      if (!done.has(p)) adamwUpdate(p, p.grad, s.m, s.v, lt, o, "slope", sc && { scaler: sc, steps: this.gpuSteps.of(p, lt - 1, this.arenas.flatOf(p)) });
       if (reprune) layer.repruneTranspose();
       else layer.refreshTranspose();
     }
     flush();
+  }
+
+  /** Under a GradScaler: reads the layers' GPU step counts back into stepOf() / stateDict(). */
+  async syncSteps(): Promise<void> {
+    const counts = await this.gpuSteps.read();
+    for (const l of this.layers) {
+      const p = l.sparseParam;
+      const n = counts.get(p) ?? counts.get(this.arenas.flatOf(p)!);
+      if (n !== undefined) this.steps.set(l, n);
+    }
   }
 
   zeroGrad(): void {
@@ -213,11 +236,13 @@ export class SparseAdamW {
       const n = sd.layerSteps?.[i] ?? (this.state.has(l) ? sd.step : 0);
       if (n) this.steps.set(l, n); else this.steps.delete(l);
     });
+    this.gpuSteps.clear(); // made again from the restored steps
   }
 
   dispose(): void {
     for (const s of this.state.values()) { s.m.dispose(); s.v.dispose(); }
     this.state.clear();
+    this.gpuSteps.clear();
     this.arenas.dispose();
   }
 }

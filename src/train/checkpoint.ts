@@ -85,7 +85,10 @@ interface Meta {
     stepCount: number;
     batchRng: number;
     adamw: { paramGroups: { lr: number; betas: [number, number]; eps: number; weightDecay: number; params: string[] }[]; steps: Record<string, number> };
-    sparseAdamW: { step: number; layers: string[] } | null;
+    /** layerSteps: each layer's own step count (older files: every layer took `step`). */
+    sparseAdamW: { step: number; layers: string[]; layerSteps?: Record<string, number> } | null;
+    /** Mixed precision: the loss scaler's state (absent in f32 runs and older files). */
+    scaler?: { scale: number; growthTracker: number; skipped: number } | null;
   } | null;
   rng: { global: number };
   extra: Record<string, unknown>;
@@ -171,6 +174,8 @@ export async function checkpointToBytes(state: CheckpointState): Promise<Uint8Ar
   if (!(model instanceof GPT)) throw new CheckpointError("checkpointToBytes: state.model must be a GPT");
   if (trainer && trainer.model !== model) throw new CheckpointError("checkpointToBytes: state.trainer trains a different model than state.model");
   if (trainer) await trainer.settle();
+  // Mixed precision: the optimizers' step counts live on the GPU (a skipped step does not count).
+  const scaler = trainer ? await trainer.syncScaler() : null;
   const layers = sparseLayers(model);
   const merged = mergedLayer(model);
   if (merged) {
@@ -282,7 +287,11 @@ export async function checkpointToBytes(state: CheckpointState): Promise<Uint8Ar
         paramGroups: adamw.paramGroups.map(({ params, ...h }) => ({ ...h, params: params.map((i) => torchName(paramName.get(all[i]!)!)) })),
         steps,
       },
-      sparseAdamW: trainer.sparse ? { step: trainer.sparse.stepCount, layers: sparseNames } : null,
+      sparseAdamW: trainer.sparse ? {
+        step: trainer.sparse.stepCount, layers: sparseNames,
+        layerSteps: Object.fromEntries(layers.filter(([n]) => sparseNames.includes(torchName(n))).map(([n, l]) => [torchName(n), trainer.sparse!.stepOf(l)])),
+      } : null,
+      scaler: scaler ? { scale: scaler.scale, growthTracker: scaler.growthTracker, skipped: scaler.skipped } : null,
     };
   }
   const first = layers[0]?.[1];
@@ -502,6 +511,11 @@ export async function checkpointFromBytes(bytes: Uint8Array, target: LoadTarget 
       }
     }
     if (typeof optim.batchRng !== "number" || !Number.isSafeInteger(optim.stepCount)) problems.push("metadata trainer.batchRng / stepCount are missing");
+    const sc = optim.scaler;
+    if (sc != null && (typeof sc !== "object" || !(typeof sc.scale === "number" && sc.scale > 0 && Number.isFinite(sc.scale)) ||
+      !Number.isSafeInteger(sc.growthTracker) || sc.growthTracker < 0 || !Number.isSafeInteger(sc.skipped) || sc.skipped < 0)) {
+      problems.push(`metadata trainer.scaler ${JSON.stringify(sc)} is not { scale > 0, growthTracker ≥ 0, skipped ≥ 0 }`);
+    }
   }
   if (problems.length) throw new CheckpointError(`checkpoint: ${problems.length} problem${problems.length > 1 ? "s" : ""}: ${problems.slice(0, 12).join("; ")}${problems.length > 12 ? "; ..." : ""}`);
 
@@ -624,8 +638,15 @@ function restoreTrainer(trainer: Trainer, model: GPT, optim: NonNullable<Meta["t
         tensors.set(`${i}.${k}`, t);
       }
     });
-    trainer.sparse.loadStateDict({ step: optim.sparseAdamW.step, tensors });
+    const saved = optim.sparseAdamW.layerSteps;
+    const layerSteps = saved && trainer.sparse.layers.map((l) => {
+      const tp = torchName(sparseLayers(model).find(([, x]) => x === l)![0]);
+      return optim.sparseAdamW!.layers.includes(tp) ? saved[tp] ?? optim.sparseAdamW!.step : 0;
+    });
+    trainer.sparse.loadStateDict({ step: optim.sparseAdamW.step, tensors, ...(layerSteps ? { layerSteps } : {}) });
   }
+  // An f32 run resumed as mixed starts a fresh scaler; a mixed run resumed as f32 drops it.
+  if (trainer.scaler && optim.scaler) trainer.scaler.loadState(optim.scaler);
   trainer.restore({ stepCount: optim.stepCount, batchRng: optim.batchRng });
   void m;
 }

@@ -6,10 +6,18 @@
 // and a NaN or infinite loss stops the next step() (or settle()) with a NonFiniteLossError that
 // names the step and says what to try; saveCheckpoint settles first, so it never overwrites the
 // last good checkpoint with a diverged model.
+// precision "mixed-f16" runs the step's matmuls (forward and backward) on the matrix units with
+// f16-rounded operands and f32 accumulation (setFloat32MatmulPrecision("medium"), scoped to the
+// step), keeps f32 master weights and optimizer state, and scales the loss dynamically on the GPU
+// (GradScaler: overflowed steps are skipped there, never read back in the step). Where the device
+// has no matrix units the matmuls stay f32 and the loss scaling still runs (precisionWarning says so).
 import { endOp } from "../gpu/profiler.ts";
 import type { GPT } from "../nn/gpt.ts";
+import { gpu } from "../gpu/context.ts";
+import { getFloat32MatmulPrecision, setFloat32MatmulPrecision } from "../ops/matmul.ts";
 import { AdamW } from "../optim/adamw.ts";
 import { clipGradNorm } from "../optim/clip.ts";
+import { GradScaler, type GradScalerOptions, type GradScalerState } from "../optim/grad-scaler.ts";
 import { linearWarmupDecay } from "../optim/schedule.ts";
 import { SparseAdamW } from "../optim/sparse-adamw.ts";
 import { Generator } from "../random.ts";
@@ -55,9 +63,19 @@ export interface TrainerOptions {
   seed?: number;
   /** Train SLoPe (sparse) instead of dense. */
   slope?: SlopeOptions;
+  /**
+   * "f32" (the default): f32 everywhere. "mixed-f16": matmuls on the matrix units (f16 operands,
+   * f32 accumulation) with f32 master weights and optimizer state and dynamic loss scaling;
+   * without matrix units the matmuls stay f32 (precisionWarning says so).
+   */
+  precision?: Precision;
+  /** Dynamic loss scaling of "mixed-f16" (torch.cuda.amp.GradScaler's defaults). */
+  lossScale?: GradScalerOptions;
   /** Called with each step's loss once it is read back (a few steps late, in step order). */
   onLoss?: (step: number, loss: number) => void;
 }
+
+export type Precision = "f32" | "mixed-f16";
 
 export class Trainer {
   readonly dense: AdamW;
@@ -71,14 +89,30 @@ export class Trainer {
   lastCheckpoint: { step: number; path: string } | null = null;
   /** The most recent loss read back. */
   lastLoss: { step: number; loss: number } | null = null;
-  private readonly o: Required<Omit<TrainerOptions, "slope" | "onLoss">> & { slope?: SlopeOptions; onLoss?: TrainerOptions["onLoss"] };
+  /** "mixed-f16": the loss scaler (its state is on the GPU; lastScaler is its late readback). */
+  readonly scaler: GradScaler | null = null;
+  /** "mixed-f16": the scaler's state after step `step`, read back late like the loss. */
+  lastScaler: ({ step: number } & GradScalerState) | null = null;
+  /** Why "mixed-f16" cannot use the matrix units here (null when it can, or with "f32"). Said once, not logged. */
+  readonly precisionWarning: string | null = null;
+  private readonly matrixUnits: boolean = false;
+  private readonly o: Required<Omit<TrainerOptions, "slope" | "onLoss" | "lossScale">> & { slope?: SlopeOptions; lossScale?: GradScalerOptions; onLoss?: TrainerOptions["onLoss"] };
   private readonly pending = new Set<Promise<void>>();
   private failure: Error | null = null;
 
   constructor(readonly model: GPT, readonly corpus: Corpus, opts: TrainerOptions) {
     checkTrainer(model, corpus, opts);
-    this.o = { lr: 1e-3, warmupFraction: 0.01, weightDecay: 0.1, gradClip: 1, seed: 0, ...opts };
+    this.o = { lr: 1e-3, warmupFraction: 0.01, weightDecay: 0.1, gradClip: 1, seed: 0, precision: "f32", ...opts };
     this.gen = new Generator(this.o.seed);
+    if (this.o.precision === "mixed-f16") {
+      this.scaler = new GradScaler(this.o.lossScale ?? {});
+      const mu = gpu().matrixUnits;
+      this.matrixUnits = mu.tiles.length > 0;
+      if (!this.matrixUnits) {
+        this.precisionWarning = `precision "mixed-f16": this device has no usable matrix units (${mu.note}), so matmuls stay on f32 arithmetic; ` +
+          "f32 master weights and the dynamic loss scaling run as configured";
+      }
+    }
     const s = opts.slope;
     if (s) {
       pruneModel(model, { pattern: s.pattern, compress: s.compress });
@@ -91,6 +125,8 @@ export class Trainer {
       }
     }
     this.dense = new AdamW(model.denseParameters(), { lr: this.o.lr, weightDecay: this.o.weightDecay });
+    this.dense.gradScaler = this.scaler;
+    if (this.sparse) this.sparse.gradScaler = this.scaler;
   }
 
   /** The resolved options (JSON-serialisable; saved in checkpoints). */
@@ -117,12 +153,30 @@ export class Trainer {
     const lr = this.lrAt(t);
     this.dense.lr = lr;
     const { x, y } = this.corpus.batch("train", this.o.batchSize, this.model.config.blockSize, this.gen);
-    const loss = tidy(() => {
-      const l = this.model.loss(x, y);
-      l.backward();
-      return l;
-    });
-    x.dispose(); y.dispose();
+    const sc = this.scaler;
+    const precision = getFloat32MatmulPrecision();
+    if (this.matrixUnits) setFloat32MatmulPrecision("medium");
+    let loss: Tensor;
+    try {
+      loss = tidy(() => {
+        const l = this.model.loss(x, y);
+        l.backward(sc ? sc.seed(l.shape) : undefined);
+        return l;
+      });
+    } finally {
+      setFloat32MatmulPrecision(precision);
+      x.dispose(); y.dispose();
+    }
+    if (sc) this.mixedUpdate(sc, lr);
+    else this.f32Update(lr);
+    this.stepCount++;
+    this.watch(t, loss);
+    if (sc) this.watchScaler(t, sc.snapshot());
+    return keep(loss);
+  }
+
+  /** The f32 update: clip the gradients in place, then the optimizers. */
+  private f32Update(lr: number): void {
     if (this.sparse) {
       this.sparse.lr = lr;
       this.sparse.weightDecay = this.o.weightDecay;
@@ -138,9 +192,45 @@ export class Trainer {
     this.dense.step();
     this.dense.zeroGrad();
     endOp("AdamW.step");
-    this.stepCount++;
-    this.watch(t, loss);
-    return keep(loss);
+  }
+
+  /** The mixed-precision update: one Σg² decides overflow and clipping on the GPU; the optimizers skip or unscale there. */
+  private mixedUpdate(sc: GradScaler, lr: number): void {
+    const grads = [...(this.sparse?.layers ?? []).map((l) => l.sparseParam.grad), ...this.dense.paramGroups.flatMap((g) => g.params).map((p) => p.grad)]
+      .filter((g): g is Tensor => !!g);
+    this.setGradNorm(sc.unscaleAndClip(grads, this.o.gradClip));
+    endOp("GradScaler.unscaleAndClip");
+    if (this.sparse) {
+      this.sparse.lr = lr;
+      this.sparse.weightDecay = this.o.weightDecay;
+      this.sparse.step();
+      this.sparse.zeroGrad();
+      endOp("SparseAdamW.step");
+    }
+    this.dense.step();
+    this.dense.zeroGrad();
+    endOp("AdamW.step");
+  }
+
+  /** Reads a scaler snapshot late (the copy is recorded now). */
+  private watchScaler(t: number, snap: Tensor): void {
+    const p = snap.toArray().then((a) => {
+      if (!this.lastScaler || this.lastScaler.step < t) this.lastScaler = { step: t, ...GradScaler.decode(a) };
+    }, (e) => { this.failure ??= e as Error; }).finally(() => snap.dispose());
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p));
+  }
+
+  /**
+   * "mixed-f16": settles, then reads the optimizers' GPU step counts (skipped steps do not count)
+   * and the scaler's state. Checkpoints call it; returns null under "f32".
+   */
+  async syncScaler(): Promise<GradScalerState | null> {
+    if (!this.scaler) return null;
+    await this.settle();
+    await this.dense.syncSteps();
+    await this.sparse?.syncSteps();
+    return await this.scaler.state();
   }
 
   private setGradNorm(n: Tensor): void {
@@ -193,6 +283,7 @@ export class Trainer {
     this.gen.setState(s.batchRng);
     this.failure = null;
     this.lastLoss = null;
+    this.lastScaler = null;
   }
 
   /** Mean validation loss over `batches` seeded batches (reads back once). */
@@ -216,6 +307,7 @@ export class Trainer {
   dispose(): void {
     this.lastGradNorm?.dispose();
     this.lastGradNorm = null;
+    this.scaler?.dispose();
     this.dense.dispose();
     this.sparse?.dispose();
   }

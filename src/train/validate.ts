@@ -29,6 +29,12 @@ export function checkTrainer(model: GPT, corpus: Corpus, opts: TrainerOptions): 
   checkOptional(op, "weightDecay", opts.weightDecay, { min: 0 });
   checkOptional(op, "gradClip", opts.gradClip, { above: 0 });
   checkOptional(op, "seed", opts.seed, { integer: true });
+  if (opts.precision !== undefined && opts.precision !== "f32" && opts.precision !== "mixed-f16") {
+    throw new ValueError(op, `precision must be "f32" or "mixed-f16", got ${JSON.stringify(opts.precision)}`);
+  }
+  if (opts.lossScale !== undefined && opts.precision !== "mixed-f16") {
+    throw new ValueError(op, `lossScale is for precision "mixed-f16" (precision is ${JSON.stringify(opts.precision ?? "f32")}); drop it or set precision: "mixed-f16"`);
+  }
   const s = opts.slope;
   if (s) {
     checkOptional(op, "slope.maskChangeFreq", s.maskChangeFreq, { integer: true, min: 1 });

@@ -14,6 +14,7 @@ import "./property.ts";
 import "./long-runs.ts";
 import "./training.ts";
 import "./optim.ts";
+import "./mixed-precision.ts";
 import "./sparse.ts";
 import "./slope.ts";
 import "./adapters.ts";
