@@ -1,19 +1,25 @@
 // Fused against unfused causal self-attention (the attention core of a GPT block, from the qkv
 // projection's output [B, T, 3C] to y [B, T, C], projections excluded): forward alone and
 // forward + backward, with the peak memory of one forward + backward. Fused: qkvAttention (one
-// flash-style forward kernel; Δ, dK/dV and dQ kernels backward). Unfused: permute/split → q·kᵀ
-// [B, H, T, T] → scale → causal softmax → ·v → merge heads (unfusedCausalAttention).
+// flash-style forward kernel; Δ, dK/dV and dQ kernels backward). Chunked: the same forward, the
+// chunked recompute backward (the five products on the batched GEMM, c heads at a time under the
+// chunk budget; src/ops/attention-chunked.ts). Unfused: permute/split → q·kᵀ [B, H, T, T] →
+// scale → causal softmax → ·v → merge heads (unfusedCausalAttention).
 // Shapes: the GPT configs of issue 7 (D = 64): small (6 × 384 → H = 6, block 256, batch 64) and
 // gpt2 (12 × 768 → H = 12, block 1024, batch 8); `tiny` for CI. TFLOP/s count the causal half:
 // forward 2·B·H·T²·D, forward + backward 3.5× that (FlashAttention's accounting).
 //
 // --tiles 0,1,2 also times the fused path with each tile set of ATTENTION_TILES forced (index).
+// --chunk-mib 32,128,256 also times the chunked backward under each of these chunk budgets (MiB;
+// the default row uses the default 64 MiB). --precision medium runs the GEMMs on the matrix units
+// (with init's matrixUnits; setFloat32MatmulPrecision; in Node add --dawn-toggles for Dawn's feature).
 //
-//   deno run -A bench/attention.ts [--configs small,gpt2] [--quick] [--dropout 0.1] [--tiles 0,1,2] [--json out.json]
+//   deno run -A bench/attention.ts [--configs small,gpt2] [--quick] [--dropout 0.1] [--tiles 0,1,2] [--chunk-mib 32,128] [--precision medium] [--dawn-toggles] [--json out.json]
 //   npm run bench:build && node .bench-dist/attention.mjs [same flags]
 import * as ws from "../src/index.ts";
 import { unfusedCausalAttention } from "../src/nn/transformer.ts";
 import { setAttentionTiles } from "../src/ops/attention.ts";
+import { setAttentionChunkBytes } from "../src/ops/attention-chunked.ts";
 import { ATTENTION_TILES } from "../shaders/attention.wgsl.ts";
 import { parseArgs } from "node:util";
 import { argv, exit, runtimeGpu, writeText } from "./env.ts";
@@ -36,14 +42,18 @@ type Attn = (qkv: ws.Tensor) => ws.Tensor;
 async function main(): Promise<void> {
   const { values: f } = parseArgs({
     args: argv(),
-    options: { configs: { type: "string" }, quick: { type: "boolean", default: false }, dropout: { type: "string", default: "0" }, tiles: { type: "string" }, json: { type: "string" } },
+    options: { configs: { type: "string" }, quick: { type: "boolean", default: false }, dropout: { type: "string", default: "0" }, tiles: { type: "string" }, json: { type: "string" },
+      "chunk-mib": { type: "string" }, precision: { type: "string", default: "highest" }, "dawn-toggles": { type: "boolean", default: false } },
   });
   const quick = f.quick;
   const names = (f.configs ?? (quick ? "tiny" : "small,gpt2")).split(",");
   const pDrop = Number(f.dropout);
-  const { gpu, engine } = await runtimeGpu();
-  const ctx = await ws.init({ gpu });
-  console.log(`engine: ${engine}; adapter: ${ctx.info.adapterName}; dropout ${pDrop}`);
+  const { gpu, engine } = await runtimeGpu({ dawnToggles: f["dawn-toggles"] });
+  const precision = f.precision as ws.MatmulPrecision;
+  const ctx = await ws.init({ gpu, matrixUnits: precision !== "highest" });
+  ws.setFloat32MatmulPrecision(precision);
+  console.log(`engine: ${engine}; adapter: ${ctx.info.adapterName}; dropout ${pDrop}; matmul precision ${precision}` +
+    (precision !== "highest" ? ` (matrix units: ${ctx.matrixUnits.tiles.join(", ") || ctx.matrixUnits.note})` : ""));
   const timing = quick ? { warmupMs: 200, batchMs: 50, batches: 3, minItems: 3 } : { warmupMs: 1000 };
   const rows: Row[] = [];
   for (const name of names) {
@@ -52,16 +62,26 @@ async function main(): Promise<void> {
     const { B, T, H, D } = c, C = H * D;
     const qkv = ws.tensor(randomF32(B * T * 3 * C, 1), [B, T, 3 * C]).requiresGrad_();
     const gy = ws.tensor(randomF32(B * T * C, 2), [B, T, C]);
-    const fused: Attn = (x) => ws.qkvAttention(x, H, { causal: true, dropoutP: pDrop });
-    const impls: [string, Attn, number | null][] = [["fused", fused, null], ["unfused", (x) => unfusedCausalAttention(x, H, pDrop), null]];
+    const fused: Attn = (x) => ws.qkvAttention(x, H, { causal: true, dropoutP: pDrop, backward: "fused" });
+    const chunked: Attn = (x) => ws.qkvAttention(x, H, { causal: true, dropoutP: pDrop, backward: "chunked" });
+    // [name, attention, tile set forced, chunk budget in MiB (null: default), compared with fused]
+    const impls: [string, Attn, number | null, number | null, boolean][] = [
+      ["fused", fused, null, null, true], ["fused fwd + chunked bwd", chunked, null, null, false],
+      ["unfused", (x) => unfusedCausalAttention(x, H, pDrop), null, null, true],
+    ];
     for (const t of f.tiles ? f.tiles.split(",").map(Number) : []) {
       const ts = ATTENTION_TILES[t];
       if (!ts) throw new Error(`--tiles: no tile set ${t}; 0..${ATTENTION_TILES.length - 1}`);
-      impls.push([`fused tiles ${t} (fwd ${ts.fwdRows}×${ts.fwdKeys}, dq ${ts.dqRows}×${ts.dqKeys}, dkv ${ts.dkvKeys}×${ts.dkvRows})`, fused, t]);
+      impls.push([`fused tiles ${t} (fwd ${ts.fwdRows}×${ts.fwdKeys}, dq ${ts.dqRows}×${ts.dqKeys}, dkv ${ts.dkvKeys}×${ts.dkvRows})`, fused, t, null, false]);
+    }
+    for (const mib of f["chunk-mib"] ? f["chunk-mib"].split(",").map(Number) : []) {
+      if (!(mib > 0)) throw new Error(`--chunk-mib: ${mib} is not a positive number of MiB`);
+      impls.push([`fused fwd + chunked bwd, ${mib} MiB chunks`, chunked, null, mib, false]);
     }
     const outs: Float32Array[] = [];
-    for (const [impl, attn, tiles] of impls) {
+    for (const [impl, attn, tiles, mib, compare] of impls) {
       setAttentionTiles(tiles === null ? null : ATTENTION_TILES[tiles]!);
+      setAttentionChunkBytes(mib === null ? null : mib * 2 ** 20);
       const fwd = await timeBatches(async (n) => {
         ws.noGrad(() => { for (let i = 0; i < n; i++) attn(qkv).dispose(); });
         await ctx.sync();
@@ -79,7 +99,7 @@ async function main(): Promise<void> {
       step();
       await ctx.sync();
       const peakBytes = ws.memoryStats().peakBytes - live;
-      if (pDrop === 0 && tiles === null) outs.push((await ws.noGrad(() => attn(qkv)).toArray()) as Float32Array);
+      if (pDrop === 0 && compare) outs.push((await ws.noGrad(() => attn(qkv)).toArray()) as Float32Array);
       const flops = 2 * B * H * T * T * D;
       const r: Row = {
         config: name, B, T, H, D, impl, fwdMs: fwd.medianMs, fwdBwdMs: fb.medianMs,
@@ -89,6 +109,7 @@ async function main(): Promise<void> {
       console.log(`${name} B=${B} T=${T} H=${H} D=${D} ${impl}: fwd ${r.fwdMs.toFixed(3)} ms (${r.fwdTflops.toFixed(1)} TFLOP/s), ` +
         `fwd+bwd ${r.fwdBwdMs.toFixed(3)} ms (${r.fwdBwdTflops.toFixed(1)} TFLOP/s), peak ${(peakBytes / 2 ** 20).toFixed(1)} MiB`);
       setAttentionTiles(null);
+      setAttentionChunkBytes(null);
       ctx.pool.trim();
     }
     if (outs.length === 2) {

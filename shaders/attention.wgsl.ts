@@ -63,8 +63,8 @@ export function attentionSharedBytes(t: AttentionTiles, D: number): { fwd: numbe
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 const XYZW = ["x", "y", "z", "w"] as const;
 
-/** Addressing and params helpers of every kernel. */
-const COMMON = `
+/** Addressing and params helpers of every kernel (the chunked backward's gather/scatter share them). */
+export const ATTN_COMMON = `
 const NEG: f32 = ${NEG_BIG};
 fn T_() -> u32 { return pu(0u); }
 /** Offset of row t of head bh in Q/K/V (and their gradients), before the q/k/v base. */
@@ -101,8 +101,8 @@ function stageLoop(n: number, threads: number, body: string): string {
   return `  for (var e = lid.x; e < ${n}u; e = e + ${threads}u) {\n${body}\n  }`;
 }
 
-/** Dropout WGSL: the keep test of element (i, j) of head bh. */
-const keep = (i: string, j: string) => `(rand_unit(pu(12u), pu(13u), (${i}) * T + (${j}), bh) > pf(14u))`;
+/** Dropout WGSL: the keep test of element (i, j) of head bh (needs `bh` and `T` in scope). */
+export const keepTest = (i: string, j: string) => `(rand_unit(pu(12u), pu(13u), (${i}) * T + (${j}), bh) > pf(14u))`;
 
 /**
  * Forward. Bindings: q, k, v (read; may be one buffer), o (rw), lse (rw, f32 [B·H, T]).
@@ -121,7 +121,7 @@ export const attentionForwardKernel = kernelFamily("attentionForward",
   ]);
   const code = wgsl`${enables(dtype)}
 ${g.decls}
-${COMMON}
+${ATTN_COMMON}
 #if ${dropout}
 ${RNG_WGSL}
 #endif
@@ -172,7 +172,7 @@ ${J.map((j) => `    let p${j} = select(0.0, exp(s${j} - mx), ok${j});`).join("\n
     l = l * alpha + ${J.map((j) => `p${j}`).join(" + ")};
     m = mx;
 #if ${dropout}
-${J.map((j) => `    let pd${j} = select(0.0, p${j} * pf(15u), ${keep("i", `j0 + ${j}u`)});`).join("\n")}
+${J.map((j) => `    let pd${j} = select(0.0, p${j} * pf(15u), ${keepTest("i", `j0 + ${j}u`)});`).join("\n")}
 #else
 ${J.map((j) => `    let pd${j} = p${j};`).join("\n")}
 #endif
@@ -204,7 +204,7 @@ export const attentionRowDotKernel = kernelFamily("attentionRowDot", (dtype: F, 
   ]);
   const code = wgsl`${enables(dtype)}
 ${g.decls}
-${COMMON}
+${ATTN_COMMON}
 @compute @workgroup_size(${ROWDOT_WORKGROUP})
 fn main(${MAIN}) {
   ${BH}
@@ -239,7 +239,7 @@ export const attentionBackwardKVKernel = kernelFamily("attentionBackwardKV",
   ]);
   const code = wgsl`${enables(dtype)}
 ${g.decls}
-${COMMON}
+${ATTN_COMMON}
 #if ${dropout}
 ${RNG_WGSL}
 #endif
@@ -303,7 +303,7 @@ ${I.map((r) => {
   return `    let p${r} = select(0.0, exp(s${r} - Ls[${r}u]), ${ok});`;
 }).join("\n")}
 #if ${dropout}
-${I.map((r) => `    let kp${r} = ${keep(`i0 + ${r}u`, "j")};
+${I.map((r) => `    let kp${r} = ${keepTest(`i0 + ${r}u`, "j")};
     let pd${r} = select(0.0, p${r} * pf(15u), kp${r});
     let dpd${r} = select(0.0, dp${r} * pf(15u), kp${r});`).join("\n")}
 #else
@@ -343,7 +343,7 @@ export const attentionBackwardQKernel = kernelFamily("attentionBackwardQ",
   ]);
   const code = wgsl`${enables(dtype)}
 ${g.decls}
-${COMMON}
+${ATTN_COMMON}
 #if ${dropout}
 ${RNG_WGSL}
 #endif
@@ -397,7 +397,7 @@ ${J.map((j) => `      dp${j} = dp${j} + dot(gg, Vs[${j * DV + c}u]);`).join("\n"
     }`).join("\n")}
 ${J.map((j) => `    let p${j} = select(0.0, exp(s${j} - L), j0 + ${j}u < lim);`).join("\n")}
 #if ${dropout}
-${J.map((j) => `    let dpd${j} = select(0.0, dp${j} * pf(15u), ${keep("i", `j0 + ${j}u`)});`).join("\n")}
+${J.map((j) => `    let dpd${j} = select(0.0, dp${j} * pf(15u), ${keepTest("i", `j0 + ${j}u`)});`).join("\n")}
 #else
 ${J.map((j) => `    let dpd${j} = dp${j};`).join("\n")}
 #endif

@@ -24,6 +24,7 @@ export { layerNorm } from "./ops/layernorm.ts";
 export { embedding } from "./ops/embedding.ts";
 export { crossEntropy, type CrossEntropyOptions, type Reduction } from "./ops/crossentropy.ts";
 export { dropout, type DropoutOptions } from "./ops/dropout.ts";
-export { scaledDotProductAttention, qkvAttention, type AttentionOptions } from "./ops/attention.ts";
+export { scaledDotProductAttention, qkvAttention, setAttentionBackward, type AttentionBackward, type AttentionOptions } from "./ops/attention.ts";
+export { setAttentionChunkBytes } from "./ops/attention-chunked.ts";
 export type { Activation, OpName } from "./autograd/ops.ts";
 export * from "./errors.ts";

@@ -30,6 +30,9 @@ export interface AttentionAttrs {
   p: number;
   scale: number;
   key: [number, number];
+  /** Which backward runs (chosen at the forward, src/ops/attention.ts) and, chunked, heads per chunk. */
+  backward: "fused" | "chunked";
+  chunkHeads: number;
 }
 
 export interface OpAttrs {

@@ -4,11 +4,19 @@
 // Two entries share the kernels: `scaledDotProductAttention(q, k, v)` on contiguous
 // [..., T, D] tensors, and `qkvAttention(qkv, nHead)`, which reads q, k, v in place from the
 // qkv projection's [B, T, 3C] output and writes y as [B, T, C] (its gradient as [B, T, 3C]), so
-// a transformer block needs no permute, split or copy around attention. Registers its rules.
+// a transformer block needs no permute, split or copy around attention. Two backwards: the fused
+// flash kernels (Δ, dK/dV, dQ) and the chunked recompute backward (./attention-chunked.ts: the
+// five products on the batched GEMM, c heads at a time under a byte budget). "auto" (the default)
+// takes the chunked one on a GPU wherever one head's T×T scores fit the budget: on an H200 under
+// Dawn the fused kernels run at ~3 TFLOP/s and the GEMM at 34–36, so recomputing through the GEMM
+// is several times faster even though it writes and reads the T×T scores of each chunk. On a CPU
+// rasterizer (lavapipe, SwiftShader) memory passes and dispatches cost more than arithmetic and
+// the fused kernels win (tiny config, lavapipe: 2.0 vs 9.4 ms), so "auto" keeps them there.
+// Registers its rules.
 import { record } from "../autograd/graph.ts";
 import type { AttentionAttrs, AttentionGeometry as Geometry, OpSaved } from "../autograd/ops.ts";
 import { registerRules, type Rules } from "../autograd/rules.ts";
-import { DTypeError, ResourceLimitError, ShapeError, WebslopeError, fmtShape } from "../errors.ts";
+import { DTypeError, ResourceLimitError, ShapeError, ValueError, WebslopeError, fmtShape } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
 import { f32bits } from "../gpu/launcher.ts";
 import { generatorFor } from "../random.ts";
@@ -18,6 +26,7 @@ import {
   ATTENTION_TILES, ROWDOT_WORKGROUP, type AttentionTiles, attentionBackwardKVKernel, attentionBackwardQKernel,
   attentionForwardKernel, attentionRowDotKernel, attentionSharedBytes,
 } from "../../shaders/attention.wgsl.ts";
+import { checkChunkFits, chunkHeads, chunkedBackwardRaw } from "./attention-chunked.ts";
 import { checkFloat, checkLive, numel, sameShape } from "./util.ts";
 
 export interface AttentionOptions {
@@ -29,6 +38,23 @@ export interface AttentionOptions {
   scale?: number;
   /** A fixed seed for this call's dropout mask; without it the global generator (manualSeed) is used. */
   seed?: number;
+  /**
+   * The backward: "chunked" (recompute through the batched GEMM, c heads at a time, see
+   * setAttentionChunkBytes), "fused" (the flash kernels, no T×T memory at all), or "auto" (the
+   * default, see setAttentionBackward): chunked on a GPU when one head's scores fit the chunk
+   * budget, fused on a CPU rasterizer (lavapipe, SwiftShader) or when they do not fit.
+   */
+  backward?: AttentionBackward;
+}
+
+export type AttentionBackward = "auto" | "fused" | "chunked";
+const BACKWARDS: readonly AttentionBackward[] = ["auto", "fused", "chunked"];
+let defaultBackward: AttentionBackward = "auto";
+
+/** The backward used when a call does not say (`backward` option); "auto" restores the default. */
+export function setAttentionBackward(b: AttentionBackward): void {
+  if (!BACKWARDS.includes(b)) throw new ValueError("setAttentionBackward", `backward must be one of ${BACKWARDS.map((x) => `"${x}"`).join(", ")}, got ${JSON.stringify(b)}`);
+  defaultBackward = b;
 }
 
 /** Largest head dim the kernels are built for (registers per row grow with D). */
@@ -91,10 +117,15 @@ function backwardRaw(op: string, q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse
   const g = a.geo;
   if (g.BH * g.T === 0) return;
   const l = gpu().launcher;
-  const t = tilesFor(op, g.D);
   const dt = fdt(q), drop = a.p > 0, p = params(a);
   const delta = Tensor.empty([g.BH, g.T], "f32", op);
   l.dispatch(attentionRowDotKernel(dt, g.D), [o.buffer(op), gO.buffer(op), delta.buffer(op)], grid(op, Math.ceil(g.T / ROWDOT_WORKGROUP), g.BH), p);
+  if (a.backward === "chunked") {
+    chunkedBackwardRaw(op, q, k, v, lse, gO, delta, dq, dk, dv, a, p, a.chunkHeads);
+    delta.dispose();
+    return;
+  }
+  const t = tilesFor(op, g.D);
   const ins = [q.buffer(op), k.buffer(op), v.buffer(op), gO.buffer(op), lse.buffer(op), delta.buffer(op)];
   const kvOut = g.packed ? [dk.buffer(op)] : [dk.buffer(op), dv.buffer(op)];
   l.dispatch(attentionBackwardKVKernel(dt, g.D, t.dkvKeys, t.dkvRows, a.causal, drop, g.packed), [...ins, ...kvOut],
@@ -104,14 +135,24 @@ function backwardRaw(op: string, q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse
   delta.dispose();
 }
 
-function checkOptions(op: string, opts: AttentionOptions, D: number, shapes: string): { causal: boolean; p: number; scale: number; key: [number, number] } {
+/** A CPU rasterizer, where "auto" keeps the fused backward (see the header). */
+const softwareAdapter = (): boolean => /llvmpipe|lavapipe|swiftshader/i.test(gpu().info.adapterName);
+
+type Checked = Omit<AttentionAttrs, "geo">;
+
+function checkOptions(op: string, opts: AttentionOptions, BH: number, T: number, D: number, shapes: string): Checked {
   const p = opts.dropoutP ?? 0;
   if (!(typeof p === "number" && p >= 0 && p < 1)) throw new WebslopeError(`${op}: dropoutP must be in [0, 1), got ${p} (${shapes})`);
   const scale = opts.scale ?? 1 / Math.sqrt(D);
   if (!Number.isFinite(scale)) throw new WebslopeError(`${op}: scale must be a finite number, got ${scale} (${shapes})`);
   if (D > MAX_HEAD_DIM) throw new ShapeError(op, `head dim ${D} is over the supported ${MAX_HEAD_DIM} (${shapes})`);
+  const want = opts.backward ?? defaultBackward;
+  if (!BACKWARDS.includes(want)) throw new ValueError(op, `backward must be one of ${BACKWARDS.map((x) => `"${x}"`).join(", ")}, got ${JSON.stringify(want)} (${shapes})`);
+  const heads = chunkHeads(T, D, BH);
+  if (want === "chunked") checkChunkFits(op, T);
+  const backward = want === "fused" || (want === "auto" && (heads === 0 || softwareAdapter())) ? "fused" : "chunked";
   const key: [number, number] = p > 0 ? generatorFor(opts.seed).nextKey() : [0, 0];
-  return { causal: !!opts.causal, p, scale, key };
+  return { causal: !!opts.causal, p, scale, key, backward, chunkHeads: Math.max(1, heads) };
 }
 
 declare module "../autograd/ops.ts" {
@@ -140,8 +181,8 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   }
   const T = q.shape[q.ndim - 2]!, D = q.shape[q.ndim - 1]!;
   if (D === 0) throw new ShapeError(op, `head dim D must be at least 1 (${shapes})`);
-  const o = checkOptions(op, opts, D, shapes);
   const BH = numel(q.shape.slice(0, -2));
+  const o = checkOptions(op, opts, BH, T, D, shapes);
   const geo: Geometry = { BH, T, D, H: 1, sB: T * D, sH: 0, sT: D, bases: [0, 0, 0], oSB: T * D, oSH: 0, oST: D, packed: false };
   const attrs: AttentionAttrs = { geo, ...o };
   const [out, lse] = forwardRaw(op, q, k, v, q.shape, attrs);
@@ -167,7 +208,7 @@ export function qkvAttention(qkv: Tensor, nHead: number, opts: AttentionOptions 
   const [B, T, C3] = qkv.shape as [number, number, number];
   const C = C3 / 3, D = C / nHead;
   if (D === 0) throw new ShapeError(op, `head dim must be at least 1 (${shapes})`);
-  const o = checkOptions(op, opts, D, shapes);
+  const o = checkOptions(op, opts, B * nHead, T, D, shapes);
   const geo: Geometry = {
     BH: B * nHead, T, D, H: nHead, sB: T * C3, sH: D, sT: C3, bases: [0, C, 2 * C], oSB: T * C, oSH: D, oST: C, packed: true,
   };

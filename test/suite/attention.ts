@@ -2,11 +2,13 @@
 // (test/ref/attention.ts), the unfused GPU path and finite differences: causal and not, T not a
 // multiple of any block (1, 7, 33, 70), one head and many, head dims 5/8/16/64, B > 1, dropout
 // with an explicit-mask reference built from the same RNG, the whole GPT fused vs unfused, and
-// the memory claim (no O(T²) tensor).
+// the memory claim (no O(T²) tensor). The float64 and tile-set cases pin the fused backward; the
+// rest run the default ("auto": fused on the software adapters, chunked on a GPU);
+// attention-chunked.ts tests the chunked backward in depth.
 import * as ws from "../../src/index.ts";
 import { GPT } from "../../src/nn/index.ts";
 import { CausalSelfAttention } from "../../src/nn/transformer.ts";
-import { setAttentionTiles } from "../../src/ops/attention.ts";
+import { setAttentionBackward, setAttentionTiles } from "../../src/ops/attention.ts";
 import { ATTENTION_TILES } from "../../shaders/attention.wgsl.ts";
 import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
@@ -26,12 +28,12 @@ const FULL_SHAPES: number[][] = [[2, 3, 7, 16], [1, 1, 70, 5], [3, 33, 16]];
 
 for (const causal of [true, false]) {
   const shapes = causal ? SHAPES : FULL_SHAPES;
-  test(`scaledDotProductAttention (${causal ? "causal" : "full"}): forward and q/k/v gradients match float64 at ${shapes.length} shapes`, async () => {
+  test(`scaledDotProductAttention (${causal ? "causal" : "full"}): forward and fused-backward q/k/v gradients match float64 at ${shapes.length} shapes`, async () => {
     for (const [n, shape] of shapes.entries()) {
       const [qa, ka, va] = qkvArrs(shape, 10 + n);
       const ga = randArr(shape, 50 + n);
       const q = fromArr(qa, { requiresGrad: true }), k = fromArr(ka, { requiresGrad: true }), v = fromArr(va, { requiresGrad: true });
-      const y = ws.scaledDotProductAttention(q, k, v, { causal });
+      const y = ws.scaledDotProductAttention(q, k, v, { causal, backward: "fused" });
       assertEquals(y.shape, shape);
       const msg = `${causal ? "causal" : "full"} ${shape}`;
       assertClose(await y.toArray(), refAttention(qa, ka, va, { causal }).data, { rtol: 1e-4, atol: 1e-5, msg: `${msg} forward` });
@@ -55,7 +57,7 @@ test(`attention: every tile set (the smaller ones serve adapters with less workg
     for (const [n, tiles] of ATTENTION_TILES.entries()) {
       setAttentionTiles(tiles);
       const q = fromArr(qa, { requiresGrad: true }), k = fromArr(ka, { requiresGrad: true }), v = fromArr(va, { requiresGrad: true });
-      const y = ws.scaledDotProductAttention(q, k, v, { causal: true });
+      const y = ws.scaledDotProductAttention(q, k, v, { causal: true, backward: "fused" });
       const g = fromArr(ga);
       y.backward(g);
       const got = [await y.toArray(), ...(await Promise.all([q, k, v].map((t) => t.grad!.toArray())))];
@@ -221,7 +223,12 @@ test("GPT with fused attention equals the unfused path: loss and every parameter
   for (let i = 0; i < f.grads.length; i++) assertClose(f.grads[i]!, u.grads[i]!, { rtol: 2e-3, atol: 2e-5, msg: `grad ${i}` });
 }, { browser: false });
 
-test("fused attention keeps no O(T²) tensor: the peak of a block's forward + backward stays under one [B, H, T, T] tensor", async () => {
+test("fused attention (fused backward) keeps no O(T²) tensor: the peak of a block's forward + backward stays under one [B, H, T, T] tensor", async () => {
+  setAttentionBackward("fused");
+  try { await fusedPeak(); } finally { setAttentionBackward("auto"); }
+});
+
+async function fusedPeak(): Promise<void> {
   const B = 1, T = 256, C = 64, H = 4;
   const attn = new CausalSelfAttention({ nEmbd: C, nHead: H, nLayer: 1 });
   const x = ws.randn([B, T, C], { seed: 3 }).requiresGrad_();
@@ -243,4 +250,4 @@ test("fused attention keeps no O(T²) tensor: the peak of a block's forward + ba
   await x.grad!.toArray();
   assert(ws.memoryStats().peakBytes - base2 > 2 * scores, "the unfused path keeps scores and probabilities");
   ws.noGrad(() => { x.grad!.dispose(); x.dispose(); y.dispose(); y2.dispose(); attn.dispose(); un.dispose(); });
-});
+}

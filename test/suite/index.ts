@@ -7,6 +7,7 @@ import "./matmul.ts";
 import "./matmul-units.ts";
 import "./nn.ts";
 import "./attention.ts";
+import "./attention-chunked.ts";
 import "./runtime.ts";
 import "./errors.ts";
 import "./hardening.ts";
