@@ -115,3 +115,23 @@ export function gather(a: Arr, mask: Uint8Array, n: number, m: number): Float64A
   }
   return out;
 }
+
+/**
+ * Keep mask of the vector-wise 2:4 pattern for W [rows, cols]: each block of `block` rows keeps,
+ * per group of 4 columns, the 2 columns of largest Σ|W| over the block's rows (summed in f32 in
+ * row order, as the GPU does, so ties rank alike; ties keep the lower index).
+ */
+export function vectorMask(w: Arr, block: number): Uint8Array {
+  const [rows, cols] = w.shape as [number, number];
+  const mask = new Uint8Array(rows * cols);
+  for (let r0 = 0; r0 < rows; r0 += block) {
+    const r1 = Math.min(r0 + block, rows);
+    for (let g = 0; g < cols / 4; g++) {
+      const sums = [0, 0, 0, 0];
+      for (let r = r0; r < r1; r++) for (let j = 0; j < 4; j++) sums[j] = Math.fround(sums[j]! + Math.abs(w.data[r * cols + 4 * g + j]!));
+      const order = [0, 1, 2, 3].sort((x, y) => sums[y]! - sums[x]! || x - y);
+      for (let r = r0; r < r1; r++) for (const j of order.slice(0, 2)) mask[r * cols + 4 * g + j] = 1;
+    }
+  }
+  return mask;
+}

@@ -4,14 +4,14 @@
 // small-n paths), sddmm, and the sparseLinear autograd op.
 import * as ws from "../../src/index.ts";
 import {
-  compress24, decompress24, doublePrune, refreshTranspose, repruneTranspose, sddmm, Sparse24, sparseLinear, spmm,
-  type SddmmOptions, type SpmmOptions,
+  compress24, compressVector, decompress24, doublePrune, refreshTranspose, repruneTranspose, sddmm, sddmmVector, Sparse24, sparseLinear, spmm,
+  spmmVector, type SddmmOptions, type SpmmOptions, type VectorTile,
 } from "../../src/sparse/index.ts";
 import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
 import { type Arr, arr, map, matmul, randArr, reduce } from "../ref/cpu.ts";
 import { fromArr } from "../ref/convert.ts";
-import { applyMask, decodeMeta, expand, gather, groupCounts, nmMask, slopeMasks, spareMetaBits, transpose2d } from "../ref/sparse.ts";
+import { applyMask, decodeMeta, expand, gather, groupCounts, nmMask, slopeMasks, spareMetaBits, transpose2d, vectorMask } from "../ref/sparse.ts";
 
 /** Random values rounded to f32, so the reference ranks exactly what the GPU sees. */
 const rand32 = (shape: number[], seed: number, lo = -1, hi = 1): Arr => map(Math.fround, randArr(shape, seed, lo, hi));
@@ -231,6 +231,56 @@ test("spmm decode path: typed errors for other patterns, K not a multiple of 8, 
   await assertThrows(() => spmm(ws.zeros([17, 16]), s16, null, { path: "decode" }), ws.ShapeError, "at most 16");
   await assertThrows(() => spmm(ws.zeros([2, 16]), s16, null, { path: "decode", splits: 0 }), ws.ShapeError, "splits");
   s24.dispose(); s28.dispose(); s16.dispose();
+});
+
+// ---- vector-wise 2:4 -----------------------------------------------------------------------------
+
+test("compressVector: one 2:4 mask per block of rows, top-2 of the block's summed |W| per group, values in column order, round trip", async () => {
+  for (const [i, [dOut, K, block]] of ([[64, 8, 64], [70, 36, 64], [200, 104, 128], [130, 520, 64]] as const).entries()) {
+    const w = rand32([dOut, K], 400 + i);
+    const s = compressVector(fromArr(w), { block });
+    const want = vectorMask(w, block);
+    assertEquals(Array.from(decodeMeta(await i32(s.meta), dOut, K)), Array.from(want), `meta ${dOut}×${K} block ${block}`);
+    assertEquals(spareMetaBits(await i32(s.meta), dOut, K), 0);
+    assertClose(await f32(s.values), gather(w, want, 2, 4), { rtol: 0, atol: 0, msg: "values" });
+    const d = decompress24(s);
+    assertClose(await f32(d), applyMask(w, want).data, { rtol: 0, atol: 0, msg: "round trip" });
+    d.dispose(); s.dispose();
+  }
+});
+
+test("spmmVector and sddmmVector equal X·(M⊙W)ᵀ + b and M⊙(dYᵀX) (float64) at odd n, partial blocks and K, both tiles", async () => {
+  // [rows, K, d_out, block]: K = 36 (values per row not a multiple of 4) takes scalar loads
+  const shapes: [number, number, number, number][] = [[1, 8, 64, 64], [3, 36, 70, 64], [67, 104, 130, 64], [130, 520, 200, 128], [17, 264, 256, 128]];
+  for (const [i, [rows, K, dOut, block]] of shapes.entries()) {
+    const w = rand32([dOut, K], 420 + i), x = rand32([rows, K], 440 + i), b = rand32([dOut], 460 + i), dY = rand32([rows, dOut], 480 + i);
+    const mask = vectorMask(w, block);
+    const s = compressVector(fromArr(w), { block });
+    const tiles: (VectorTile | undefined)[] = block % 128 === 0 ? [undefined, "64x64", "128x128"] : [undefined, "64x64"];
+    for (const tile of tiles) {
+      const withBias = i % 2 === 0 || tile === "128x128";
+      const y = ws.tidy(() => spmmVector(fromArr(x), s, withBias ? fromArr(b) : null, { block, tile }));
+      assertClose(await f32(y), addBias(matmul(x, applyMask(w, mask), false, true), withBias ? b : null).data,
+        { rtol: 1e-4, atol: 1e-5, msg: `spmmVector n=${rows} K=${K} d_out=${dOut} block=${block} tile=${tile} bias=${withBias}` });
+      const g = ws.tidy(() => sddmmVector(fromArr(dY), fromArr(x), s, { block, tile }));
+      assertClose(await f32(g), gather(matmul(dY, x, true, false), mask, 2, 4), { rtol: 1e-4, atol: 2e-5, msg: `sddmmVector n=${rows} K=${K} d_out=${dOut} tile=${tile}` });
+      // the per-element kernels read the same Sparse24 (masked dense on the GPU)
+      const ye = ws.tidy(() => spmm(fromArr(x), s, withBias ? fromArr(b) : null));
+      assertClose(await f32(y), await f32(ye), { rtol: 1e-4, atol: 1e-5, msg: "spmmVector vs spmm" });
+      y.dispose(); g.dispose(); ye.dispose();
+    }
+    s.dispose();
+  }
+});
+
+test("vector-wise 2:4: typed errors for a block that is not a multiple of 64, another pattern, a tile wider than the block", async () => {
+  await assertThrows(() => compressVector(ws.zeros([64, 8]), { block: 32 }), ws.ShapeError, "compressVector", "32", "multiple of 64");
+  await assertThrows(() => compressVector(ws.zeros([64, 10])), ws.ShapeError, "compressVector", "multiple");
+  const s = compressVector(ws.zeros([64, 16])), s28 = compress24(ws.zeros([64, 16]), { pattern: "2:8" });
+  await assertThrows(() => spmmVector(ws.zeros([2, 16]), s28), ws.ShapeError, "spmmVector", "2:4");
+  await assertThrows(() => spmmVector(ws.zeros([2, 12]), s), ws.ShapeError, "spmmVector", "K=16");
+  await assertThrows(() => spmmVector(ws.zeros([2, 16]), s, null, { tile: "128x128" }), ws.ShapeError, "128");
+  s.dispose(); s28.dispose();
 });
 
 test("spmm through W_RC^T gives dX = dY·(M_RC⊙W) (tiled and small)", async () => {
