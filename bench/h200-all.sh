@@ -15,6 +15,9 @@
 #   units       bench/matmul-units.ts (subgroup-matrix tiles against the f32 shader cores) and bench/torch/matmul.py
 #   suite       the whole Node suite on the GPU with the matrix units on (WEBSLOPE_DAWN_FLAGS=matrix)
 #   kernels     bench/matmul.ts (webslope only) and bench/sparse.ts, Dawn: the refactor's 3% check
+#   suite-units the matrix-unit cases of the suite only
+#   sparse-units bench/sparse.ts --units (2:4 on the matrix units against dense on the matrix units)
+#   old-vs-new  matmul and spmm from the pre-refactor commit's bundle (.bench-old) and today's, alternated
 #   attention   bench/attention.ts: fused flash attention against the unfused path, Dawn
 #   deno-*      the same under Deno (wgpu): deno-train, deno-kernels, deno-attention
 set -uo pipefail
@@ -43,6 +46,15 @@ for s in "$@"; do
       sec matmul 90 node .bench-dist/matmul.mjs --peers none --sizes 1024,2048,4096,8192 --json "$out/matmul-dawn.json"
       sec matmul-again 90 node .bench-dist/matmul.mjs --peers none --sizes 1024,2048,4096,8192 --json "$out/matmul-dawn-again.json"
       sec sparse 120 node .bench-dist/sparse.mjs --json "$out/spmm-dawn.json" ;;
+    suite-units) sec suite-units 90 env WEBSLOPE_DAWN_FLAGS=matrix node --test --test-name-pattern="matrix units|compiled shader" .test-dist/node/suite.test.mjs ;;
+    sparse-units) sec sparse-units 120 node .bench-dist/sparse.mjs --units --d 768,2048 --m 4096 --json "$out/spmm-dawn-units.json" ;;
+    old-vs-new) # the refactor's speed check: the pre-refactor bundle (.bench-old, built from 5f43fbe) and today's, alternated in one call
+      for i in 1 2; do
+        sec "matmul-old-$i" 60 node .bench-old/matmul.mjs --peers none --sizes 2048,4096 --json "$out/matmul-old-$i.json"
+        sec "matmul-new-$i" 60 node .bench-dist/matmul.mjs --peers none --sizes 2048,4096 --json "$out/matmul-new-$i.json"
+      done
+      sec sparse-old 90 node .bench-old/sparse.mjs --d 768,1024 --json "$out/spmm-old.json"
+      sec sparse-new 90 node .bench-dist/sparse.mjs --d 768,1024 --json "$out/spmm-new.json" ;;
     attention) sec attention 90 node .bench-dist/attention.mjs --json "$out/attention-dawn.json" ;;
     deno-train) sec deno-train 240 deno run -A .bench-dist/train.mjs --configs tiny,mid,small,gpt2 --modes dense,slope --json "$out/train-wgpu.json" ;;
     deno-kernels)

@@ -38,8 +38,11 @@ async function main(): Promise<void> {
     const S = compress24(W);
     {
       // correctness first: the sparse product equals the dense product of the pruned weight
+      // (the reference product in f32 arithmetic, off the matrix units: 8 rows take spmm's f32 small path)
       const Wr = decompress24(S), X8 = ws.tensor(randomF32(8 * d, 99), [8, d]);
+      ws.setFloat32MatmulPrecision("highest");
       const [ys, yd] = await Promise.all([spmm(X8, S, b).toArray(), ws.matmul(X8, Wr, { transB: true, bias: b }).toArray()]);
+      if (f.units) ws.setFloat32MatmulPrecision("medium");
       let err = 0;
       for (let i = 0; i < yd.length; i++) err = Math.max(err, Math.abs(ys[i]! - yd[i]!) / (1 + Math.abs(yd[i]!)));
       if (!(err < 1e-3)) throw new Error(`spmm disagrees with the dense product of the pruned weight at d=${d} ${shape}: ${err}`);

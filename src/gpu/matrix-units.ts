@@ -20,8 +20,13 @@ export interface MatrixUnits {
 
 export const NO_MATRIX_UNITS: MatrixUnits = { tiles: [], subgroupSize: 0, sgIndex: {}, sgSyntax: "majorness", note: "not asked for: init({ matrixUnits: true })" };
 
-/** Preference order (measured on an H200; bench/README.md). */
-const ORDER: SgTileName[] = ["128x128s4", "128x256s8", "256x128s8", "128x128s8", "128x128s4k64", "128x64s4", "64x64s4", "64x64s1"];
+/**
+ * Preference order, measured on the H200 (bench/results/h200-matmul-units-dawn.json, f32 operands):
+ * 128x256s8 117 / 109 / 86 TFLOP/s at N = 8192 / 4096 / 2048, 256x128s8 114 / 104 / 86,
+ * 128x128s4 94 / 93 / 85, 128x128s8 98 / 91 / 81, 128x64s4 87 / 81 / 74, 64x64s4 86 / 78 / 70,
+ * 128x128s4k64 88 / 87 / 76, 64x64s1 41 / 41 / 40. The chooser takes the first that still fills the GPU.
+ */
+const ORDER: SgTileName[] = ["128x256s8", "256x128s8", "128x128s4", "128x128s8", "128x64s4", "64x64s4", "128x128s4k64", "64x64s1"];
 
 export async function probeMatrixUnits(info: DeviceInfo): Promise<MatrixUnits> {
   const { device } = info;
