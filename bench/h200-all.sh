@@ -19,6 +19,8 @@
 #   sparse-units bench/sparse.ts --units (2:4 on the matrix units against dense on the matrix units)
 #   old-vs-new  matmul and spmm from the pre-refactor commit's bundle (.bench-old) and today's, alternated
 #   attention   bench/attention.ts: fused flash attention against the unfused path, Dawn
+#   precision   bench/precision.ts: mid config, 2,000 steps, seed 1, f32 vs mixed-f16, validation loss of both (issue 8's 1% goal)
+#   train-mixed bench/train.ts with --precision f32,mixed-f16: tokens/s of mixed precision next to f32, every config
 #   deno-*      the same under Deno (wgpu): deno-train, deno-kernels, deno-attention
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -56,6 +58,8 @@ for s in "$@"; do
       sec sparse-old 90 node .bench-old/sparse.mjs --d 768,1024 --json "$out/spmm-old.json"
       sec sparse-new 90 node .bench-dist/sparse.mjs --d 768,1024 --json "$out/spmm-new.json" ;;
     attention) sec attention 90 node .bench-dist/attention.mjs --json "$out/attention-dawn.json" ;;
+    precision) sec precision 590 node .bench-dist/precision.mjs --dawn-toggles --config mid --steps 2000 --seed 1 --json "$out/precision-mid-dawn.json" ;;
+    train-mixed) sec train-mixed 300 node .bench-dist/train.mjs --dawn-toggles --configs tiny,mid,small,gpt2 --modes dense,slope --precision f32,mixed-f16 --json "$out/train-dawn-mixed.json" ;;
     deno-train) sec deno-train 240 deno run -A .bench-dist/train.mjs --configs tiny,mid,small,gpt2 --modes dense,slope --json "$out/train-wgpu.json" ;;
     deno-kernels)
       sec deno-matmul 90 deno run -A .bench-dist/matmul.mjs --peers none --json "$out/matmul-wgpu.json"

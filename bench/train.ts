@@ -6,12 +6,16 @@
 // read back after the timing, never inside a step. bench/torch/gpt.py writes the same JSON fields
 // for the same model in PyTorch. Runs in Node (Dawn), Deno (wgpu) and Chromium (bench/browser/).
 //
-//   deno run -A bench/train.ts [--configs tiny,mid,small,gpt2] [--modes dense,slope] [--quick]
+// --precision f32,mixed-f16 runs each config and mode in each precision (rows tagged `precision`);
+// mixed-f16 asks init() for the matrix units (in Node with --dawn-toggles) and says in its row
+// whether it got them (`matrixUnits`, and `precisionWarning` when the matmuls stayed f32).
+//
+//   deno run -A bench/train.ts [--configs tiny,mid,small,gpt2] [--modes dense,slope] [--precision f32,mixed-f16] [--quick]
 //        [--profile] [--trace-dir DIR] [--json FILE] [--data PATH] [--warmup MS] [--batch-ms MS]
 //   node .bench-dist/train.mjs ... [--dawn-toggles]      (after npm run bench:build)
 import * as ws from "../src/index.ts";
 import { GPT, type GPTConfig } from "../src/nn/index.ts";
-import { CharTokenizer, Corpus, Trainer } from "../src/train/index.ts";
+import { CharTokenizer, Corpus, type Precision, Trainer } from "../src/train/index.ts";
 import { DTYPE_BYTES } from "../src/dtype.ts";
 import { exit, flags, isBrowser, readText, runtimeGpu, writeText } from "./env.ts";
 import { type Timing, timeBatches } from "./timing.ts";
@@ -33,6 +37,13 @@ export interface TrainRow {
   lib: "webslope";
   config: ConfigName;
   mode: Mode;
+  precision: Precision;
+  /** mixed-f16: whether its matmuls ran on the matrix units; precisionWarning says why not. */
+  matrixUnits: boolean;
+  precisionWarning?: string;
+  /** mixed-f16: the loss scale after the run and the steps it skipped for overflow. */
+  lossScale?: number;
+  skippedSteps?: number;
   nLayer: number; nEmbd: number; nHead: number; blockSize: number; batchSize: number; vocabSize: number;
   params: number;
   /** Median step time over the timed batches, ms. */
@@ -57,6 +68,7 @@ export interface TrainRow {
 const SPEC = {
   configs: { type: "string", default: "tiny,mid,small,gpt2" },
   modes: { type: "string", default: "dense,slope" },
+  precision: { type: "string", default: "f32" },
   quick: { type: "boolean", default: false },
   profile: { type: "boolean", default: false },
   "trace-dir": { type: "string", default: "." },
@@ -89,7 +101,7 @@ async function corpusFrom(paths: string[]): Promise<{ corpus: Corpus; vocabSize:
   return { corpus: new Corpus(ids), vocabSize: 65, source: `synthetic ids, vocab 65 (no ${paths.join(" or ")})` };
 }
 
-async function run(name: ConfigName, mode: Mode, data: { corpus: Corpus; vocabSize: number }, o: {
+async function run(name: ConfigName, mode: Mode, precision: Precision, data: { corpus: Corpus; vocabSize: number }, o: {
   warmupMs: number; batchMs: number; batches: number; minItems: number; profile: boolean; traceDir: string;
 }): Promise<TrainRow> {
   const ctx = ws.gpu();
@@ -101,7 +113,7 @@ async function run(name: ConfigName, mode: Mode, data: { corpus: Corpus; vocabSi
   const params = model.numParameters();
   const trainer = new Trainer(model, data.corpus, {
     batchSize: c.batchSize, totalSteps: 1e9, lr: LR, warmupFraction: 0, weightDecay: WEIGHT_DECAY, gradClip: GRAD_CLIP, seed: 2,
-    slope: mode === "slope" ? {} : undefined,
+    slope: mode === "slope" ? {} : undefined, precision,
   });
   const losses: ws.Tensor[] = [];
   // First step: compiles the pipelines and allocates gradients and optimizer state.
@@ -124,18 +136,21 @@ async function run(name: ConfigName, mode: Mode, data: { corpus: Corpus; vocabSi
   const lossFirst = (vals[0]! + vals[1]! + vals[2]!) / 3, lossLast = (vals[3]! + vals[4]! + vals[5]!) / 3;
   if (!Number.isFinite(lossFirst) || !Number.isFinite(lossLast)) throw new Error(`${name} ${mode}: the loss is not finite (${vals.join(", ")})`);
   const tokens = c.batchSize * c.blockSize;
+  const sc = await trainer.syncScaler();
   const row: TrainRow = {
-    lib: "webslope", config: name, mode, ...c, vocabSize: data.vocabSize, params,
+    lib: "webslope", config: name, mode, precision, matrixUnits: precision === "mixed-f16" && !trainer.precisionWarning,
+    ...(trainer.precisionWarning ? { precisionWarning: trainer.precisionWarning } : {}),
+    ...(sc ? { lossScale: sc.scale, skippedSteps: sc.skipped } : {}), ...c, vocabSize: data.vocabSize, params,
     stepMs: timing.medianMs, tokensPerS: tokens / (timing.medianMs / 1000),
     peakBytes, modelStateBytes, weightBytes, gradBytes, optimizerBytes: modelStateBytes - weightBytes - gradBytes,
     activationBytes: peakBytes - modelStateBytes, lossFirst, lossLast, steps: losses.length, timing,
   };
-  console.log(`${name} ${mode}: ${row.stepMs.toFixed(2)} ms/step, ${Math.round(row.tokensPerS)} tokens/s, peak ${mb(peakBytes)} MB ` +
+  console.log(`${name} ${mode} ${precision}${precision === "f32" ? "" : row.matrixUnits ? " (matrix units)" : " (f32 matmuls: no matrix units)"}: ${row.stepMs.toFixed(2)} ms/step, ${Math.round(row.tokensPerS)} tokens/s, peak ${mb(peakBytes)} MB ` +
     `(model state ${mb(modelStateBytes)}, activations ${mb(row.activationBytes)}), loss ${lossFirst.toFixed(3)} → ${lossLast.toFixed(3)} over ${row.steps} steps`);
   if (o.profile) {
     const p = await ws.profile(() => trainer.step().dispose());
-    console.log(`\nprofile of one ${name} ${mode} step (${ctx.info.adapterName}):\n${p.table({ top: 25 })}\n`);
-    const file = `${o.traceDir}/train-${name}-${mode}.trace.json`;
+    console.log(`\nprofile of one ${name} ${mode} ${precision} step (${ctx.info.adapterName}):\n${p.table({ top: 25 })}\n`);
+    const file = `${o.traceDir}/train-${name}-${mode}${precision === "f32" ? "" : `-${precision}`}.trace.json`;
     await writeText(file, p.chromeTrace());
     console.log(`wrote ${file} (open it in https://ui.perfetto.dev)`);
     (row as TrainRow & { profile?: unknown }).profile = { totalMs: p.totalMs, dispatches: p.dispatches, byOp: p.summary("op"), byFamily: p.summary("family") };
@@ -152,23 +167,26 @@ async function main(): Promise<void> {
   for (const c of configs) if (!(c in CONFIGS)) throw new Error(`unknown config ${c}; one of ${Object.keys(CONFIGS).join(", ")}`);
   const modes = f.modes.split(",").filter(Boolean) as Mode[];
   for (const m of modes) if (m !== "dense" && m !== "slope") throw new Error(`unknown mode ${m}; dense or slope`);
+  const precisions = f.precision.split(",").filter(Boolean) as Precision[];
+  for (const p of precisions) if (p !== "f32" && p !== "mixed-f16") throw new Error(`unknown precision ${p}; f32 or mixed-f16`);
   const o = {
     warmupMs: Number(f.warmup), batchMs: f.quick ? 100 : Number(f["batch-ms"]), batches: f.quick ? 3 : Number(f.batches),
     minItems: f.quick ? 6 : 20, profile: f.profile, traceDir: f["trace-dir"],
   };
   const { gpu, engine } = await runtimeGpu({ dawnToggles: f["dawn-toggles"] });
-  const ctx = await ws.init({ gpu });
+  const ctx = await ws.init({ gpu, matrixUnits: precisions.includes("mixed-f16") });
   const data = await corpusFrom(f.data ? [f.data] : CORPUS_PLACES);
   console.log(`engine: ${engine}; adapter: ${ctx.info.adapterName}; features: ${[...ctx.features].join(", ")}`);
+  if (precisions.includes("mixed-f16")) console.log(`matrix units: ${ctx.matrixUnits.tiles.join(", ") || "none"} (${ctx.matrixUnits.note})`);
   console.log(`corpus: ${data.source}; configs ${configs.join(", ")}; modes ${modes.join(", ")}; warm-up ${o.warmupMs} ms, ` +
     `${o.batches} batches of ~${o.batchMs} ms (≥ ${o.minItems} steps)`);
   const rows: TrainRow[] = [];
-  for (const name of configs) for (const mode of modes) rows.push(await run(name, mode, data, o));
+  for (const name of configs) for (const mode of modes) for (const p of precisions) rows.push(await run(name, mode, p, data, o));
 
-  console.log(`\n| config | mode | step ms | tokens/s | peak MB | model state MB | activations MB | params |  (${engine})`);
-  console.log("|---|---|---|---|---|---|---|---|");
+  console.log(`\n| config | mode | precision | step ms | tokens/s | peak MB | model state MB | activations MB | params |  (${engine})`);
+  console.log("|---|---|---|---|---|---|---|---|---|");
   for (const r of rows) {
-    console.log(`| ${r.config} (${r.nLayer}×${r.nEmbd}, T ${r.blockSize}, B ${r.batchSize}) | ${r.mode} | ${r.stepMs.toFixed(2)} | ${Math.round(r.tokensPerS)} | ` +
+    console.log(`| ${r.config} (${r.nLayer}×${r.nEmbd}, T ${r.blockSize}, B ${r.batchSize}) | ${r.mode} | ${r.precision}${r.precision !== "f32" && !r.matrixUnits ? " (f32 matmuls)" : ""} | ${r.stepMs.toFixed(2)} | ${Math.round(r.tokensPerS)} | ` +
       `${mb(r.peakBytes)} | ${mb(r.modelStateBytes)} | ${mb(r.activationBytes)} | ${(r.params / 1e6).toFixed(2)}M |`);
   }
   if (f.json) {

@@ -1,7 +1,7 @@
 // `webslope train`: pretrains a character-level GPT on a text file, dense or SLoPe, with a
 // progress bar (cli-progress: step, loss, tokens/s, ETA), metrics as JSONL, a checkpoint every N
 // steps (atomic; the NaN guard never overwrites the last good one) and --resume from it.
-// Usage: npm run train -- --mode dense|slope --config tiny|mid|small|FILE.json --steps N
+// Usage: npm run train -- --mode dense|slope --config tiny|mid|small|FILE.json --steps N [--precision f32|mixed-f16]
 //          --data FILE --out DIR [--resume] [--adapter-rank R] [--mask-change-freq F] ...
 import cliProgress from "cli-progress";
 import { appendFile, mkdir, readFile, stat, writeFile } from "node:fs/promises";
@@ -12,7 +12,7 @@ import { GPT } from "../nn/gpt.ts";
 import { loadCheckpoint, readCheckpointInfo, saveCheckpoint } from "../train/checkpoint.ts";
 import { Corpus } from "../train/corpus.ts";
 import { CharTokenizer } from "../train/tokenizer.ts";
-import { Trainer, type TrainerOptions } from "../train/trainer.ts";
+import { type Precision, Trainer, type TrainerOptions } from "../train/trainer.ts";
 import { presetFrom } from "./configs.ts";
 import { type CliIO, num, parseFlags, UsageError } from "./io.ts";
 
@@ -31,6 +31,9 @@ export const TRAIN_USAGE = `Usage: npm run train -- --mode dense|slope --config 
   --mask-change-freq F      SLoPe double-pruned mask refresh period in steps                    [1]
   --lr X  --batch-size B    override the config's                                   [the config's]
   --seed S                  weights, batches, dropout                                        [1337]
+  --precision f32|mixed-f16 mixed-f16: matmuls on the matrix units (f16 operands, f32 accumulate),
+                            f32 master weights, dynamic loss scaling; without matrix units the
+                            matmuls stay f32 (said once). With --resume: switch precision [f32]
   --checkpoint-every N      steps between checkpoints                                 [steps / 10]
   --eval-every N            steps between validation losses                           [steps / 20]
   --eval-batches N          batches per validation loss                                        [20]
@@ -43,6 +46,7 @@ const FLAGS = {
   out: { type: "string" }, resume: { type: "boolean" }, "adapter-rank": { type: "string" }, "mask-change-freq": { type: "string" },
   lr: { type: "string" }, "batch-size": { type: "string" }, seed: { type: "string" }, "checkpoint-every": { type: "string" },
   "eval-every": { type: "string" }, "eval-batches": { type: "string" }, until: { type: "string" }, help: { type: "boolean" },
+  precision: { type: "string" },
 } as const;
 
 /** "8" → rank 8; "0.0625" or "6.25%" → a fraction of nEmbd; "0" → none. */
@@ -82,6 +86,8 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   if (mode === "dense" && (f["adapter-rank"] !== undefined || f["mask-change-freq"] !== undefined)) {
     throw new UsageError("--adapter-rank and --mask-change-freq are SLoPe options; add --mode slope");
   }
+  const precision = f.precision as Precision | undefined;
+  if (precision !== undefined && precision !== "f32" && precision !== "mixed-f16") throw new UsageError(`--precision must be f32 or mixed-f16, got "${precision}"`);
   const ckpt = join(f.out, "ckpt.safetensors"), metricsPath = join(f.out, "metrics.jsonl");
   let text: string;
   try { text = await readFile(f.data, "utf8"); } catch (e) { throw new UsageError(`--data: cannot read "${f.data}" (${(e as Error).message})`); }
@@ -100,7 +106,9 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     }
     tok = info.tokenizer;
     model = new GPT(info.config);
-    trainer = new Trainer(model, new Corpus(tok.encode(text)), { ...info.trainerOptions, onLoss });
+    const { lossScale, ...saved } = info.trainerOptions;
+    const p = precision ?? saved.precision ?? "f32";
+    trainer = new Trainer(model, new Corpus(tok.encode(text)), { ...saved, precision: p, ...(p === "mixed-f16" && lossScale ? { lossScale } : {}), onLoss });
     await loadCheckpoint(ckpt, { trainer });
     io.err(`resuming ${ckpt} at step ${trainer.stepCount} of ${info.trainerOptions.totalSteps}\n`);
   } else {
@@ -119,6 +127,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     const opts: TrainerOptions = {
       batchSize: num("batch-size", f["batch-size"], { min: 1, int: true }) ?? preset.batchSize,
       totalSteps: steps, lr: num("lr", f.lr, { min: 0 }) ?? preset.lr, seed, ...(slope ? { slope } : {}),
+      precision: precision ?? "f32",
     };
     tok = new CharTokenizer(text);
     model = new GPT({ ...preset.model, vocabSize: tok.vocabSize, seed });
@@ -126,6 +135,8 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     await writeFile(metricsPath, "");
   }
   const o = trainer.options;
+  if (trainer.precisionWarning) io.err(`note: ${trainer.precisionWarning}
+`);
   const total = o.totalSteps;
   const ckptEvery = num("checkpoint-every", f["checkpoint-every"], { min: 1, int: true }) ?? Math.max(1, Math.round(total / 10));
   const evalEvery = num("eval-every", f["eval-every"], { min: 1, int: true }) ?? Math.max(1, Math.round(total / 20));
@@ -148,7 +159,9 @@ async function run(argv: string[], io: CliIO): Promise<number> {
       const [s0, w0] = times[0]!;
       this.tps = step > s0 ? ((step - s0) * tokensPerStep) / ((now - w0) / 1000) : (tokensPerStep * (step - start + 1)) / ((now - t0) / 1000);
       this.last = loss;
-      lines.push(JSON.stringify({ step, loss, valLoss: null, lr: trainer.lrAt(step), tokensPerSec: Math.round(this.tps), liveBytes: memoryStats().liveBytes }));
+      // Mixed precision: the scaler's state as last read back (it may trail this step by one or two).
+      const sc = trainer.lastScaler ? { lossScale: trainer.lastScaler.scale, skippedSteps: trainer.lastScaler.skipped } : {};
+      lines.push(JSON.stringify({ step, loss, valLoss: null, lr: trainer.lrAt(step), tokensPerSec: Math.round(this.tps), liveBytes: memoryStats().liveBytes, ...sc }));
       bar?.update(step + 1, { loss: loss.toFixed(4), tps: Math.round(this.tps) });
     },
   };
@@ -191,8 +204,9 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   }
   bar?.stop();
   const seconds = (performance.now() - t0) / 1000;
+  const scaler = await trainer.syncScaler();
   const summary = {
-    mode, config: model.config, trainer: o, steps: until, of: total, resumedAt: start || undefined, loss: metrics.last, valLoss,
+    mode, config: model.config, trainer: o, precisionWarning: trainer.precisionWarning ?? undefined, scaler: scaler ?? undefined, steps: until, of: total, resumedAt: start || undefined, loss: metrics.last, valLoss,
     tokensPerSec: Math.round(((until - start) * tokensPerStep) / seconds), peakBytes: memoryStats().peakBytes, seconds: Math.round(seconds * 10) / 10,
   };
   await writeFile(join(f.out, "summary.json"), JSON.stringify(summary, null, 2) + "\n");

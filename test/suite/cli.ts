@@ -48,12 +48,40 @@ test("CLI: train --config tiny end to end (metrics JSONL, checkpoints), --until 
     for (const [cmd, argv, frag] of [
       [train, ["--bogus"], "Unknown option"], [train, ["--mode", "sparse", "--data", data, "--out", dir], "--mode must be dense or slope"],
       [train, ["--steps", "x", "--data", data, "--out", dir], "--steps must be an integer"],
+      [train, ["--precision", "bf16", "--data", data, "--out", dir], "--precision must be f32 or mixed-f16"],
       [generate, ["--ckpt", "x", "--max-new-tokens", "-1"], "--max-new-tokens"], [generate, [], "--ckpt FILE is required"],
     ] as [Cmd, string[], string][]) {
       const c = capture();
       assertEquals(await cmd(argv, c.io), 2, `exit code of ${argv.join(" ")}`);
       assert(c.o.err.includes(frag) && c.o.err.includes("Usage: npm run"), `usage and "${frag}" in: ${c.o.err}`);
     }
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}, { runtimes: ["deno"] });
+
+test("CLI: train --precision mixed-f16 logs the loss scale, says once that the matmuls stay f32 without matrix units, and resumes with the scaler (Deno only)", async () => {
+  const { train, fs, tmp, join } = await load();
+  const dir = await fs.mkdtemp(join(tmp, "webslope-cli-mixed-"));
+  try {
+    const data = join(dir, "data.txt");
+    await fs.writeFile(data, "ROMEO: but soft, what light through yonder window breaks? it is the east. ".repeat(40));
+    const args = (out: string) => ["--precision", "mixed-f16", "--config", "tiny", "--steps", "6", "--data", data, "--out", out, "--checkpoint-every", "3", "--eval-every", "3", "--eval-batches", "1"];
+    const a = capture();
+    assertEquals(await train(args(join(dir, "a")), a.io), 0, a.o.err);
+    const summary = JSON.parse(await fs.readFile(join(dir, "a", "summary.json"), "utf8"));
+    assertEquals(summary.trainer.precision, "mixed-f16");
+    assertEquals(summary.scaler.scale, 2 ** 16);
+    assertEquals(summary.scaler.skipped, 0);
+    const lines = (await fs.readFile(join(dir, "a", "metrics.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
+    assert(lines.slice(2).every((l) => l.lossScale === 2 ** 16 && l.skippedSteps === 0), `lossScale in metrics: ${JSON.stringify(lines.at(-1))}`);
+    const notes = a.o.err.split("no usable matrix units").length - 1;
+    assertEquals(notes, summary.precisionWarning ? 1 : 0, `the fallback is said once: ${a.o.err}`);
+    const b = capture();
+    assertEquals(await train([...args(join(dir, "b")), "--until", "3"], b.io), 0, b.o.err);
+    assertEquals(await train(["--resume", "--data", data, "--out", join(dir, "b"), "--checkpoint-every", "3", "--eval-every", "3", "--eval-batches", "1"], b.io), 0, b.o.err);
+    const linesB = (await fs.readFile(join(dir, "b", "metrics.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
+    assertEquals(linesB.map((l) => l.loss).join(), lines.map((l) => l.loss).join(), "resumed mixed losses equal the uninterrupted run's");
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
