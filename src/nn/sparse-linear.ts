@@ -15,6 +15,7 @@ import { compress24, decompress24, type Pattern, type Sparse24 } from "../sparse
 import { doublePrune, refreshTranspose, repruneTranspose } from "../sparse/double-prune.ts";
 import { sparseLinear } from "../sparse/ops.ts";
 import { maskedLinear } from "../sparse/masked-linear.ts";
+import { checkVectorBlock, compressVector, VECTOR_BLOCK } from "../sparse/vector24.ts";
 import type { Tensor } from "../tensor.ts";
 import type { Linear, LinearLike } from "./layers.ts";
 import { Module, sparseParams } from "./module.ts";
@@ -22,13 +23,22 @@ import { Module, sparseParams } from "./module.ts";
 export interface SparseLinearOptions {
   /** true: compressed storage and sparse kernels; false: masked-dense simulation (the oracle). Default true. */
   compress?: boolean;
-  /** N:M pattern along d_in, default "2:4". */
-  pattern?: Pattern;
+  /**
+   * N:M pattern along d_in, default "2:4"; or "vector": the opt-in vector-wise 2:4 pattern (one
+   * mask per block of `vectorBlock` output rows, chosen by the block's summed |W|; a different
+   * method from SLoPe's per-element mask, never the default; src/sparse/vector24.ts).
+   */
+  pattern?: Pattern | "vector";
+  /** Rows per mask block of pattern "vector" (a multiple of 64), default 64. */
+  vectorBlock?: number;
 }
 
 export class SparseLinear extends Module implements LinearLike {
   readonly compress: boolean;
+  /** The N:M of the mask ("2:4" for the vector-wise pattern too). */
   readonly pattern: Pattern;
+  /** Rows per mask block when the pattern is vector-wise, else null. */
+  readonly vectorBlock: number | null;
   activation: Activation;
   bias: Tensor | null;
   /** compress: true — W_R compressed (values are the trainable parameter) and W_RC^T. */
@@ -48,11 +58,13 @@ export class SparseLinear extends Module implements LinearLike {
       throw new ShapeError("SparseLinear", `weight ${fmtShape(weight.shape)} must be [${outFeatures}, ${inFeatures}]`);
     }
     this.compress = opts.compress ?? true;
-    this.pattern = opts.pattern ?? "2:4";
+    this.pattern = opts.pattern === "vector" ? "2:4" : opts.pattern ?? "2:4";
+    this.vectorBlock = opts.pattern === "vector" ? opts.vectorBlock ?? VECTOR_BLOCK : null;
+    if (this.vectorBlock !== null) checkVectorBlock("SparseLinear", this.vectorBlock);
     this.activation = opts.activation ?? "none";
     this.bias = bias ? this.param("bias", bias) : null;
     noGrad(() => {
-      const w = compress24(weight, { pattern: this.pattern });
+      const w = this.vectorBlock !== null ? compressVector(weight, { block: this.vectorBlock }) : compress24(weight, { pattern: this.pattern });
       const wT = doublePrune(w);
       if (this.compress) {
         this.w = keep(w);
@@ -96,7 +108,7 @@ export class SparseLinear extends Module implements LinearLike {
       throw new ShapeError("SparseLinear", `input ${fmtShape(x.shape)} must end in inFeatures=${this.inFeatures}`);
     }
     let y = this.compress
-      ? sparseLinear(x, this.w!, this.wT!, this.bias)
+      ? sparseLinear(x, this.w!, this.wT!, this.bias, this.vectorBlock)
       : maskedLinear(x, this.weight!, this.maskR!, this.maskRC!, this.bias);
     if (this.adapter) {
       const a = this.adapter.forward(x);

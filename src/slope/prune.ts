@@ -9,13 +9,16 @@ import type { AdapterRank } from "../nn/lowrank-adapter.ts";
 import { resolveRank } from "../nn/lowrank-adapter.ts";
 import { type Pattern, parsePattern } from "../sparse/sparse24.ts";
 import { ShapeError, WebslopeError } from "../errors.ts";
+import { checkVectorBlock, VECTOR_BLOCK } from "../sparse/vector24.ts";
 import { addLazyAdapters, mergeAdapters } from "./adapters.ts";
 
 export interface PruneOptions {
   /** Compressed storage and sparse kernels (true, default) or the masked-dense simulation (false). */
   compress?: boolean;
-  /** N:M pattern, default "2:4". */
-  pattern?: Pattern;
+  /** N:M pattern, default "2:4"; "vector" for the opt-in vector-wise 2:4 (see SparseLinearOptions). */
+  pattern?: Pattern | "vector";
+  /** Rows per mask block of pattern "vector" (a multiple of 64), default 64. */
+  vectorBlock?: number;
   /** Dotted module names to leave dense. Default ["blocks.0.attn.qkv"]. */
   skip?: string[];
   /** Which modules are candidates: default every Linear under "blocks.". */
@@ -44,7 +47,8 @@ export function pruneModel(model: Module, opts: PruneOptions = {}): string[] {
   const op = "pruneModel";
   if (opts.mergeLora && !opts.addLora) throw new WebslopeError("pruneModel: mergeLora needs addLora: true (and loraRank)");
   const pattern = opts.pattern ?? "2:4";
-  const { m } = parsePattern(op, pattern);
+  const { m } = parsePattern(op, pattern === "vector" ? "2:4" : pattern);
+  if (pattern === "vector") checkVectorBlock(op, opts.vectorBlock ?? VECTOR_BLOCK);
   const skip = new Set(opts.skip ?? ["blocks.0.attn.qkv"]);
   const include = opts.include ?? ((name: string) => name.startsWith("blocks."));
   const rank: AdapterRank = opts.loraRank !== undefined ? { rank: opts.loraRank } : { rankFraction: opts.loraRankFraction ?? 1 / 64 };
@@ -63,7 +67,7 @@ export function pruneModel(model: Module, opts: PruneOptions = {}): string[] {
   }
   const built: SparseLinear[] = [];
   try {
-    for (const { child } of plan) built.push(SparseLinear.fromLinear(child, { compress: opts.compress, pattern }));
+    for (const { child } of plan) built.push(SparseLinear.fromLinear(child, { compress: opts.compress, pattern, vectorBlock: opts.vectorBlock }));
   } catch (e) {
     // Free what was built, except the biases it shares with the untouched Linear layers.
     built.forEach((sp, i) => { for (const [, t] of sp.stateDict()) if (t !== plan[i]!.child.bias) t.dispose(); });

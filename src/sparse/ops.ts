@@ -5,6 +5,9 @@
 //   db      = Σ_rows dY
 // The differentiable inputs are x, w.values and bias: mark w.values requiresGrad and
 // w.values.grad accumulates the compressed gradient (same layout as w.values) over backwards.
+// A vector-wise W (compressVector, `vectorBlock` set) runs its forward and dValues as dense GEMMs
+// over the gathered half of K (vector24.ts); its dX goes through the same double-pruned W_RC^T
+// (a vector-wise mask is a 2:4 mask, so SLoPe's transpose rule applies unchanged).
 // The rule is registered with the tape when this module loads.
 import { record } from "../autograd/graph.ts";
 import { registerRules, type Rules } from "../autograd/rules.ts";
@@ -15,6 +18,8 @@ import { reduceRaw } from "../ops/raw/reduce.ts";
 import { sddmmRaw } from "./sddmm.ts";
 import type { Sparse24, SparseLike } from "./sparse24.ts";
 import { checkSpmm, spmmRaw } from "./spmm.ts";
+import { checkVectorBlock, sddmmVectorRaw, spmmVectorRaw } from "./vector24.ts";
+import { DECODE_MAX_ROWS } from "../../shaders/spmm-decode.wgsl.ts";
 
 declare module "../autograd/ops.ts" {
   interface OpSaved {
@@ -26,27 +31,33 @@ declare module "../autograd/ops.ts" {
 /**
  * y = x·W_Rᵀ + bias for x [..., d_in], w = compress24(W) [d_out, d_in] and wT = doublePrune(w)
  * [d_in, d_out]; returns [..., d_out]. Backward: dx through wT, w.values.grad by sddmm, bias.grad.
+ * `vectorBlock`: w was built by compressVector with this block (its kernels then take over).
  */
-export function sparseLinear(x: Tensor, w: Sparse24, wT: Sparse24, bias: Tensor | null = null): Tensor {
+export function sparseLinear(x: Tensor, w: Sparse24, wT: Sparse24, bias: Tensor | null = null, vectorBlock: number | null = null): Tensor {
   const op = "sparseLinear";
   const rows = checkSpmm(op, x, w, bias);
+  if (vectorBlock !== null) {
+    checkVectorBlock(op, vectorBlock);
+    if (w.n !== 2 || w.m !== 4) throw new ShapeError(op, `a vector-wise weight is 2:4, got ${w.pattern}`);
+  }
   if (wT.rows !== w.cols || wT.cols !== w.rows || wT.n !== w.n || wT.m !== w.m || wT.dtype !== w.dtype) {
     throw new ShapeError(op, `wT ${fmtShape(wT.shape)} (${wT.pattern}, ${wT.dtype}) is not the double-pruned transpose of w ` +
       `${fmtShape(w.shape)} (${w.pattern}, ${w.dtype}); build it with doublePrune(w)`);
   }
   wT.values.buffer(op); wT.meta.buffer(op);
-  const y2 = spmmRaw(x, w, bias, rows, {}, op);
+  // decoding (≤ 16 rows) stays on the decode kernel, which reads any 2:4 matrix at weight-byte speed
+  const y2 = vectorBlock !== null && rows > DECODE_MAX_ROWS ? spmmVectorRaw(x, w, bias, rows, vectorBlock, {}, op) : spmmRaw(x, w, bias, rows, {}, op);
   let y = y2;
   if (x.ndim !== 2) { y = y2.alias([...x.shape.slice(0, -1), w.rows]); y2.dispose(); }
   if (isGradEnabled()) {
-    record(op, [x, w.values, bias], y, { n: w.n, m: w.m, dOut: w.rows, dIn: w.cols }, { x, meta: w.meta, valuesT: wT.values, metaT: wT.meta });
+    record(op, [x, w.values, bias], y, { n: w.n, m: w.m, dOut: w.rows, dIn: w.cols, vectorBlock: vectorBlock ?? 0 }, { x, meta: w.meta, valuesT: wT.values, metaT: wT.meta });
   }
   return y;
 }
 
 export const sparseRules: Rules<"sparseLinear"> = {
   sparseLinear: (g, c) => {
-    const { n, m, dOut, dIn } = c.attrs;
+    const { n, m, dOut, dIn, vectorBlock } = c.attrs;
     const { x, meta, valuesT: valsT, metaT } = c.saved;
     const rows = g.size / dOut;
     let dx: Tensor | null = null, dv: Tensor | null = null, db: Tensor | null = null;
@@ -58,7 +69,7 @@ export const sparseRules: Rules<"sparseLinear"> = {
     }
     if (c.needsGrad[1]) {
       const w: SparseLike = { values: valsT, meta, rows: dOut, cols: dIn, n, m };
-      dv = sddmmRaw(g, x, w, rows, null, false, {}, "sparseLinear");
+      dv = vectorBlock ? sddmmVectorRaw(g, x, w, rows, vectorBlock, null, false, {}, "sparseLinear") : sddmmRaw(g, x, w, rows, null, false, {}, "sparseLinear");
     }
     if (c.needsGrad[2]) {
       const flat = g.alias([rows, dOut]);

@@ -32,8 +32,10 @@ import { checkTrainer } from "./validate.ts";
 import type { Corpus } from "./corpus.ts";
 
 export interface SlopeOptions {
-  /** N:M pattern, default "2:4". */
-  pattern?: Pattern;
+  /** N:M pattern, default "2:4"; "vector": the opt-in vector-wise 2:4 (SparseLinearOptions). */
+  pattern?: Pattern | "vector";
+  /** Rows per mask block of pattern "vector", default 64. */
+  vectorBlock?: number;
   /** false: the masked-dense simulation. Default true. */
   compress?: boolean;
   /** Double-pruned mask refresh period (SparseAdamW). Default 1. */
@@ -115,7 +117,7 @@ export class Trainer {
     }
     const s = opts.slope;
     if (s) {
-      pruneModel(model, { pattern: s.pattern, compress: s.compress });
+      pruneModel(model, { pattern: s.pattern, vectorBlock: s.vectorBlock, compress: s.compress });
       this.sparse = new SparseAdamW(model, { lr: this.o.lr, weightDecay: this.o.weightDecay, maskChangeFreq: s.maskChangeFreq ?? 1 });
       if (s.adapterRank !== undefined || s.adapterRankFraction !== undefined) {
         this.adapters = new LazyAdapterSchedule({

@@ -8,6 +8,9 @@ import { AdamW, SparseAdamW } from "../../src/optim/index.ts";
 import { pruneModel } from "../../src/slope/index.ts";
 import { decompress24, doublePrune } from "../../src/sparse/index.ts";
 import { TwoLayer } from "../lib/models.ts";
+import { type Arr, map, matmul, randArr, reduce } from "../ref/cpu.ts";
+import { fromArr } from "../ref/convert.ts";
+import { applyMask, gather, nmMask, transpose2d, vectorMask } from "../ref/sparse.ts";
 import { assert, assertClose, assertEquals } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
 
@@ -167,6 +170,72 @@ test("SparseAdamW state save and load round-trips; a mismatched state changes no
   assert(threw, "mismatched state is refused with a ShapeError");
   assertEquals(b.stepCount, 1, "a failed load changes nothing");
   a.dispose(); b.dispose(); model.dispose(); x.dispose();
+});
+
+test("SparseLinear pattern \"vector\": compressed equals the masked-dense simulation and float64 (y, dX through W_RC, values grad, bias grad) at 67 and 5 rows, after an optimizer step too", async () => {
+  const [dOut, dIn, block] = [136, 72, 64];
+  const wA = map(Math.fround, randArr([dOut, dIn], 500)), bA = map(Math.fround, randArr([dOut], 501));
+  const mR = vectorMask(wA, block);
+  const wR = applyMask(wA, mR);
+  // SLoPe's M_RC: M_R ∩ the top-2 of each group of 4 rows of W_R, per column
+  const colTop = transpose2d({ shape: [dIn, dOut], data: Float64Array.from(nmMask(transpose2d(wR), 2, 4)) } as Arr);
+  const wRC = map((v, k) => v * k, wR, colTop);
+  const layers = [true, false].map((compress) => ws.tidy(() => {
+    const l = new SparseLinear(dIn, dOut, fromArr(wA), fromArr(bA), { compress, pattern: "vector", vectorBlock: block });
+    return l;
+  }));
+  for (const l of layers) assertEquals(l.vectorBlock, block);
+  for (const rows of [67, 5]) {
+    const xA = map(Math.fround, randArr([rows, dIn], 502 + rows)), pA = map(Math.fround, randArr([rows, dOut], 503 + rows));
+    const got: Float32Array[][] = [];
+    for (const l of layers) {
+      const x = fromArr(xA, { requiresGrad: true });
+      const y = l.forward(x);
+      ws.tidy(() => y.mul(fromArr(pA)).sum().backward());
+      const gv = l.compress ? l.w!.values.grad! : l.weight!.grad!;
+      got.push([await y.toArray() as Float32Array, await x.grad!.toArray() as Float32Array, await gv.toArray() as Float32Array, await l.bias!.grad!.toArray() as Float32Array]);
+      x.grad!.dispose(); x.dispose(); y.dispose(); l.zeroGrad();
+    }
+    const [c, m] = got as [Float32Array[], Float32Array[]];
+    const yRef = map((v, b) => v + b, matmul(xA, wR, false, true), bA).data;
+    const gFull = matmul(pA, xA, true, false);
+    assertClose(c[0]!, yRef, { rtol: 1e-4, atol: 1e-5, msg: `y rows=${rows}` });
+    assertClose(m[0]!, yRef, { rtol: 1e-4, atol: 1e-5, msg: `masked y rows=${rows}` });
+    assertClose(c[1]!, matmul(pA, wRC).data, { rtol: 1e-4, atol: 1e-5, msg: `dX through W_RC rows=${rows}` });
+    assertClose(c[1]!, m[1]!, { rtol: 1e-4, atol: 1e-5, msg: `dX compressed vs masked rows=${rows}` });
+    assertClose(c[2]!, gather(gFull, mR, 2, 4), { rtol: 1e-4, atol: 2e-5, msg: `values grad rows=${rows}` });
+    assertClose(m[2]!, applyMask(gFull, mR).data, { rtol: 1e-4, atol: 2e-5, msg: `masked dW rows=${rows}` });
+    assertClose(c[3]!, reduce(pA, [0], false, "sum").data, { rtol: 1e-4, atol: 2e-5, msg: `bias grad rows=${rows}` });
+  }
+  // one SparseAdamW step on each: the compressed values stay the masked-dense weight's kept entries
+  const x = fromArr(map(Math.fround, randArr([20, dIn], 510)));
+  const opts = layers.map((l) => { ws.tidy(() => l.forward(x).sum().backward()); const o = new SparseAdamW(l, { lr: 0.01 }); o.step(); return o; });
+  const dc = layers[0]!.denseWeight(), dm = layers[1]!.denseWeight();
+  assertClose(await dc.toArray(), await dm.toArray(), { rtol: 1e-5, atol: 1e-6, msg: "after a step" });
+  dc.dispose(); dm.dispose(); x.dispose();
+  opts.forEach((o) => o.dispose()); layers.forEach((l) => { l.zeroGrad(); l.dispose(); });
+});
+
+test("pruneModel pattern \"vector\": every sparse layer shares meta per block of 64 rows and the GPT trains (finite loss, sparse grads)", async () => {
+  const model = new GPT({ vocabSize: 11, blockSize: 8, nLayer: 2, nHead: 2, nEmbd: 64, seed: 1 });
+  pruneModel(model, { compress: true, pattern: "vector" });
+  const fc1 = model.blocks[1]!.mlp.fc1 as SparseLinear;
+  assertEquals(fc1.vectorBlock, 64);
+  const meta = await fc1.w!.meta.toArray() as Int32Array, wpr = fc1.w!.wordsPerRow;
+  for (let r = 0; r < fc1.outFeatures; r++) {
+    const b0 = r - (r % 64);
+    for (let j = 0; j < wpr; j++) if (meta[r * wpr + j] !== meta[b0 * wpr + j]) throw new Error(`row ${r} word ${j} differs from its block's first row`);
+  }
+  const idx = ws.tensor(new Int32Array(16).map((_, i) => i % 11), [2, 8]);
+  const loss = model.loss(idx, idx);
+  loss.backward();
+  const v = await loss.item();
+  assert(Number.isFinite(v), `loss ${v}`);
+  assert(fc1.w!.values.grad !== null, "sparse values get gradients");
+  let threw = false;
+  try { pruneModel(new GPT({ vocabSize: 11, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 64, seed: 1 }), { pattern: "vector", vectorBlock: 32 }); } catch (e) { threw = e instanceof ws.ShapeError; }
+  assert(threw, "a block that is not a multiple of 64 is a ShapeError");
+  model.dispose(); idx.dispose(); loss.dispose();
 });
 
 test("pruneModel swaps the block Linears of a GPT (not block 0's qkv, embeddings, lm_head, norms)", async () => {
