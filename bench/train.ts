@@ -12,6 +12,7 @@
 //
 //   deno run -A bench/train.ts [--configs tiny,mid,small,gpt2] [--modes dense,slope] [--precision f32,mixed-f16] [--quick]
 //        [--profile] [--trace-dir DIR] [--json FILE] [--data PATH] [--warmup MS] [--batch-ms MS]
+//        [--attn-backward auto|fused|chunked] [--attn-chunk-mib MIB]
 //   node .bench-dist/train.mjs ... [--dawn-toggles]      (after npm run bench:build)
 import * as ws from "../src/index.ts";
 import { GPT, type GPTConfig } from "../src/nn/index.ts";
@@ -78,6 +79,9 @@ const SPEC = {
   warmup: { type: "string", default: "1000" },
   "batch-ms": { type: "string", default: "250" },
   batches: { type: "string", default: "5" },
+  /** The attention backward (auto, fused, chunked) and the chunked one's budget in MiB (src/ops/attention-chunked.ts). */
+  "attn-backward": { type: "string", default: "auto" },
+  "attn-chunk-mib": { type: "string" },
 } as const;
 
 const bytesOf = (t: ws.Tensor): number => t.size * DTYPE_BYTES[t.dtype];
@@ -175,8 +179,11 @@ async function main(): Promise<void> {
   };
   const { gpu, engine } = await runtimeGpu({ dawnToggles: f["dawn-toggles"] });
   const ctx = await ws.init({ gpu, matrixUnits: precisions.includes("mixed-f16") });
+  ws.setAttentionBackward(f["attn-backward"] as ws.AttentionBackward);
+  if (f["attn-chunk-mib"]) ws.setAttentionChunkBytes(Number(f["attn-chunk-mib"]) * 2 ** 20);
   const data = await corpusFrom(f.data ? [f.data] : CORPUS_PLACES);
-  console.log(`engine: ${engine}; adapter: ${ctx.info.adapterName}; features: ${[...ctx.features].join(", ")}`);
+  console.log(`engine: ${engine}; adapter: ${ctx.info.adapterName}; features: ${[...ctx.features].join(", ")}; ` +
+    `attention backward ${f["attn-backward"]}${f["attn-chunk-mib"] ? `, chunks of ${f["attn-chunk-mib"]} MiB` : ""}`);
   if (precisions.includes("mixed-f16")) console.log(`matrix units: ${ctx.matrixUnits.tiles.join(", ") || "none"} (${ctx.matrixUnits.note})`);
   console.log(`corpus: ${data.source}; configs ${configs.join(", ")}; modes ${modes.join(", ")}; warm-up ${o.warmupMs} ms, ` +
     `${o.batches} batches of ~${o.batchMs} ms (≥ ${o.minItems} steps)`);

@@ -9,7 +9,8 @@
 //   also Pd = P·keep/(1 − p), the keep mask regenerated from the counter RNG at
 //   (key, b·h, i·T + j) exactly as the fused forward drew it;
 // - dscores: dP → dS = P ∘ (dPd − Δ)·scale in place (dPd: dP through the same mask);
-// - scatter: the chunk's f32 dQ, dK, dV back into the gradient's layout (and dtype).
+// - scatter: the chunk's f32 dQ, dK, dV back into the gradient's layout (and dtype), adding up
+//   dK's and dV's partial sums (their products are split along the queries, see the front-end).
 // One invocation per element over a linear index folded into a 2-D grid (grid1d).
 // Params: the fused kernels' block (ATTN_PARAMS words, shaders/attention.wgsl.ts), then
 // [17]=first b·h of the chunk [18]=elements of this dispatch [19]=D.
@@ -73,10 +74,11 @@ fn main(${MAIN_ARGS}) {
 });
 
 /**
- * Bindings: dqc, dkc, dvc (read, f32 [c, T, D]), then dq, dk, dv (rw, dtype), or one dqkv (rw)
- * when `packed` (the three are columns of one [B, T, 3C] gradient).
+ * Bindings: dqc (read, f32 [c, T, D]), dkc, dvc (read, f32 [c, split, T, D]: partial sums over
+ * `split` pieces of the queries, added here), then dq, dk, dv (rw, dtype), or one dqkv (rw) when
+ * `packed` (the three are columns of one [B, T, 3C] gradient).
  */
-export const attentionChunkScatterKernel = kernelFamily("attentionChunkScatter", (dtype: F, packed: boolean) => {
+export const attentionChunkScatterKernel = kernelFamily("attentionChunkScatter", (dtype: F, packed: boolean, split: number) => {
   const [dq, dk, dv] = packed ? ["dqkv", "dqkv", "dqkv"] : ["dq", "dk", "dv"];
   const g = bindGroup([
     { name: "dqc", access: "read", type: "array<f32>" },
@@ -93,9 +95,11 @@ ${linearIndexFn(CHUNK_WORKGROUP)}
 fn main(${MAIN_ARGS}) {
   ${ROW_INDEX}
   let ro = inRow(bh, t) + d;
+  let piece = T * D;
+  let first = ((r / T) * ${split}u) * piece + t * D + d;
   ${dq}[pu(5u) + ro] = ${dtype}(dqc[idx]);
-  ${dk}[pu(6u) + ro] = ${dtype}(dkc[idx]);
-  ${dv}[pu(7u) + ro] = ${dtype}(dvc[idx]);
+  ${dk}[pu(6u) + ro] = ${dtype}(${Array.from({ length: split }, (_, i) => `dkc[first + ${i}u * piece]`).join(" + ")});
+  ${dv}[pu(7u) + ro] = ${dtype}(${Array.from({ length: split }, (_, i) => `dvc[first + ${i}u * piece]`).join(" + ")});
 }
 `;
   return { code, group: g };

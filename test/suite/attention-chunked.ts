@@ -7,7 +7,7 @@
 import * as ws from "../../src/index.ts";
 import { CausalSelfAttention } from "../../src/nn/transformer.ts";
 import { type AttentionBackward, setAttentionBackward } from "../../src/ops/attention.ts";
-import { chunkBytesPerHead, getAttentionChunkBytes, setAttentionChunkBytes } from "../../src/ops/attention-chunked.ts";
+import { chunkBytesPerHead, chunkSplit, getAttentionChunkBytes, setAttentionChunkBytes, setAttentionSplitOverride } from "../../src/ops/attention-chunked.ts";
 import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
 import { type Arr, randArr } from "../ref/cpu.ts";
@@ -36,12 +36,13 @@ async function sdpaGrads(qa: Arr, ka: Arr, va: Arr, ga: Arr, opts: ws.AttentionO
 }
 
 // [BH or B, H, T, D]; chunk heads forced to 2 so 5 or 6 heads run as 2 + 2 + 1 / 2 + 2 + 2, one head as one chunk
-const CASES: [number[], number | null][] = [[[1, 1, 1, 8], 2], [[5, 7, 16], 2], [[2, 3, 37, 16], 2], [[1, 1, 70, 5], null], [[3, 2, 33, 64], 4]];
+// [2, 2, 128, 8] at one head per chunk splits the dK/dV products in two (the automatic split)
+const CASES: [number[], number | null][] = [[[1, 1, 1, 8], 2], [[5, 7, 16], 2], [[2, 3, 37, 16], 2], [[1, 1, 70, 5], null], [[2, 2, 128, 8], 1], [[3, 2, 33, 64], 4]];
 
 for (const causal of [true, false]) {
   test(`chunked attention backward (${causal ? "causal" : "full"}): q/k/v gradients match float64, several chunks with a partial last one`, async () => {
     for (const [n, [shape, heads]] of CASES.entries()) {
-      if (!causal && n === 4) continue; // one D = 64 case is enough for the full mask
+      if (!causal && n >= 4) continue; // the split and D = 64 once, causal, are enough
       const T = shape.at(-2)!, D = shape.at(-1)!;
       const [qa, ka, va] = qkvArrs(shape, 110 + n);
       const ga = randArr(shape, 150 + n);
@@ -107,6 +108,24 @@ test("chunked attention backward with dropout: the fused forward's mask (float64
   const cf = await withChunk(2, 33, 8, () => sdpaGrads(qa, ka, va, ga, { dropoutP: p, seed, backward: "chunked" }));
   const ff = await sdpaGrads(qa, ka, va, ga, { dropoutP: p, seed, backward: "fused" });
   for (let i = 1; i < 4; i++) assertClose(cf[i]!, ff[i]!, { rtol: 1e-4, atol: 2e-5, msg: `full mask d${"qkv"[i - 1]}: chunked vs fused` });
+});
+
+test("chunked attention backward with the dK/dV products split along the queries (3 pieces of 33 rows; automatic split counts), with dropout, matches float64", async () => {
+  assertEquals([chunkSplit(1024, 5), chunkSplit(1024, 64), chunkSplit(128, 1), chunkSplit(70, 1), chunkSplit(96, 1)], [8, 1, 2, 1, 1]);
+  const shape = [1, 3, 99, 8], p = 0.25, seed = 31;
+  const [qa, ka, va] = qkvArrs(shape, 171);
+  const ga = randArr(shape, 172);
+  const ro = { causal: true, keep: attentionKeep(new ws.Generator(seed).nextKey(), p, 99), p };
+  setAttentionSplitOverride(3);
+  let got: Float32Array[];
+  try {
+    assertEquals(chunkSplit(99, 2), 3);
+    got = await withChunk(2, 99, 8, () => sdpaGrads(qa, ka, va, ga, { causal: true, dropoutP: p, seed, backward: "chunked" }));
+  } finally {
+    setAttentionSplitOverride(null);
+  }
+  const exp = attentionBackward(qa, ka, va, ga, ro);
+  for (let i = 0; i < 3; i++) assertClose(got[i + 1]!, exp[i]!.data, { rtol: 1e-3, atol: 1e-4, msg: `split 3 d${"qkv"[i]}` });
 });
 
 test("chunked attention backward on the packed qkv layout: dqkv [B, T, 3C] matches float64 and the fused backward (with and without dropout)", async () => {
