@@ -16,6 +16,7 @@ const fmtTime = (s: number) => (s >= 3600 ? `${(s / 3600).toFixed(1)} h` : s >= 
 let worker: Worker;
 let corpus: LoadedCorpus | null = null;
 let software = false;
+let adapterFeatures: string[] = [];
 let gpuReady = false;
 let runCfg: DemoConfig | null = null;
 let runs: RunInfo[] = [];
@@ -55,6 +56,7 @@ function readConfig(): DemoConfig {
     batchSize: num("batch"), totalSteps: num("steps"), lr: num("lr"),
     dense: input("run-dense").checked, slope: input("run-slope").checked,
     adapterRankFraction: Number($<HTMLSelectElement>("rank").value), adapterAt: Number($<HTMLSelectElement>("at").value),
+    precision: $<HTMLSelectElement>("precision").value as "f32" | "mixed-f16",
     sampleEvery: num("sample-every"), sampleTokens: software ? 32 : 160, autosaveEvery: num("autosave-every"), seed: 1337,
   };
 }
@@ -81,7 +83,7 @@ function updateParams(): void {
 }
 
 function sameRun(a: DemoConfig, b: DemoConfig): boolean {
-  const key = (c: DemoConfig) => JSON.stringify([c.model.attention, c.model.nLayer, c.model.nEmbd, c.model.nHead, c.model.blockSize, c.batchSize, c.totalSteps, c.lr, c.dense, c.slope, c.adapterRankFraction, c.adapterAt]);
+  const key = (c: DemoConfig) => JSON.stringify([c.model.attention, c.model.nLayer, c.model.nEmbd, c.model.nHead, c.model.blockSize, c.batchSize, c.totalSteps, c.lr, c.dense, c.slope, c.adapterRankFraction, c.adapterAt, c.precision ?? "f32"]);
   return key(a) === key(b);
 }
 
@@ -98,6 +100,9 @@ function refreshButtons(): void {
   const note = $("settings-note");
   const lines: string[] = [];
   if (problem && gpuReady && corpus) lines.push(`Start is disabled: ${problem}.`);
+  if (c.precision === "mixed-f16" && gpuReady && !adapterFeatures.includes("chromium-experimental-subgroup-matrix")) {
+    lines.push("This adapter has no matrix units (chromium-experimental-subgroup-matrix): mixed f16 keeps f32 matmuls and runs only the loss scaling.");
+  }
   if (runCfg && state === "paused" && !sameRun(c, runCfg)) lines.push("These settings differ from the paused run's: Resume continues it unchanged; Start new run applies them.");
   if (runCfg && state === "running" && !sameRun(c, runCfg)) lines.push("Settings changes apply to a new run (Pause, then Start new run).");
   note.hidden = !lines.length;
@@ -151,6 +156,7 @@ function onMessage(m: FromWorker): void {
     case "ready": {
       gpuReady = true;
       software = m.software;
+      adapterFeatures = m.features;
       $("gpu-info").textContent = `WebGPU adapter: ${m.adapter}${m.software ? " (a software adapter: the tiny preset and short samples)" : ""} · features: ${m.features.join(", ") || "none"}`;
       if (m.software && state === "none" && !runs.length) { $<HTMLSelectElement>("preset").value = "tiny"; fillPreset("tiny"); }
       input("sample-every").value ||= String(software ? 20 : 100);
@@ -336,7 +342,7 @@ function wire(): void {
     if (sel.value !== "custom" && id !== "steps" && id !== "lr") sel.value = "custom";
     updateParams();
   });
-  for (const id of ["attention", "run-dense", "run-slope", "rank", "at", "sample-every", "autosave-every"]) $(id).addEventListener("change", refreshButtons);
+  for (const id of ["attention", "run-dense", "run-slope", "rank", "at", "precision", "sample-every", "autosave-every"]) $(id).addEventListener("change", refreshButtons);
   button("start").onclick = start;
   button("pause").onclick = () => { send({ type: "pause" }); button("pause").disabled = true; };
   button("resume").onclick = () => { state = "running"; refreshButtons(); send({ type: "resume" }); };

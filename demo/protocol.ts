@@ -13,6 +13,8 @@ export interface DemoConfig {
   /** Lazy adapter rank as a fraction of nEmbd (0: none) and when they enter (fraction of training). */
   adapterRankFraction: number;
   adapterAt: number;
+  /** "mixed-f16": matmuls on the matrix units with loss scaling (f32 matmuls where the adapter has none). Absent in older saves: f32. */
+  precision?: "f32" | "mixed-f16";
   /** Validation + samples + masks every this many steps; sample length in characters. */
   sampleEvery: number;
   sampleTokens: number;

@@ -25,7 +25,7 @@ export class Run {
   constructor(readonly kind: RunKind, readonly cfg: DemoConfig, vocabSize: number, corpus: Corpus) {
     this.model = new GPT({ vocabSize, seed: cfg.seed, ...cfg.model });
     this.trainer = new Trainer(this.model, corpus, {
-      batchSize: cfg.batchSize, totalSteps: cfg.totalSteps, lr: cfg.lr, seed: cfg.seed,
+      batchSize: cfg.batchSize, totalSteps: cfg.totalSteps, lr: cfg.lr, seed: cfg.seed, precision: cfg.precision ?? "f32",
       slope: kind === "slope"
         ? { pattern: "2:4", maskChangeFreq: 1, ...(cfg.adapterRankFraction ? { adapterRankFraction: cfg.adapterRankFraction, adapterAt: cfg.adapterAt } : {}) }
         : undefined,

@@ -218,7 +218,7 @@ async function handle(m: ToWorker): Promise<void> {
   switch (m.type) {
     case "init": {
       try {
-        const g = await init();
+        const g = await init({ matrixUnits: true }); // used only by "mixed-f16" runs
         g.device.lost.then((l) => { if (l.reason !== "destroyed" || simulatedLoss) post({ type: "lost", message: l.message || "the GPU device was lost", autosaveStep: lastSaved?.step ?? null }); });
         const save = await loadAutosave().catch(() => null);
         post({ type: "ready", adapter: g.info.adapterName, features: [...g.features], software: isSoftwareAdapter(g.info.adapterName), autosave: save?.save.summary ?? null });

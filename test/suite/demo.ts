@@ -54,11 +54,11 @@ async function losses(run: Run, n: number): Promise<number[]> {
   return out;
 }
 
-for (const kind of ["dense", "slope"] as RunKind[]) {
-  test(`demo: a ${kind} run saved with runToBytes resumes with the same losses and its curves${kind === "slope" ? " (its adapters enter after the save)" : ""}`, async () => {
+for (const [kind, precision] of [["dense", "f32"], ["slope", "f32"], ["slope", "mixed-f16"]] as [RunKind, "f32" | "mixed-f16"][]) {
+  test(`demo: a ${kind} run${precision === "f32" ? "" : ` in ${precision}`} saved with runToBytes resumes with the same losses and its curves${kind === "slope" ? " (its adapters enter after the save)" : ""}`, async () => {
     const tok = new CharTokenizer(TEXT);
     const corpus = new Corpus(tok.encode(TEXT), { valFraction: 0.1 });
-    const cfg = config();
+    const cfg = { ...config(), precision };
     manualSeed(cfg.seed);
     const a = new Run(kind, cfg, tok.vocabSize, corpus);
     let b: Run | null = null;
@@ -74,6 +74,7 @@ for (const kind of ["dense", "slope"] as RunKind[]) {
       assertEquals(b.history.losses.map((p) => p[0]), [0, 1, 2, 3]);
       assertEquals(await losses(b, 3), straight, "resumed losses equal the uninterrupted run's");
       if (kind === "slope") assert(b.trainer.adaptersActive, "the resumed SLoPe run inserted its adapters");
+      assertEquals(!!b.trainer.scaler, precision === "mixed-f16", "the resumed run keeps its precision");
     } finally {
       a.dispose();
       b?.dispose();
