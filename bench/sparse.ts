@@ -1,28 +1,46 @@
-// 2:4 spmm against our dense matmul, one linear layer's forward Y = X·Wᵀ + b: square d×d and
-// up-projection 4d×d weights at d = 768, 1024, 2048, 4096, for M = 4096 rows (training) and
-// M = 8 (decode). Both sides get the same input and bias; we report ms, dense-equivalent
-// TFLOP/s, the speedup, and for decode the weight bytes read per second.
+// 2:4 spmm against our dense matmul, one linear layer's forward Y = X·Wᵀ + b, in the same run:
+// weights d×d, 3d×d (qkv), 4d×d (fc1) and d×4d (fc2) at d = 768, 1024, 2048, 4096, for M = 4096
+// rows (training) and M = 8 (decode). Per row: dense; per-element 2:4 on spmm's default path
+// ("decode" at M ≤ 16, "expand" / the matrix units above); at M ≤ 16 the older "small" kernel
+// too; above, the vector-wise 2:4 pattern (compressVector, --block rows per mask) and the weight
+// gradient: dense dYᵀX, per-element sddmm and sddmmVector. We report ms, dense-equivalent
+// TFLOP/s, speedups over dense, and for decode the weight bytes read per second.
 //
-//   deno run -A bench/sparse.ts [--d 768,1024,2048,4096] [--m 4096,8] [--json out.json]
+//   deno run -A bench/sparse.ts [--d 768,1024,2048,4096] [--m 4096,8] [--shapes dxd,3dxd,4dxd,dx4d] [--block 128] [--json out.json]
+//   deno run -A bench/sparse.ts --quick        (d = 256, M = 8 and 256, short timing: a smoke run on software adapters)
 //   node .bench-dist/sparse.mjs ...   (after npm run bench:build)
 import * as ws from "../src/index.ts";
-import { compress24, decompress24, spmm } from "../src/sparse/index.ts";
+import { compress24, compressVector, decompress24, sddmm, sddmmVector, spmm, spmmVector } from "../src/sparse/index.ts";
 import { parseArgs } from "node:util";
 import { argv, exit, runtimeGpu, writeText } from "./env.ts";
-import { randomF32, tflops, timeBatches } from "./timing.ts";
+import { randomF32, type TimingOptions, tflops, timeBatches } from "./timing.ts";
 
-interface Row { d: number; shape: string; M: number; denseMs: number; sparseMs: number; speedup: number; denseTflops: number; sparseTflopsEq: number; sparseWeightGBs: number; denseWeightGBs: number }
+interface Row {
+  d: number; shape: string; dOut: number; K: number; M: number;
+  denseMs: number; sparseMs: number; speedup: number; denseTflops: number; sparseTflopsEq: number; sparseWeightGBs: number; denseWeightGBs: number;
+  /** M ≤ 16: the older small kernel. */
+  smallMs?: number; smallSpeedup?: number;
+  /** M > 16: vector-wise spmm, and the weight gradient (dense dYᵀX, per-element sddmm, sddmmVector). */
+  vectorMs?: number; vectorSpeedup?: number;
+  denseDwMs?: number; sddmmMs?: number; sddmmSpeedup?: number; sddmmVectorMs?: number; sddmmVectorSpeedup?: number;
+}
+
+const SHAPES: Record<string, (d: number) => [number, number]> = { dxd: (d) => [d, d], "3dxd": (d) => [3 * d, d], "4dxd": (d) => [4 * d, d], dx4d: (d) => [d, 4 * d] };
 
 async function main(): Promise<void> {
   const { values: f } = parseArgs({
     args: argv(), options: {
       d: { type: "string", default: "768,1024,2048,4096" }, m: { type: "string", default: "4096,8" }, json: { type: "string" },
+      shapes: { type: "string", default: "dxd,3dxd,4dxd,dx4d" }, block: { type: "string", default: "128" }, quick: { type: "boolean", default: false },
       /** Node + Dawn: both sides on the matrix units (init({ matrixUnits: true }), f32 precision "medium"). */
       units: { type: "boolean", default: false },
     },
   });
-  const ds = f.d.split(",").map(Number);
-  const ms = f.m.split(",").map(Number);
+  const ds = f.quick ? [256] : f.d.split(",").map(Number);
+  const ms = f.quick ? [8, 256] : f.m.split(",").map(Number);
+  const block = Number(f.block);
+  const shapes = f.shapes.split(",").map((n) => { const g = SHAPES[n]; if (!g) throw new Error(`--shapes: unknown ${n}; use ${Object.keys(SHAPES)}`); return [n.replace("x", "×"), g] as const; });
+  const timing: TimingOptions = f.quick ? { warmupMs: 100, batchMs: 50, batches: 3, minItems: 3 } : { warmupMs: 400 };
   const { gpu, engine } = await runtimeGpu({ dawnToggles: f.units });
   const ctx = await ws.init({ gpu, matrixUnits: f.units });
   if (f.units) {
@@ -32,45 +50,68 @@ async function main(): Promise<void> {
   console.log(`engine: ${engine}${f.units ? `, matrix units (${ctx.matrixUnits.tiles.join(", ")})` : ""}; adapter: ${ctx.info.adapterName}`);
   const rows: Row[] = [];
   let first = true;
-  for (const d of ds) for (const [shape, dOut] of [["d×d", d], ["4d×d", 4 * d]] as const) {
-    const W = ws.tensor(randomF32(dOut * d, d), [dOut, d]);
+  for (const d of ds) for (const [shape, dims] of shapes) {
+    const [dOut, K] = dims(d);
+    const W = ws.tensor(randomF32(dOut * K, d), [dOut, K]);
     const b = ws.tensor(randomF32(dOut, 7), [dOut]);
-    const S = compress24(W);
+    const S = compress24(W), V = compressVector(W, { block });
     {
       // correctness first: the sparse product equals the dense product of the pruned weight
       // (the reference product in f32 arithmetic, off the matrix units: 8 rows take spmm's f32 small path)
-      const Wr = decompress24(S), X8 = ws.tensor(randomF32(8 * d, 99), [8, d]);
+      // (and the vector-wise product that of its pruned weight, on 64 rows: the vector GEMM)
+      const Wr = decompress24(S), Vr = decompress24(V), X8 = ws.tensor(randomF32(8 * K, 99), [8, K]), X64 = ws.tensor(randomF32(64 * K, 98), [64, K]);
       ws.setFloat32MatmulPrecision("highest");
-      const [ys, yd] = await Promise.all([spmm(X8, S, b).toArray(), ws.matmul(X8, Wr, { transB: true, bias: b }).toArray()]);
+      const [ys, yd, yv, ydv] = await Promise.all([spmm(X8, S, b).toArray(), ws.matmul(X8, Wr, { transB: true, bias: b }).toArray(),
+        spmmVector(X64, V, b, { block }).toArray(), ws.matmul(X64, Vr, { transB: true, bias: b }).toArray()]);
       if (f.units) ws.setFloat32MatmulPrecision("medium");
-      let err = 0;
-      for (let i = 0; i < yd.length; i++) err = Math.max(err, Math.abs(ys[i]! - yd[i]!) / (1 + Math.abs(yd[i]!)));
-      if (!(err < 1e-3)) throw new Error(`spmm disagrees with the dense product of the pruned weight at d=${d} ${shape}: ${err}`);
-      Wr.dispose(); X8.dispose();
+      const err = (a: ArrayLike<number>, r: ArrayLike<number>) => { let e = 0; for (let i = 0; i < r.length; i++) e = Math.max(e, Math.abs(a[i]! - r[i]!) / (1 + Math.abs(r[i]!))); return e; };
+      if (!(err(ys, yd) < 1e-3)) throw new Error(`spmm disagrees with the dense product of the pruned weight at d=${d} ${shape}: ${err(ys, yd)}`);
+      if (!(err(yv, ydv) < 1e-3)) throw new Error(`spmmVector disagrees with the dense product of its pruned weight at d=${d} ${shape}: ${err(yv, ydv)}`);
+      Wr.dispose(); Vr.dispose(); X8.dispose(); X64.dispose();
     }
     for (const M of ms) {
-      const X = ws.tensor(randomF32(M * d, M), [M, d]);
-      const dense = await timeBatches(async (n) => { for (let i = 0; i < n; i++) ws.matmul(X, W, { transB: true, bias: b }).dispose(); await ctx.sync(); }, { warmupMs: first ? 1500 : 400 });
+      const X = ws.tensor(randomF32(M * K, M), [M, K]);
+      const time = (fn: () => ws.Tensor, warm = false) => timeBatches(async (n) => { for (let i = 0; i < n; i++) fn().dispose(); await ctx.sync(); },
+        { ...timing, ...(warm && !f.quick ? { warmupMs: 1500 } : {}) });
+      const dense = await time(() => ws.matmul(X, W, { transB: true, bias: b }), first);
       first = false;
-      const sparse = await timeBatches(async (n) => { for (let i = 0; i < n; i++) spmm(X, S, b).dispose(); await ctx.sync(); }, { warmupMs: 400 });
-      const wBytesDense = dOut * d * 4, wBytesSparse = S.values.size * 4 + S.meta.size * 4;
+      const sparse = await time(() => spmm(X, S, b));
+      const wBytesDense = dOut * K * 4, wBytesSparse = S.values.size * 4 + S.meta.size * 4;
       const r: Row = {
-        d, shape, M, denseMs: dense.medianMs, sparseMs: sparse.medianMs, speedup: dense.medianMs / sparse.medianMs,
-        denseTflops: tflops(M, d, dOut, dense.medianMs), sparseTflopsEq: tflops(M, d, dOut, sparse.medianMs),
+        d, shape, dOut, K, M, denseMs: dense.medianMs, sparseMs: sparse.medianMs, speedup: dense.medianMs / sparse.medianMs,
+        denseTflops: tflops(M, K, dOut, dense.medianMs), sparseTflopsEq: tflops(M, K, dOut, sparse.medianMs),
         denseWeightGBs: wBytesDense / (dense.medianMs * 1e6), sparseWeightGBs: wBytesSparse / (sparse.medianMs * 1e6),
       };
+      if (M <= 16) {
+        r.smallMs = (await time(() => spmm(X, S, b, { path: "small" }))).medianMs;
+        r.smallSpeedup = r.denseMs / r.smallMs;
+      } else {
+        r.vectorMs = (await time(() => spmmVector(X, V, b, { block }))).medianMs;
+        r.vectorSpeedup = r.denseMs / r.vectorMs;
+        const dY = ws.tensor(randomF32(M * dOut, M + 1), [M, dOut]);
+        r.denseDwMs = (await time(() => ws.matmul(dY, X, { transA: true }))).medianMs;
+        r.sddmmMs = (await time(() => sddmm(dY, X, S))).medianMs;
+        r.sddmmVectorMs = (await time(() => sddmmVector(dY, X, V, { block }))).medianMs;
+        r.sddmmSpeedup = r.denseDwMs / r.sddmmMs;
+        r.sddmmVectorSpeedup = r.denseDwMs / r.sddmmVectorMs;
+        dY.dispose();
+      }
       rows.push(r);
       console.log(`d=${d} ${shape} M=${M}: dense ${r.denseMs.toFixed(4)} ms (${r.denseTflops.toFixed(2)} TFLOP/s), 2:4 ${r.sparseMs.toFixed(4)} ms (${r.sparseTflopsEq.toFixed(2)} dense-eq TFLOP/s) → ${r.speedup.toFixed(2)}×` +
-        (M <= 16 ? `; weight bytes/s dense ${r.denseWeightGBs.toFixed(0)} GB/s, 2:4 ${r.sparseWeightGBs.toFixed(0)} GB/s` : ""));
+        (M <= 16 ? `; small kernel ${r.smallMs!.toFixed(4)} ms → ${r.smallSpeedup!.toFixed(2)}×; weight bytes/s dense ${r.denseWeightGBs.toFixed(0)} GB/s, 2:4 ${r.sparseWeightGBs.toFixed(0)} GB/s`
+          : `; vector-wise ${r.vectorMs!.toFixed(4)} ms → ${r.vectorSpeedup!.toFixed(2)}×; dW dense ${r.denseDwMs!.toFixed(4)} ms, sddmm → ${r.sddmmSpeedup!.toFixed(2)}×, sddmmVector → ${r.sddmmVectorSpeedup!.toFixed(2)}×`));
       X.dispose();
     }
-    W.dispose(); b.dispose(); S.dispose();
+    W.dispose(); b.dispose(); S.dispose(); V.dispose();
     ctx.pool.trim();
   }
-  console.log(`\n| d | W | M | dense ms | 2:4 ms | speedup |  (${engine})\n|---|---|---|---|---|---|`);
-  for (const r of rows) console.log(`| ${r.d} | ${r.shape} | ${r.M} | ${r.denseMs.toFixed(4)} | ${r.sparseMs.toFixed(4)} | ${r.speedup.toFixed(2)}× |`);
+  const x = (v: number | undefined) => (v === undefined ? "–" : `${v.toFixed(2)}×`);
+  console.log(`\n| d | W | M | dense ms | 2:4 ms | 2:4 speedup | small (M ≤ 16) | vector-wise (block ${block}) | sddmm | sddmmVector |  (${engine})\n|---|---|---|---|---|---|---|---|---|---|`);
+  for (const r of rows) {
+    console.log(`| ${r.d} | ${r.shape} | ${r.M} | ${r.denseMs.toFixed(4)} | ${r.sparseMs.toFixed(4)} | ${r.speedup.toFixed(2)}× | ${x(r.smallSpeedup)} | ${x(r.vectorSpeedup)} | ${x(r.sddmmSpeedup)} | ${x(r.sddmmVectorSpeedup)} |`);
+  }
   const json = f.json;
-  if (json) await writeText(json, JSON.stringify({ bench: "spmm", date: new Date().toISOString(), engine, matrixUnits: f.units ? ctx.matrixUnits.tiles : null, adapter: ctx.info.adapterName, rows }, null, 1));
+  if (json) await writeText(json, JSON.stringify({ bench: "spmm", block, date: new Date().toISOString(), engine, matrixUnits: f.units ? ctx.matrixUnits.tiles : null, adapter: ctx.info.adapterName, rows }, null, 1));
 }
 
 await main();
