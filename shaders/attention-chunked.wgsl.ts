@@ -1,19 +1,22 @@
 // The elementwise kernels of the chunked attention backward (src/ops/attention-chunked.ts). That
-// backward recomputes the scores of a chunk of c heads with the fast batched GEMM and does its
-// five products there; these kernels do everything between the products, each one pass over
-// memory:
-// - gather: the chunk's q, k, v rows (the same addressing as the fused kernels, so both the
-//   contiguous [..., T, D] and the packed [B, T, 3C] layouts) and its dO rows into contiguous f32
-//   [c, T, D] scratch, which the GEMM reads with a plain batch stride;
-// - probs: S → P = exp(scale·S − L) in place (0 above the diagonal when causal), and with dropout
-//   also Pd = P·keep/(1 − p), the keep mask regenerated from the counter RNG at
-//   (key, b·h, i·T + j) exactly as the fused forward drew it;
+// backward recomputes the scores of a chunk of c heads, one row panel of queries at a time, with
+// the fast batched GEMM and does its five products there; these kernels do everything between
+// the products, each one pass over memory:
+// - gather: rows [row0, row0 + rows) of the chunk's q and dO, or of its k and v (the same
+//   addressing as the fused kernels, so both the contiguous [..., T, D] and the packed [B, T, 3C]
+//   layouts) into contiguous f32 [c, rows, D] scratch, which the GEMM reads with a batch stride;
+// - probs: a panel's scores S [c, rows, keys] → P = exp(scale·S − L) in place (0 above the
+//   diagonal when causal), and with dropout also Pd = P·keep/(1 − p), the keep mask regenerated
+//   from the counter RNG at (key, b·h, i·T + j) exactly as the fused forward drew it;
 // - dscores: dP → dS = P ∘ (dPd − Δ)·scale in place (dPd: dP through the same mask);
-// - scatter: the chunk's f32 dQ, dK, dV back into the gradient's layout (and dtype), adding up
-//   dK's and dV's partial sums (their products are split along the queries, see the front-end).
+// - accumulate: a panel's dK or dV partial sums [c, split, keys, D] into a chunk's f32 [c, T, D]
+//   (assigned by the first panel, added by the others);
+// - scatter: one of dQ, dK, dV (f32 [c, split, rows, D], the split partial sums added) into the
+//   gradient's layout and dtype at rows [row0, row0 + rows).
 // One invocation per element over a linear index folded into a 2-D grid (grid1d).
 // Params: the fused kernels' block (ATTN_PARAMS words, shaders/attention.wgsl.ts), then
-// [17]=first b·h of the chunk [18]=elements of this dispatch [19]=D.
+// [17]=first b·h of the chunk [18]=elements of this dispatch [19]=D [20]=row0 (the panel's
+// first query, or the first gathered/scattered row) [21]=rows [22]=keys (a score row's length).
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
 import { bindGroup, enables, kernelFamily, linearIndexFn, MAIN_ARGS } from "./kernel.ts";
 import { RNG_WGSL } from "./fill.wgsl.ts";
@@ -22,70 +25,41 @@ import { ATTN_COMMON, keepTest } from "./attention.wgsl.ts";
 type F = "f32" | "f16";
 
 export const CHUNK_WORKGROUP = 256;
-/** Params words of the chunk kernels (the fused block plus h0, count, D). */
-export const CHUNK_PARAMS = 20;
 
-/** idx → (n, t, d) of a [c, T, D] chunk; bh is the global head. */
+/** idx → (chunk head, row t, d) of a [c, rows, D] block starting at row row0; bh is the global head. */
 const ROW_INDEX = `let idx = linearIndex(wid, nwg, lid);
   if (idx >= pu(18u)) { return; }
   let T = T_();
   let D = pu(19u);
+  let rows = pu(21u);
   let d = idx % D;
   let r = idx / D;
-  let t = r % T;
-  let bh = pu(17u) + r / T;`;
+  let t = pu(20u) + r % rows;
+  let bh = pu(17u) + r / rows;`;
 
-/** idx → (n, i, j) of a [c, T, T] chunk of scores; bh is the global head. */
+/** idx → (chunk head, query i, key j) of a panel's [c, rows, keys] scores; bh is the global head. */
 const SCORE_INDEX = `let idx = linearIndex(wid, nwg, lid);
   if (idx >= pu(18u)) { return; }
   let T = T_();
-  let j = idx % T;
-  let r = idx / T;
-  let i = r % T;
-  let bh = pu(17u) + r / T;`;
+  let keys = pu(22u);
+  let rows = pu(21u);
+  let j = idx % keys;
+  let r = idx / keys;
+  let i = pu(20u) + r % rows;
+  let bh = pu(17u) + r / rows;`;
 
-/** Bindings: q, k, v, dO (read, dtype), then qc, kc, vc, gc (rw, f32 [c, T, D]). */
-export const attentionChunkGatherKernel = kernelFamily("attentionChunkGather", (dtype: F) => {
-  const g = bindGroup([
-    { name: "q", access: "read", type: `array<${dtype}>` },
-    { name: "k", access: "read", type: `array<${dtype}>` },
-    { name: "v", access: "read", type: `array<${dtype}>` },
-    { name: "g", access: "read", type: `array<${dtype}>` },
-    { name: "qc", access: "rw", type: "array<f32>" },
-    { name: "kc", access: "rw", type: "array<f32>" },
-    { name: "vc", access: "rw", type: "array<f32>" },
-    { name: "gc", access: "rw", type: "array<f32>" },
-  ]);
-  const code = wgsl`${enables(dtype)}
-${g.decls}
-${ATTN_COMMON}
-${linearIndexFn(CHUNK_WORKGROUP)}
-@compute @workgroup_size(${CHUNK_WORKGROUP})
-fn main(${MAIN_ARGS}) {
-  ${ROW_INDEX}
-  let ro = inRow(bh, t) + d;
-  qc[idx] = f32(q[pu(5u) + ro]);
-  kc[idx] = f32(k[pu(6u) + ro]);
-  vc[idx] = f32(v[pu(7u) + ro]);
-  gc[idx] = f32(g[outRow(bh, t) + d]);
-}
-`;
-  return { code, group: g };
-});
+const sum = (n: number, term: (i: number) => string): string => Array.from({ length: n }, (_, i) => term(i)).join(" + ");
 
 /**
- * Bindings: dqc (read, f32 [c, T, D]), dkc, dvc (read, f32 [c, split, T, D]: partial sums over
- * `split` pieces of the queries, added here), then dq, dk, dv (rw, dtype), or one dqkv (rw) when
- * `packed` (the three are columns of one [B, T, 3C] gradient).
+ * Bindings: a, b (read, dtype), then ac, bc (rw, f32 [c, rows, D]). `qg`: a = q, b = dO (O's
+ * addressing); otherwise a = k, b = v.
  */
-export const attentionChunkScatterKernel = kernelFamily("attentionChunkScatter", (dtype: F, packed: boolean, split: number) => {
-  const [dq, dk, dv] = packed ? ["dqkv", "dqkv", "dqkv"] : ["dq", "dk", "dv"];
+export const attentionChunkGatherKernel = kernelFamily("attentionChunkGather", (dtype: F, qg: boolean) => {
   const g = bindGroup([
-    { name: "dqc", access: "read", type: "array<f32>" },
-    { name: "dkc", access: "read", type: "array<f32>" },
-    { name: "dvc", access: "read", type: "array<f32>" },
-    ...(packed ? [{ name: "dqkv", access: "rw", type: `array<${dtype}>` } as const]
-      : (["dq", "dk", "dv"] as const).map((name) => ({ name, access: "rw", type: `array<${dtype}>` } as const))),
+    { name: "a", access: "read", type: `array<${dtype}>` },
+    { name: "b", access: "read", type: `array<${dtype}>` },
+    { name: "ac", access: "rw", type: "array<f32>" },
+    { name: "bc", access: "rw", type: "array<f32>" },
   ]);
   const code = wgsl`${enables(dtype)}
 ${g.decls}
@@ -95,19 +69,82 @@ ${linearIndexFn(CHUNK_WORKGROUP)}
 fn main(${MAIN_ARGS}) {
   ${ROW_INDEX}
   let ro = inRow(bh, t) + d;
-  let piece = T * D;
-  let first = ((r / T) * ${split}u) * piece + t * D + d;
-  ${dq}[pu(5u) + ro] = ${dtype}(dqc[idx]);
-  ${dk}[pu(6u) + ro] = ${dtype}(${Array.from({ length: split }, (_, i) => `dkc[first + ${i}u * piece]`).join(" + ")});
-  ${dv}[pu(7u) + ro] = ${dtype}(${Array.from({ length: split }, (_, i) => `dvc[first + ${i}u * piece]`).join(" + ")});
+#if ${qg}
+  ac[idx] = f32(a[pu(5u) + ro]);
+  bc[idx] = f32(b[outRow(bh, t) + d]);
+#else
+  ac[idx] = f32(a[pu(6u) + ro]);
+  bc[idx] = f32(b[pu(7u) + ro]);
+#endif
 }
 `;
   return { code, group: g };
 });
 
 /**
- * S → P in place. Bindings: s (rw, f32 [c, T, T]), lse (read, f32 [B·H, T]), and with dropout
- * pd (rw, f32 [c, T, T]).
+ * One of dQ, dK, dV (`which` 0, 1, 2: the q, k or v base) into the gradient. Bindings: src (read,
+ * f32 [c, split, rows, D]), dst (rw, dtype).
+ */
+export const attentionChunkScatterKernel = kernelFamily("attentionChunkScatter", (dtype: F, which: 0 | 1 | 2, split: number) => {
+  const g = bindGroup([
+    { name: "src", access: "read", type: "array<f32>" },
+    { name: "dst", access: "rw", type: `array<${dtype}>` },
+  ]);
+  const code = wgsl`${enables(dtype)}
+${g.decls}
+${ATTN_COMMON}
+${linearIndexFn(CHUNK_WORKGROUP)}
+@compute @workgroup_size(${CHUNK_WORKGROUP})
+fn main(${MAIN_ARGS}) {
+  ${ROW_INDEX}
+  let piece = rows * D;
+  let first = (r / rows) * ${split}u * piece + (t - pu(20u)) * D + d;
+  dst[pu(${5 + which}u) + inRow(bh, t) + d] = ${dtype}(${sum(split, (i) => `src[first + ${i}u * piece]`)});
+}
+`;
+  return { code, group: g };
+});
+
+/**
+ * acc[:, 0:keys] (=, or += unless `assign`) the split partial sums. Bindings: acc (rw, f32
+ * [c, T, D]), part (read, f32 [c, split, keys, D]). Params [21] = keys (the rows written).
+ */
+export const attentionChunkAccumulateKernel = kernelFamily("attentionChunkAccumulate", (split: number, assign: boolean) => {
+  const g = bindGroup([
+    { name: "acc", access: "rw", type: "array<f32>" },
+    { name: "part", access: "read", type: "array<f32>" },
+  ]);
+  const code = wgsl`${g.decls}
+${ATTN_COMMON}
+${linearIndexFn(CHUNK_WORKGROUP)}
+@compute @workgroup_size(${CHUNK_WORKGROUP})
+fn main(${MAIN_ARGS}) {
+  let idx = linearIndex(wid, nwg, lid);
+  if (idx >= pu(18u)) { return; }
+  let T = T_();
+  let D = pu(19u);
+  let keys = pu(21u);
+  let d = idx % D;
+  let r = idx / D;
+  let t = r % keys;
+  let n = r / keys;
+  let piece = keys * D;
+  let first = n * ${split}u * piece + t * D + d;
+  let s = ${sum(split, (i) => `part[first + ${i}u * piece]`)};
+  let at = (n * T + t) * D + d;
+#if ${assign}
+  acc[at] = s;
+#else
+  acc[at] = acc[at] + s;
+#endif
+}
+`;
+  return { code, group: g };
+});
+
+/**
+ * S → P in place. Bindings: s (rw, f32 [c, rows, keys]), lse (read, f32 [B·H, T]), and with
+ * dropout pd (rw, f32 [c, rows, keys]).
  */
 export const attentionChunkProbsKernel = kernelFamily("attentionChunkProbs", (causal: boolean, dropout: boolean) => {
   const g = bindGroup([
@@ -139,7 +176,7 @@ fn main(${MAIN_ARGS}) {
   return { code, group: g };
 });
 
-/** dP → dS in place. Bindings: dp (rw, f32 [c, T, T]), p (read, f32 [c, T, T]), delta (read, f32 [B·H, T]). */
+/** dP → dS in place. Bindings: dp (rw, f32 [c, rows, keys]), p (read, the same shape), delta (read, f32 [B·H, T]). */
 export const attentionChunkDScoresKernel = kernelFamily("attentionChunkDScores", (dropout: boolean) => {
   const g = bindGroup([
     { name: "dp", access: "rw", type: "array<f32>" },

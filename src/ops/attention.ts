@@ -6,10 +6,11 @@
 // qkv projection's [B, T, 3C] output and writes y as [B, T, C] (its gradient as [B, T, 3C]), so
 // a transformer block needs no permute, split or copy around attention. Two backwards: the fused
 // flash kernels (Δ, dK/dV, dQ) and the chunked recompute backward (./attention-chunked.ts: the
-// five products on the batched GEMM, c heads at a time under a byte budget). "auto" (the default)
-// takes the chunked one on a GPU wherever one head's T×T scores fit the budget: on an H200 under
-// Dawn the fused kernels run at ~3 TFLOP/s and the GEMM at 34–36, so recomputing through the GEMM
-// is several times faster even though it writes and reads the T×T scores of each chunk. On a CPU
+// five products on the batched GEMM, c heads and one row panel at a time under a byte budget;
+// causal panels skip the keys above the diagonal). "auto" (the default) takes the chunked one on
+// a GPU wherever one head's scores fit the budget: on an H200 under Dawn the fused kernels run
+// at ~3 TFLOP/s and the GEMM at 34–36, so recomputing through the GEMM is several times faster
+// even though it writes and reads the scores of each chunk. On a CPU
 // rasterizer (lavapipe, SwiftShader) memory passes and dispatches cost more than arithmetic and
 // the fused kernels win (tiny config, lavapipe: 2.0 vs 9.4 ms), so "auto" keeps them there.
 // Registers its rules.
@@ -148,8 +149,8 @@ function checkOptions(op: string, opts: AttentionOptions, BH: number, T: number,
   if (D > MAX_HEAD_DIM) throw new ShapeError(op, `head dim ${D} is over the supported ${MAX_HEAD_DIM} (${shapes})`);
   const want = opts.backward ?? defaultBackward;
   if (!BACKWARDS.includes(want)) throw new ValueError(op, `backward must be one of ${BACKWARDS.map((x) => `"${x}"`).join(", ")}, got ${JSON.stringify(want)} (${shapes})`);
-  const heads = chunkHeads(T, D, BH);
-  if (want === "chunked") checkChunkFits(op, T);
+  const heads = chunkHeads(T, D, BH, !!opts.causal);
+  if (want === "chunked") checkChunkFits(op, T, !!opts.causal);
   const backward = want === "fused" || (want === "auto" && (heads === 0 || softwareAdapter())) ? "fused" : "chunked";
   const key: [number, number] = p > 0 ? generatorFor(opts.seed).nextKey() : [0, 0];
   return { causal: !!opts.causal, p, scale, key, backward, chunkHeads: Math.max(1, heads) };

@@ -7,7 +7,9 @@
 import * as ws from "../../src/index.ts";
 import { CausalSelfAttention } from "../../src/nn/transformer.ts";
 import { type AttentionBackward, setAttentionBackward } from "../../src/ops/attention.ts";
-import { chunkBytesPerHead, chunkSplit, getAttentionChunkBytes, setAttentionChunkBytes, setAttentionSplitOverride } from "../../src/ops/attention-chunked.ts";
+import {
+  chunkBytesPerHead, chunkSplit, getAttentionChunkBytes, panelRows, setAttentionChunkBytes, setAttentionPanelOverride, setAttentionSplitOverride,
+} from "../../src/ops/attention-chunked.ts";
 import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
 import { type Arr, randArr } from "../ref/cpu.ts";
@@ -18,9 +20,9 @@ import { attention as refAttention, attentionBackward, attentionKeep, mergeHeads
 const qkvArrs = (shape: number[], seed: number, amp = 1.5): [Arr, Arr, Arr] =>
   [randArr(shape, seed, -amp, amp), randArr(shape, seed + 1, -amp, amp), randArr(shape, seed + 2, -amp, amp)];
 
-/** Runs `fn` with a chunk budget of `heads` heads of T×D (null: the default budget). */
+/** Runs `fn` with a chunk budget of `heads` heads of T×D (causal panels as set; null: the default budget). */
 async function withChunk<R>(heads: number | null, T: number, D: number, fn: () => Promise<R>): Promise<R> {
-  setAttentionChunkBytes(heads === null ? null : heads * chunkBytesPerHead(T, D));
+  setAttentionChunkBytes(heads === null ? null : heads * chunkBytesPerHead(T, D, panelRows(T, true)));
   try { return await fn(); } finally { setAttentionChunkBytes(null); }
 }
 
@@ -111,7 +113,8 @@ test("chunked attention backward with dropout: the fused forward's mask (float64
 });
 
 test("chunked attention backward with the dK/dV products split along the queries (3 pieces of 33 rows; automatic split counts), with dropout, matches float64", async () => {
-  assertEquals([chunkSplit(1024, 5), chunkSplit(1024, 64), chunkSplit(128, 1), chunkSplit(70, 1), chunkSplit(96, 1)], [8, 1, 2, 1, 1]);
+  assertEquals([chunkSplit(1024, 1024, 5), chunkSplit(256, 1024, 8), chunkSplit(1024, 1024, 64), chunkSplit(128, 128, 1), chunkSplit(70, 70, 1), chunkSplit(96, 96, 1)],
+    [4, 4, 1, 2, 1, 1]);
   const shape = [1, 3, 99, 8], p = 0.25, seed = 31;
   const [qa, ka, va] = qkvArrs(shape, 171);
   const ga = randArr(shape, 172);
@@ -119,13 +122,54 @@ test("chunked attention backward with the dK/dV products split along the queries
   setAttentionSplitOverride(3);
   let got: Float32Array[];
   try {
-    assertEquals(chunkSplit(99, 2), 3);
+    assertEquals(chunkSplit(99, 99, 2), 3);
     got = await withChunk(2, 99, 8, () => sdpaGrads(qa, ka, va, ga, { causal: true, dropoutP: p, seed, backward: "chunked" }));
   } finally {
     setAttentionSplitOverride(null);
   }
   const exp = attentionBackward(qa, ka, va, ga, ro);
   for (let i = 0; i < 3; i++) assertClose(got[i + 1]!, exp[i]!.data, { rtol: 1e-3, atol: 1e-4, msg: `split 3 d${"qkv"[i]}` });
+});
+
+test("chunked attention backward in causal row panels (the keys above the diagonal skipped; a partial last panel; split products), with and without dropout, sdpa and packed, matches float64", async () => {
+  assertEquals([panelRows(1024, true), panelRows(512, true), panelRows(300, true), panelRows(1024, false), panelRows(768, true)], [256, 256, 300, 1024, 256]);
+  const shape = [2, 2, 37, 8], p = 0.2, seed = 41;
+  const [qa, ka, va] = qkvArrs(shape, 201);
+  const ga = randArr(shape, 202);
+  const keep = attentionKeep(new ws.Generator(seed).nextKey(), p, 37);
+  const C = 16, B = 2, H = 2, T = 37, D = 8;
+  // the packed input of the same q, k, v: [B, T, 3C]
+  const xa = randArr([B, T, 3 * C], 0, 0, 0);
+  [qa, ka, va].forEach((t, s) => { for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let i = 0; i < T; i++) for (let d = 0; d < D; d++) {
+    xa.data[(b * T + i) * 3 * C + s * C + h * D + d] = t.data[((b * H + h) * T + i) * D + d]!;
+  } });
+  const gy = randArr([B, T, C], 0, 0, 0);
+  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let i = 0; i < T; i++) for (let d = 0; d < D; d++) gy.data[(b * T + i) * C + h * D + d] = ga.data[((b * H + h) * T + i) * D + d]!;
+  for (const [rows, split] of [[16, 1], [12, 2]] as const) {
+    setAttentionPanelOverride(rows);
+    setAttentionSplitOverride(split);
+    try {
+      for (const dropoutP of [0, p]) {
+        const ro = dropoutP ? { causal: true, keep, p } : { causal: true };
+        const exp = attentionBackward(qa, ka, va, ga, ro);
+        const msg = `panels of ${rows}, split ${split}, dropout ${dropoutP}`;
+        const got = await withChunk(3, T, D, () => sdpaGrads(qa, ka, va, ga, { causal: true, dropoutP, seed, backward: "chunked" }));
+        for (let i = 0; i < 3; i++) assertClose(got[i + 1]!, exp[i]!.data, { rtol: 1e-3, atol: 1e-4, msg: `${msg} d${"qkv"[i]}` });
+        const x = fromArr(xa, { requiresGrad: true }), g = fromArr(gy);
+        const y = ws.qkvAttention(x, H, { causal: true, dropoutP, seed, backward: "chunked" });
+        y.backward(g);
+        const dx = await x.grad!.toArray();
+        ws.noGrad(() => { x.grad!.dispose(); x.dispose(); y.dispose(); g.dispose(); });
+        const [dqm, dkm, dvm] = exp.map(mergeHeads) as [Arr, Arr, Arr];
+        const want = new Float64Array(B * T * 3 * C);
+        for (let r = 0; r < B * T; r++) [dqm, dkm, dvm].forEach((m, s) => want.set(m.data.subarray(r * C, (r + 1) * C), r * 3 * C + s * C));
+        assertClose(dx, want, { rtol: 1e-3, atol: 1e-4, msg: `${msg} packed dqkv` });
+      }
+    } finally {
+      setAttentionPanelOverride(null);
+      setAttentionSplitOverride(null);
+    }
+  }
 });
 
 test("chunked attention backward on the packed qkv layout: dqkv [B, T, 3C] matches float64 and the fused backward (with and without dropout)", async () => {
