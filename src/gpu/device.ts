@@ -1,10 +1,13 @@
-// Device acquisition: finds WebGPU in browsers and Deno (navigator.gpu) or takes Node's `webgpu`
-// package (init({ gpu })), requests the adapter's real limits and the optional features, and
-// turns a missing WebGPU into a WebGPUUnavailableError that says how to enable it.
+// Device acquisition: finds WebGPU in browsers and Deno (navigator.gpu) and in Node (init({ gpu }), or
+// npm `webgpu` loaded on demand), requests the adapter's real limits and the optional features, and
+// turns a missing WebGPU into a WebGPUUnavailableError that says how to enable it (in Node: the ICD path).
 import { WebGPUUnavailableError } from "../errors.ts";
 
 export interface InitOptions {
-  /** A GPU object (Node: `import { create } from "webgpu"; init({ gpu: create([]) })`). */
+  /**
+   * A GPU object. Default: navigator.gpu; in Node, `create([])` of the npm package `webgpu` (Dawn)
+   * when it is installed — pass `create(flags)` yourself for Dawn flags (e.g. `dawnFlags()`).
+   */
   gpu?: GPU;
   /** "high-performance" by default. */
   powerPreference?: GPUPowerPreference;
@@ -85,8 +88,8 @@ function howToEnable(runtime: string): string {
   }
   if (runtime === "Node.js") {
     const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.VK_ICD_FILENAMES;
-    return "Node has no navigator.gpu: install the npm package `webgpu` and call " +
-      "init({ gpu: create([]) }) with `import { create } from \"webgpu\"`. Dawn needs a Vulkan driver: " +
+    return "Node's WebGPU is Dawn from the npm package `webgpu` (init() loads it when installed; or pass " +
+      "init({ gpu: create([]) }) with `import { create } from \"webgpu\"`). Dawn needs a Vulkan driver: " +
       `VK_ICD_FILENAMES is ${env ? `"${env}"` : "unset"}; point it at your driver's ICD file, e.g. ` +
       "VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/nvidia_icd.json, or without a GPU at SwiftShader's ICD, " +
       "VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json (Debian's chromium package; Dawn refuses Debian 12's lavapipe)";
@@ -95,10 +98,26 @@ function howToEnable(runtime: string): string {
     "secure context (https:// or http://localhost)";
 }
 
+/**
+ * Node has no navigator.gpu: Dawn from the npm package `webgpu`, when the application installed it
+ * (it is not a dependency of webslope: browsers and Deno do not need it).
+ */
+async function nodeGpu(): Promise<GPU> {
+  const name = "webgpu"; // a variable, so that bundlers for the browser leave the import alone
+  let mod: { create(flags: string[]): GPU };
+  try {
+    mod = await import(/* @vite-ignore */ /* webpackIgnore: true */ name);
+  } catch (e) {
+    throw new WebGPUUnavailableError("Node.js", `no navigator.gpu, and the npm package \`webgpu\` could not be loaded ` +
+      `(${(e as Error).message}); run \`npm install webgpu\`. ${howToEnable("Node.js")}`);
+  }
+  return mod.create([]);
+}
+
 export async function requestDevice(opts: InitOptions = {}): Promise<DeviceInfo> {
   const runtime = runtimeName();
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
-  const gpu = opts.gpu ?? nav?.gpu;
+  const gpu = opts.gpu ?? nav?.gpu ?? (runtime === "Node.js" ? await nodeGpu() : undefined);
   if (!gpu) throw new WebGPUUnavailableError(runtime, `no navigator.gpu; ${howToEnable(runtime)}`);
   const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? "high-performance" });
   if (!adapter) {

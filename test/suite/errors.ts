@@ -54,6 +54,10 @@ test("no WebGPU: WebGPUUnavailableError names the runtime and how to enable it",
   const noAdapter = { requestAdapter: async () => null } as unknown as GPU;
   const err = await assertThrows(() => requestDevice({ gpu: noAdapter }), ws.WebGPUUnavailableError, "requestAdapter");
   assert(/Deno|Node|browser/.test(err.message), "names the runtime");
+  if ((err as ws.WebGPUUnavailableError).runtime === "Node.js") {
+    // Node's Dawn without a driver: the message names the ICD variable and SwiftShader's ICD path
+    assert(err.message.includes("VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json"), `names the ICD path: ${err.message}`);
+  }
 });
 
 test("backward misuse: AutogradError for a non-scalar without grad and for a freed graph", async () => {
