@@ -31,39 +31,70 @@ import { checkNumber } from "../validate.ts";
 import { checkTrainer } from "./validate.ts";
 import type { Corpus } from "./corpus.ts";
 
+/**
+ * SLoPe training (`TrainerOptions.slope`): the Trainer prunes the model's block Linears to N:M
+ * sparse layers (pruneModel; block 0's fused qkv stays dense), trains them with SparseAdamW, and
+ * adds lazy low-rank adapters near the end of the run when a rank is given (docs/slope.md).
+ */
 export interface SlopeOptions {
-  /** N:M pattern, default "2:4"; "vector": the opt-in vector-wise 2:4 (SparseLinearOptions). */
+  /**
+   * The N:M sparsity pattern of the pruned weights along d_in ("2:4", "1:2", "2:8", "4:8", ...), or
+   * "vector": the opt-in vector-wise 2:4 pattern (one mask per block of vectorBlock output rows,
+   * chosen by the block's summed |W|; a different method from SLoPe's per-element mask, see
+   * SparseLinearOptions). Default "2:4".
+   */
   pattern?: Pattern | "vector";
-  /** Rows per mask block of pattern "vector", default 64. */
+  /** Rows per mask block of pattern "vector", a multiple of 64. Default 64. */
   vectorBlock?: number;
-  /** false: the masked-dense simulation. Default true. */
+  /**
+   * true: compressed N:M storage with the sparse kernels. false: the masked-dense simulation (dense
+   * weights times the mask, the same semantics; the reference the compressed path is tested
+   * against). Default true.
+   */
   compress?: boolean;
-  /** Double-pruned mask refresh period (SparseAdamW). Default 1. */
+  /**
+   * Steps between recomputations of the double-pruned transpose's mask M_RC (SparseAdamW); its
+   * values are refreshed every step. 1 is the reference's accuracy path, 100 its performance
+   * path. An integer ≥ 1. Default 1.
+   */
   maskChangeFreq?: number;
-  /** Lazy adapters: a rank, or a fraction of nEmbd; none when both are absent. */
+  /**
+   * Rank r of the lazy adapters (an integer in [1, min(d_in, d_out)] of every layer). Give this or
+   * adapterRankFraction, or neither for no adapters (SLoPe r = 0); adapterRank wins when both are given.
+   */
   adapterRank?: number;
+  /** Rank of the lazy adapters as a fraction of nEmbd, in (0, 1], rounded (SLoPe: 0.0625 = 6.25%). */
   adapterRankFraction?: number;
-  /** Fraction of training after which the adapters enter (default 0.99). */
+  /**
+   * Fraction of totalSteps after which the adapters enter, in [0, 1]: they are inserted at the start of
+   * step floor(adapterAt · totalSteps), with R = 0, as a new AdamW group. Default 0.99.
+   */
   adapterAt?: number;
 }
 
-/** Options of a training run (nanoGPT's names in brackets). */
+/** Options of a training run (nanoGPT's names in brackets). Checked by the constructor (ValueError). */
 export interface TrainerOptions {
-  /** Sequences per step [batch_size]. */
+  /** Sequences per step, each of the model's blockSize tokens [batch_size]. An integer ≥ 1. */
   batchSize: number;
-  /** Optimizer steps of the whole run [max_iters]; the schedule and the adapter insertion follow from it. */
+  /**
+   * Optimizer steps of the whole run [max_iters], an integer ≥ 1; the learning-rate schedule and
+   * the adapters' insertion step follow from it.
+   */
   totalSteps: number;
-  /** Peak learning rate after warm-up, decayed linearly to 0 at totalSteps. Default 1e-3. */
+  /** Peak learning rate, reached after the warm-up and decayed linearly to 0 at totalSteps [learning_rate]. Default 1e-3. */
   lr?: number;
-  /** Fraction of totalSteps spent warming up linearly from 0. Default 0.01. */
+  /** Fraction of totalSteps spent warming the learning rate up linearly from 0, in [0, 1]. Default 0.01. */
   warmupFraction?: number;
-  /** Decoupled weight decay of AdamW and SparseAdamW. Default 0.1. */
+  /** Decoupled weight decay of AdamW and SparseAdamW [weight_decay], ≥ 0. Default 0.1. */
   weightDecay?: number;
-  /** Global L2 gradient-norm clip over all gradients [grad_clip]. Default 1. */
+  /** Clip of the global L2 norm over all gradients (dense and sparse) [grad_clip], > 0. Default 1. */
   gradClip?: number;
-  /** Seeds batch sampling and the adapters' init. Default 0. (Weights: GPTConfig.seed; dropout: manualSeed.) */
+  /**
+   * Seed of batch sampling and of the adapters' initialisation, an integer. Default 0. (The
+   * weights are seeded by GPTConfig.seed; dropout by manualSeed.)
+   */
   seed?: number;
-  /** Train SLoPe (sparse) instead of dense. */
+  /** Train SLoPe (double-pruned N:M sparse, optional lazy adapters) instead of dense; absent: dense. */
   slope?: SlopeOptions;
   /**
    * "f32" (the default): f32 everywhere. "mixed-f16": matmuls on the matrix units (f16 operands,
@@ -71,9 +102,12 @@ export interface TrainerOptions {
    * without matrix units the matmuls stay f32 (precisionWarning says so).
    */
   precision?: Precision;
-  /** Dynamic loss scaling of "mixed-f16" (torch.cuda.amp.GradScaler's defaults). */
+  /** Dynamic loss scaling of "mixed-f16" (torch.cuda.amp.GradScaler's defaults: GradScalerOptions). */
   lossScale?: GradScalerOptions;
-  /** Called with each step's loss once it is read back (a few steps late, in step order). */
+  /**
+   * Called with each step's loss once it is read back: a few steps late, in step order, never
+   * inside step(). Not saved in checkpoints.
+   */
   onLoss?: (step: number, loss: number) => void;
 }
 
