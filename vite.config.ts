@@ -2,7 +2,7 @@
 // /test/browser/) and builds the library: one ESM file per package.json "exports" entry in dist/,
 // with wgsl-preprocessor left external as a runtime dependency. Declarations come from
 // `tsc -p tsconfig.build.json` into dist/types/ (see the `build` script).
-import { createReadStream, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, createReadStream, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { defineConfig, type Plugin } from "vite";
@@ -21,18 +21,23 @@ const ENTRIES = {
 /**
  * tsc emits declarations under dist/types/src/ (src/ imports ../shaders/, so the declaration root is
  * the repository root); "exports" name dist/types/index.d.ts and dist/types/<sub>/index.d.ts. These
- * one-line forwarders bridge the two.
+ * forwarders bridge the two, and each references dist/types/globals.d.ts (a copy of
+ * src/globals.d.ts: the WebGPU types and Symbol.dispose), so that a consumer needs no `lib` or
+ * `types` setting of its own.
  */
 function typeForwarders(): Plugin {
   return {
     name: "webslope-type-forwarders",
     apply: "build",
     closeBundle() {
+      mkdirSync(resolve(root, "dist/types"), { recursive: true });
+      copyFileSync(resolve(root, "src/globals.d.ts"), resolve(root, "dist/types/globals.d.ts"));
       for (const [name, entry] of Object.entries(ENTRIES)) {
         const file = name === "index" ? "dist/types/index.d.ts" : `dist/types/${name}/index.d.ts`;
-        const target = (name === "index" ? "./" : "../") + entry.replace(/\.ts$/, ".js");
+        const up = name === "index" ? "./" : "../";
+        const target = up + entry.replace(/\.ts$/, ".js");
         mkdirSync(dirname(resolve(root, file)), { recursive: true });
-        writeFileSync(resolve(root, file), `export * from "${target}";\n`);
+        writeFileSync(resolve(root, file), `/// <reference path="${up}globals.d.ts" />\nexport * from "${target}";\n`);
       }
     },
   };
