@@ -29,6 +29,9 @@ export const TRAIN_USAGE = `Usage: npm run train -- --mode dense|slope --config 
   --adapter-rank R          SLoPe lazy adapters entering at 99%: a rank (8), a fraction of nEmbd
                             (0.0625) or a percentage (6.25%); 0 = none                          [0]
   --mask-change-freq F      SLoPe double-pruned mask refresh period in steps                    [1]
+  --pattern 2:4|vector      SLoPe mask: per-element 2:4, or the opt-in vector-wise 2:4 (one mask
+                            per block of --vector-block output rows, by summed |W|)           [2:4]
+  --vector-block N          rows per mask block of --pattern vector (a multiple of 64)         [64]
   --lr X  --batch-size B    override the config's                                   [the config's]
   --seed S                  weights, batches, dropout                                        [1337]
   --precision f32|mixed-f16 mixed-f16: matmuls on the matrix units (f16 operands, f32 accumulate),
@@ -46,7 +49,7 @@ const FLAGS = {
   out: { type: "string" }, resume: { type: "boolean" }, "adapter-rank": { type: "string" }, "mask-change-freq": { type: "string" },
   lr: { type: "string" }, "batch-size": { type: "string" }, seed: { type: "string" }, "checkpoint-every": { type: "string" },
   "eval-every": { type: "string" }, "eval-batches": { type: "string" }, until: { type: "string" }, help: { type: "boolean" },
-  precision: { type: "string" },
+  precision: { type: "string" }, pattern: { type: "string" }, "vector-block": { type: "string" },
 } as const;
 
 /** "8" → rank 8; "0.0625" or "6.25%" → a fraction of nEmbd; "0" → none. */
@@ -83,9 +86,11 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   if (!f.out) throw new UsageError("--out DIR is required");
   const mode = f.mode ?? "dense";
   if (mode !== "dense" && mode !== "slope") throw new UsageError(`--mode must be dense or slope, got "${mode}"`);
-  if (mode === "dense" && (f["adapter-rank"] !== undefined || f["mask-change-freq"] !== undefined)) {
-    throw new UsageError("--adapter-rank and --mask-change-freq are SLoPe options; add --mode slope");
+  if (mode === "dense" && (f["adapter-rank"] !== undefined || f["mask-change-freq"] !== undefined || f.pattern !== undefined || f["vector-block"] !== undefined)) {
+    throw new UsageError("--adapter-rank, --mask-change-freq, --pattern and --vector-block are SLoPe options; add --mode slope");
   }
+  if (f.pattern !== undefined && f.pattern !== "2:4" && f.pattern !== "vector") throw new UsageError(`--pattern must be 2:4 or vector, got "${f.pattern}"`);
+  if (f["vector-block"] !== undefined && f.pattern !== "vector") throw new UsageError("--vector-block needs --pattern vector");
   const precision = f.precision as Precision | undefined;
   if (precision !== undefined && precision !== "f32" && precision !== "mixed-f16") throw new UsageError(`--precision must be f32 or mixed-f16, got "${precision}"`);
   const ckpt = join(f.out, "ckpt.safetensors"), metricsPath = join(f.out, "metrics.jsonl");
@@ -122,7 +127,10 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     const steps = num("steps", f.steps, { min: 1, int: true }) ?? preset.steps;
     const seed = num("seed", f.seed, { min: 0, max: 2 ** 31, int: true }) ?? 1337;
     const slope = mode === "slope"
-      ? { maskChangeFreq: num("mask-change-freq", f["mask-change-freq"], { min: 1, int: true }) ?? 1, ...adapterFlag(f["adapter-rank"]) }
+      ? {
+        maskChangeFreq: num("mask-change-freq", f["mask-change-freq"], { min: 1, int: true }) ?? 1, ...adapterFlag(f["adapter-rank"]),
+        ...(f.pattern === "vector" ? { pattern: "vector" as const, vectorBlock: num("vector-block", f["vector-block"], { min: 64, int: true }) ?? 64 } : {}),
+      }
       : undefined;
     const opts: TrainerOptions = {
       batchSize: num("batch-size", f["batch-size"], { min: 1, int: true }) ?? preset.batchSize,

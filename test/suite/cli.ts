@@ -41,6 +41,13 @@ test("CLI: train --config tiny end to end (metrics JSONL, checkpoints), --until 
     const linesB = (await fs.readFile(join(dir, "b", "metrics.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
     assertEquals(linesB.map((l) => l.loss).join(), lines.map((l) => l.loss).join(), "resumed losses equal the uninterrupted run's");
 
+    // --pattern vector: the vector-wise 2:4 run trains and says so in its saved options
+    const v = capture();
+    assertEquals(await train(["--mode", "slope", "--pattern", "vector", "--vector-block", "64", "--config", "tiny", "--steps", "4", "--data", data,
+      "--out", join(dir, "v"), "--eval-every", "4", "--eval-batches", "1"], v.io), 0, v.o.err);
+    const sv = JSON.parse(await fs.readFile(join(dir, "v", "summary.json"), "utf8"));
+    assert(Number.isFinite(sv.valLoss), `vector-wise run valLoss ${sv.valLoss}`);
+
     const g = capture();
     assertEquals(await generate(["--ckpt", join(dir, "a", "ckpt.safetensors"), "--prompt", "ROMEO:", "--max-new-tokens", "12", "--temperature", "0"], g.io), 0, g.o.err);
     assert(g.o.out.startsWith("ROMEO:") && [...g.o.out].length === 6 + 12 + 1, `prompt + 12 tokens + newline: ${JSON.stringify(g.o.out)}`);
@@ -49,6 +56,9 @@ test("CLI: train --config tiny end to end (metrics JSONL, checkpoints), --until 
       [train, ["--bogus"], "Unknown option"], [train, ["--mode", "sparse", "--data", data, "--out", dir], "--mode must be dense or slope"],
       [train, ["--steps", "x", "--data", data, "--out", dir], "--steps must be an integer"],
       [train, ["--precision", "bf16", "--data", data, "--out", dir], "--precision must be f32 or mixed-f16"],
+      [train, ["--pattern", "vector", "--data", data, "--out", dir], "SLoPe options"],
+      [train, ["--mode", "slope", "--pattern", "1:2", "--data", data, "--out", dir], "--pattern must be 2:4 or vector"],
+      [train, ["--mode", "slope", "--vector-block", "128", "--data", data, "--out", dir], "--vector-block needs --pattern vector"],
       [generate, ["--ckpt", "x", "--max-new-tokens", "-1"], "--max-new-tokens"], [generate, [], "--ckpt FILE is required"],
     ] as [Cmd, string[], string][]) {
       const c = capture();
