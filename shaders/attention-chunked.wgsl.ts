@@ -1,22 +1,23 @@
 // The elementwise kernels of the chunked attention backward (src/ops/attention-chunked.ts). That
-// backward recomputes the scores of a chunk of c heads, one row panel of queries at a time, with
-// the fast batched GEMM and does its five products there; these kernels do everything between
-// the products, each one pass over memory:
-// - gather: rows [row0, row0 + rows) of the chunk's q and dO, or of its k and v (the same
-//   addressing as the fused kernels, so both the contiguous [..., T, D] and the packed [B, T, 3C]
-//   layouts) into contiguous f32 [c, rows, D] scratch, which the GEMM reads with a batch stride;
-// - probs: a panel's scores S [c, rows, keys] → P = exp(scale·S − L) in place (0 above the
-//   diagonal when causal), and with dropout also Pd = P·keep/(1 − p), the keep mask regenerated
-//   from the counter RNG at (key, b·h, i·T + j) exactly as the fused forward drew it;
+// backward recomputes the scores of a chunk of c heads, one row panel of queries at a time and
+// with the keys cut into `pieces` (extra GEMM batch entries), with the fast batched GEMM and does
+// its five products there; these kernels do everything between the products, one pass each:
+// - gather: rows [row0, row0 + rows) of the chunk's q and dO (written once per key piece, so the
+//   GEMM pairs every piece with them), or of its k and v (the same addressing as the fused
+//   kernels: the contiguous [..., T, D] and the packed [B, T, 3C] layouts) into contiguous f32
+//   scratch, which the GEMM reads with a plain batch stride;
+// - probs: a panel's scores S [c, pieces, rows, keys/pieces] → P = exp(scale·S − L) in place (0
+//   above the diagonal when causal), and with dropout also Pd = P·keep/(1 − p), the keep mask
+//   regenerated from the counter RNG at (key, b·h, i·T + j) exactly as the fused forward drew it;
 // - dscores: dP → dS = P ∘ (dPd − Δ)·scale in place (dPd: dP through the same mask);
-// - accumulate: a panel's dK or dV partial sums [c, split, keys, D] into a chunk's f32 [c, T, D]
-//   (assigned by the first panel, added by the others);
-// - scatter: one of dQ, dK, dV (f32 [c, split, rows, D], the split partial sums added) into the
-//   gradient's layout and dtype at rows [row0, row0 + rows).
+// - accumulate: a panel's dK or dV [c, keys, D] into a chunk's f32 [c, T, D] (assigned by the
+//   first panel, added by the others);
+// - scatter: one of dQ, dK, dV (f32 [c, split, rows, D]: dQ's partial sums over the key pieces,
+//   added here) into the gradient's layout and dtype at rows [row0, row0 + rows).
 // One invocation per element over a linear index folded into a 2-D grid (grid1d).
 // Params: the fused kernels' block (ATTN_PARAMS words, shaders/attention.wgsl.ts), then
 // [17]=first b·h of the chunk [18]=elements of this dispatch [19]=D [20]=row0 (the panel's
-// first query, or the first gathered/scattered row) [21]=rows [22]=keys (a score row's length).
+// first query, or the first gathered/scattered row) [21]=rows [22]=keys per piece [23]=pieces.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
 import { bindGroup, enables, kernelFamily, linearIndexFn, MAIN_ARGS } from "./kernel.ts";
 import { RNG_WGSL } from "./fill.wgsl.ts";
@@ -37,24 +38,26 @@ const ROW_INDEX = `let idx = linearIndex(wid, nwg, lid);
   let t = pu(20u) + r % rows;
   let bh = pu(17u) + r / rows;`;
 
-/** idx → (chunk head, query i, key j) of a panel's [c, rows, keys] scores; bh is the global head. */
+/** idx → (chunk head, query i, key j) of a panel's [c, pieces, rows, keys/pieces] scores; bh is the global head. */
 const SCORE_INDEX = `let idx = linearIndex(wid, nwg, lid);
   if (idx >= pu(18u)) { return; }
   let T = T_();
-  let keys = pu(22u);
+  let kp = pu(22u);
   let rows = pu(21u);
-  let j = idx % keys;
-  let r = idx / keys;
+  let pieces = pu(23u);
+  let r = idx / kp;
+  let r2 = r / rows;
   let i = pu(20u) + r % rows;
-  let bh = pu(17u) + r / rows;`;
+  let j = (r2 % pieces) * kp + idx % kp;
+  let bh = pu(17u) + r2 / pieces;`;
 
 const sum = (n: number, term: (i: number) => string): string => Array.from({ length: n }, (_, i) => term(i)).join(" + ");
 
 /**
- * Bindings: a, b (read, dtype), then ac, bc (rw, f32 [c, rows, D]). `qg`: a = q, b = dO (O's
- * addressing); otherwise a = k, b = v.
+ * Bindings: a, b (read, dtype), then ac, bc (rw, f32 [c, rep, rows, D]: each row written `rep`
+ * times). `qg`: a = q, b = dO (O's addressing); otherwise a = k, b = v.
  */
-export const attentionChunkGatherKernel = kernelFamily("attentionChunkGather", (dtype: F, qg: boolean) => {
+export const attentionChunkGatherKernel = kernelFamily("attentionChunkGather", (dtype: F, qg: boolean, rep: number) => {
   const g = bindGroup([
     { name: "a", access: "read", type: `array<${dtype}>` },
     { name: "b", access: "read", type: `array<${dtype}>` },
@@ -70,12 +73,15 @@ fn main(${MAIN_ARGS}) {
   ${ROW_INDEX}
   let ro = inRow(bh, t) + d;
 #if ${qg}
-  ac[idx] = f32(a[pu(5u) + ro]);
-  bc[idx] = f32(b[outRow(bh, t) + d]);
+  let av = f32(a[pu(5u) + ro]);
+  let bv = f32(b[outRow(bh, t) + d]);
 #else
-  ac[idx] = f32(a[pu(6u) + ro]);
-  bc[idx] = f32(b[pu(7u) + ro]);
+  let av = f32(a[pu(6u) + ro]);
+  let bv = f32(b[pu(7u) + ro]);
 #endif
+  let piece = rows * D;
+  let at = (r / rows) * ${rep}u * piece + (r % rows) * D + d;
+${Array.from({ length: rep }, (_, i) => `  ac[at + ${i}u * piece] = av;\n  bc[at + ${i}u * piece] = bv;`).join("\n")}
 }
 `;
   return { code, group: g };
@@ -106,10 +112,10 @@ fn main(${MAIN_ARGS}) {
 });
 
 /**
- * acc[:, 0:keys] (=, or += unless `assign`) the split partial sums. Bindings: acc (rw, f32
- * [c, T, D]), part (read, f32 [c, split, keys, D]). Params [21] = keys (the rows written).
+ * acc[:, 0:keys] = (or += unless `assign`) part. Bindings: acc (rw, f32 [c, T, D]), part (read,
+ * f32 [c, keys, D]). Params [21] = keys (the rows written).
  */
-export const attentionChunkAccumulateKernel = kernelFamily("attentionChunkAccumulate", (split: number, assign: boolean) => {
+export const attentionChunkAccumulateKernel = kernelFamily("attentionChunkAccumulate", (assign: boolean) => {
   const g = bindGroup([
     { name: "acc", access: "rw", type: "array<f32>" },
     { name: "part", access: "read", type: "array<f32>" },
@@ -128,9 +134,7 @@ fn main(${MAIN_ARGS}) {
   let r = idx / D;
   let t = r % keys;
   let n = r / keys;
-  let piece = keys * D;
-  let first = n * ${split}u * piece + t * D + d;
-  let s = ${sum(split, (i) => `part[first + ${i}u * piece]`)};
+  let s = part[idx];
   let at = (n * T + t) * D + d;
 #if ${assign}
   acc[at] = s;
@@ -143,8 +147,8 @@ fn main(${MAIN_ARGS}) {
 });
 
 /**
- * S → P in place. Bindings: s (rw, f32 [c, rows, keys]), lse (read, f32 [B·H, T]), and with
- * dropout pd (rw, f32 [c, rows, keys]).
+ * S → P in place. Bindings: s (rw, f32 [c, pieces, rows, keys/pieces]), lse (read, f32 [B·H, T]),
+ * and with dropout pd (rw, the shape of s).
  */
 export const attentionChunkProbsKernel = kernelFamily("attentionChunkProbs", (causal: boolean, dropout: boolean) => {
   const g = bindGroup([
@@ -176,7 +180,7 @@ fn main(${MAIN_ARGS}) {
   return { code, group: g };
 });
 
-/** dP → dS in place. Bindings: dp (rw, f32 [c, rows, keys]), p (read, the same shape), delta (read, f32 [B·H, T]). */
+/** dP → dS in place. Bindings: dp (rw, f32 [c, pieces, rows, keys/pieces]), p (read, the same shape), delta (read, f32 [B·H, T]). */
 export const attentionChunkDScoresKernel = kernelFamily("attentionChunkDScores", (dropout: boolean) => {
   const g = bindGroup([
     { name: "dp", access: "rw", type: "array<f32>" },

@@ -14,12 +14,12 @@
 // outlives a panel: the transient of a head is chunkBytesPerHead, and c is the most heads whose
 // transient fits the byte budget (setAttentionChunkBytes, default 64 MiB). The products go through
 // matmulRaw, so setFloat32MatmulPrecision("medium") puts them on the matrix units.
-// dQ, dK and dV are small outputs (c·T×D) with a long reduction: 16·c workgroups of the 64×64
-// tile at T = 1024, too few for a big GPU. dK and dV reduce over the panel's queries, the slow
-// axis of P and dS, so their products are split along it into `split` pieces as extra batch
-// entries (a [c, R, keys] tensor is a [c·split, R/split, keys] one in place) and the partial sums
-// are added where they are accumulated; dQ reduces over the keys (the contiguous axis), which a
-// batch stride cannot split.
+// dQ, dK and dV are small outputs (c·rows×D) with a long reduction: at T = 1024 a panel's dQ is
+// 4·c workgroups of the 64×64 tile reducing over up to 1024 keys, too few for a big GPU. So the
+// keys are cut into `pieces` as extra batch entries: S, P, dP and dS are [c, pieces, rows,
+// keys/pieces] (the k and v prefix is [c·pieces, keys/pieces, D] in place; the panel's q and dO
+// rows are gathered once per piece), dQ comes out as per-piece partial sums (added by its
+// scatter), and dK, dV come out whole, [c, keys, D].
 import type { AttentionAttrs } from "../autograd/ops.ts";
 import { ResourceLimitError, ValueError } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
@@ -51,20 +51,20 @@ export function getAttentionChunkBytes(): number {
   return chunkBytes;
 }
 
-/** The most pieces a dK/dV product is split into. */
-const MAX_SPLIT = 4;
-/** Workgroups the split dK/dV products aim for (a 64×64 tile each): a few per SM of a large GPU. */
-const SPLIT_TARGET_GROUPS = 512;
+/** The most pieces the keys of a panel are cut into. */
+const MAX_PIECES = 8;
+/** Workgroups a panel's dQ product aims for (a 64×64 tile each): a few per SM of a large GPU. */
+const PIECE_TARGET_GROUPS = 512;
 /** Causal panels are about this many query rows (at most MAX_PANELS of them). */
 const PANEL_ROWS = 256;
 const MAX_PANELS = 4;
 
-let splitOverride: number | null = null;
+let piecesOverride: number | null = null;
 let panelOverride: number | null = null;
 
-/** Internal (tests, benchmarks): forces the split of the dK/dV products (used where it divides a panel's rows); null: automatic. */
-export function setAttentionSplitOverride(s: number | null): void {
-  splitOverride = s;
+/** Internal (tests, benchmarks): forces the key pieces (used where they divide a panel's keys); null: automatic. */
+export function setAttentionPiecesOverride(s: number | null): void {
+  piecesOverride = s;
 }
 
 /** Internal (tests, benchmarks): forces the rows of a causal panel; null: automatic. */
@@ -81,23 +81,23 @@ export function panelRows(T: number, causal: boolean): number {
 }
 
 /**
- * Pieces the dK/dV products of a panel (rows × keys, c heads) are split into along its queries:
- * the fewest of 1, 2, 4 giving SPLIT_TARGET_GROUPS 64×64 workgroups, each piece at least 64 rows
- * and the rows divisible by the split.
+ * Pieces the keys of a panel (rows × keys, c heads) are cut into: the fewest of 1, 2, 4, 8 giving
+ * PIECE_TARGET_GROUPS 64×64 workgroups for dQ, each piece at least 64 keys and the keys divisible
+ * by the count.
  */
-export function chunkSplit(rows: number, keys: number, c: number): number {
-  if (splitOverride !== null) return rows % splitOverride === 0 ? splitOverride : 1;
+export function keyPieces(rows: number, keys: number, c: number): number {
+  if (piecesOverride !== null) return keys % piecesOverride === 0 ? piecesOverride : 1;
   let s = 1;
-  while (s < MAX_SPLIT && c * Math.ceil(keys / 64) * s < SPLIT_TARGET_GROUPS && rows % (2 * s) === 0 && rows / (2 * s) >= 64) s *= 2;
+  while (s < MAX_PIECES && c * Math.ceil(rows / 64) * s < PIECE_TARGET_GROUPS && keys % (2 * s) === 0 && keys / (2 * s) >= 64) s *= 2;
   return s;
 }
 
 /**
- * Transient bytes of one head with panels of R query rows: S and dP (R × T each), the panel's q,
- * dO and dQ rows (3·R·D), k and v (2·T·D), the chunk's dK and dV sums (2·T·D) and the split
- * partial sums of both (2·MAX_SPLIT·T·D), all counted as live at once.
+ * Transient bytes of one head with panels of R query rows: S and dP (R × T each), the panel's q
+ * and dO rows once per key piece and dQ's partial sums (3·MAX_PIECES·R·D), k and v (2·T·D), the
+ * panel's dK and dV (2·T·D) and the chunk's sums of them (2·T·D), all counted as live at once.
  */
-export const chunkBytesPerHead = (T: number, D: number, R = T): number => 4 * (2 * R * T + 3 * R * D + (4 + 2 * MAX_SPLIT) * T * D);
+export const chunkBytesPerHead = (T: number, D: number, R = T): number => 4 * (2 * R * T + 3 * MAX_PIECES * R * D + 6 * T * D);
 
 /** Heads per chunk under the budget and the adapter's binding size (at most BH); 0 when not even one head fits. */
 export function chunkHeads(T: number, D: number, BH: number, causal: boolean): number {
@@ -129,57 +129,47 @@ export function chunkedBackwardRaw(op: string, q: Tensor, k: Tensor, v: Tensor, 
   const dt = fdt(q), drop = a.p > 0;
   const c = Math.max(1, Math.min(heads, BH));
   const R = panelRows(T, a.causal), np = Math.ceil(T / R);
-  const gatherQG = attentionChunkGatherKernel(dt, true), gatherKV = attentionChunkGatherKernel(dt, false);
   const probs = attentionChunkProbsKernel(a.causal, drop);
   const dscores = attentionChunkDScoresKernel(drop);
   const run = (kernel: Parameters<typeof l.dispatch>[0], ts: Tensor[], count: number, words: number[]) =>
     l.dispatch(kernel, ts.map((t) => t.buffer(op)), grid1d(count, CHUNK_WORKGROUP), [...p, ...words]);
   for (let h0 = 0; h0 < BH; h0 += c) {
     const n = Math.min(c, BH - h0);
-    // the chunk's dK and dV sums over panels (one panel: scattered straight from its partial sums)
+    // the chunk's dK and dV sums over panels (one panel: scattered straight from its products)
     const dkAcc = np > 1 ? Tensor.empty([n, T, D], "f32", op) : null, dvAcc = np > 1 ? Tensor.empty([n, T, D], "f32", op) : null;
     for (let pi = np - 1; pi >= 0; pi--) {
       const i0 = pi * R, rows = Math.min(T, i0 + R) - i0, keys = a.causal ? i0 + rows : T;
-      const words = (count: number, row0: number, rs: number) => [h0, count, D, row0, rs, keys];
-      const qc = Tensor.empty([n, rows, D], "f32", op), gc = Tensor.empty([n, rows, D], "f32", op);
-      const kc = Tensor.empty([n, keys, D], "f32", op), vc = Tensor.empty([n, keys, D], "f32", op);
-      run(gatherQG, [q, gO, qc, gc], n * rows * D, words(n * rows * D, i0, rows));
-      run(gatherKV, [k, v, kc, vc], n * keys * D, words(n * keys * D, 0, keys));
-      const scores = words(n * rows * keys, i0, rows);
+      const ps = keyPieces(rows, keys, n), kp = keys / ps, nb = n * ps;
+      const words = (count: number, row0: number, rs: number) => [h0, count, D, row0, rs, kp, ps];
+      const qc = Tensor.empty([nb, rows, D], "f32", op), gc = Tensor.empty([nb, rows, D], "f32", op);
+      const kc = Tensor.empty([nb, kp, D], "f32", op), vc = Tensor.empty([nb, kp, D], "f32", op);
+      run(attentionChunkGatherKernel(dt, true, ps), [q, gO, qc, gc], n * rows * D, words(n * rows * D, i0, rows));
+      run(attentionChunkGatherKernel(dt, false, 1), [k, v, kc, vc], n * keys * D, words(n * keys * D, 0, keys));
+      const scores = words(nb * rows * kp, i0, rows);
       const [s] = matmulRaw(qc, kc, false, true);
-      const pd = drop ? Tensor.empty([n, rows, keys], "f32", op) : null;
-      run(probs, pd ? [s, lse, pd] : [s, lse], n * rows * keys, scores);
-      const sp = chunkSplit(rows, keys, n);
-      const [dvp] = splitProduct(pd ?? s, gc, n, sp, rows, keys, D);
+      const pd = drop ? Tensor.empty([nb, rows, kp], "f32", op) : null;
+      run(probs, pd ? [s, lse, pd] : [s, lse], nb * rows * kp, scores);
+      const [dvp] = matmulRaw(pd ?? s, gc, true, false);
       pd?.dispose();
       const [dP] = matmulRaw(gc, vc, false, true);
       gc.dispose(); vc.dispose();
-      run(dscores, [dP, s, delta], n * rows * keys, scores);
+      run(dscores, [dP, s, delta], nb * rows * kp, scores);
       s.dispose();
       const [dqp] = matmulRaw(dP, kc, false, false);
-      const [dkp] = splitProduct(dP, qc, n, sp, rows, keys, D);
+      const [dkp] = matmulRaw(dP, qc, true, false);
       dP.dispose(); qc.dispose(); kc.dispose();
-      run(attentionChunkScatterKernel(dt, 0, 1), [dqp, dq], n * rows * D, words(n * rows * D, i0, rows));
+      run(attentionChunkScatterKernel(dt, 0, ps), [dqp, dq], n * rows * D, words(n * rows * D, i0, rows));
       dqp.dispose();
       for (const [part, acc, which, dst] of [[dkp, dkAcc, 1, dk], [dvp, dvAcc, 2, dv]] as const) {
-        if (acc) run(attentionChunkAccumulateKernel(sp, pi === np - 1), [acc, part], n * keys * D, words(n * keys * D, 0, keys));
-        else run(attentionChunkScatterKernel(dt, which, sp), [part, dst], n * keys * D, words(n * keys * D, 0, keys));
+        if (acc) run(attentionChunkAccumulateKernel(pi === np - 1), [acc, part], n * keys * D, words(n * keys * D, 0, keys));
+        else run(attentionChunkScatterKernel(dt, which, 1), [part, dst], n * keys * D, words(n * keys * D, 0, keys));
         part.dispose();
       }
     }
     for (const [acc, which, dst] of [[dkAcc, 1, dk], [dvAcc, 2, dv]] as const) {
       if (!acc) continue;
-      run(attentionChunkScatterKernel(dt, which, 1), [acc, dst], n * T * D, [h0, n * T * D, D, 0, T, T]);
+      run(attentionChunkScatterKernel(dt, which, 1), [acc, dst], n * T * D, [h0, n * T * D, D, 0, T, T, 1]);
       acc.dispose();
     }
   }
-}
-
-/** Xᵀ·Y over a panel's queries for each head, split into `sp` pieces: [n·sp, keys, D] partial sums. */
-function splitProduct(x: Tensor, y: Tensor, n: number, sp: number, rows: number, keys: number, D: number): [Tensor, Tensor | null] {
-  if (sp === 1) return matmulRaw(x, y, true, false);
-  const xs = x.alias([n * sp, rows / sp, keys]), ys = y.alias([n * sp, rows / sp, D]);
-  const r = matmulRaw(xs, ys, true, false);
-  xs.dispose(); ys.dispose();
-  return r;
 }

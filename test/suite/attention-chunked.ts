@@ -8,7 +8,7 @@ import * as ws from "../../src/index.ts";
 import { CausalSelfAttention } from "../../src/nn/transformer.ts";
 import { type AttentionBackward, setAttentionBackward } from "../../src/ops/attention.ts";
 import {
-  chunkBytesPerHead, chunkSplit, getAttentionChunkBytes, panelRows, setAttentionChunkBytes, setAttentionPanelOverride, setAttentionSplitOverride,
+  chunkBytesPerHead, getAttentionChunkBytes, keyPieces, panelRows, setAttentionChunkBytes, setAttentionPanelOverride, setAttentionPiecesOverride,
 } from "../../src/ops/attention-chunked.ts";
 import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
@@ -38,13 +38,13 @@ async function sdpaGrads(qa: Arr, ka: Arr, va: Arr, ga: Arr, opts: ws.AttentionO
 }
 
 // [BH or B, H, T, D]; chunk heads forced to 2 so 5 or 6 heads run as 2 + 2 + 1 / 2 + 2 + 2, one head as one chunk
-// [2, 2, 128, 8] at one head per chunk splits the dK/dV products in two (the automatic split)
+// [2, 2, 128, 8] at one head per chunk cuts the keys in two pieces (the automatic choice)
 const CASES: [number[], number | null][] = [[[1, 1, 1, 8], 2], [[5, 7, 16], 2], [[2, 3, 37, 16], 2], [[1, 1, 70, 5], null], [[2, 2, 128, 8], 1], [[3, 2, 33, 64], 4]];
 
 for (const causal of [true, false]) {
   test(`chunked attention backward (${causal ? "causal" : "full"}): q/k/v gradients match float64, several chunks with a partial last one`, async () => {
     for (const [n, [shape, heads]] of CASES.entries()) {
-      if (!causal && n >= 4) continue; // the split and D = 64 once, causal, are enough
+      if (!causal && n >= 4) continue; // the key pieces and D = 64 once, causal, are enough
       const T = shape.at(-2)!, D = shape.at(-1)!;
       const [qa, ka, va] = qkvArrs(shape, 110 + n);
       const ga = randArr(shape, 150 + n);
@@ -112,26 +112,26 @@ test("chunked attention backward with dropout: the fused forward's mask (float64
   for (let i = 1; i < 4; i++) assertClose(cf[i]!, ff[i]!, { rtol: 1e-4, atol: 2e-5, msg: `full mask d${"qkv"[i - 1]}: chunked vs fused` });
 });
 
-test("chunked attention backward with the dK/dV products split along the queries (3 pieces of 33 rows; automatic split counts), with dropout, matches float64", async () => {
-  assertEquals([chunkSplit(1024, 1024, 5), chunkSplit(256, 1024, 8), chunkSplit(1024, 1024, 64), chunkSplit(128, 128, 1), chunkSplit(70, 70, 1), chunkSplit(96, 96, 1)],
-    [4, 4, 1, 2, 1, 1]);
+test("chunked attention backward with the keys cut into pieces (3 of 33 keys; automatic counts), with dropout, matches float64", async () => {
+  assertEquals([keyPieces(256, 1024, 12), keyPieces(256, 256, 12), keyPieces(1024, 1024, 96), keyPieces(128, 128, 1), keyPieces(70, 70, 1), keyPieces(96, 96, 1)],
+    [8, 4, 1, 2, 1, 1]);
   const shape = [1, 3, 99, 8], p = 0.25, seed = 31;
   const [qa, ka, va] = qkvArrs(shape, 171);
   const ga = randArr(shape, 172);
   const ro = { causal: true, keep: attentionKeep(new ws.Generator(seed).nextKey(), p, 99), p };
-  setAttentionSplitOverride(3);
+  setAttentionPiecesOverride(3);
   let got: Float32Array[];
   try {
-    assertEquals(chunkSplit(99, 99, 2), 3);
+    assertEquals(keyPieces(99, 99, 2), 3);
     got = await withChunk(2, 99, 8, () => sdpaGrads(qa, ka, va, ga, { causal: true, dropoutP: p, seed, backward: "chunked" }));
   } finally {
-    setAttentionSplitOverride(null);
+    setAttentionPiecesOverride(null);
   }
   const exp = attentionBackward(qa, ka, va, ga, ro);
-  for (let i = 0; i < 3; i++) assertClose(got[i + 1]!, exp[i]!.data, { rtol: 1e-3, atol: 1e-4, msg: `split 3 d${"qkv"[i]}` });
+  for (let i = 0; i < 3; i++) assertClose(got[i + 1]!, exp[i]!.data, { rtol: 1e-3, atol: 1e-4, msg: `3 key pieces d${"qkv"[i]}` });
 });
 
-test("chunked attention backward in causal row panels (the keys above the diagonal skipped; a partial last panel; split products), with and without dropout, sdpa and packed, matches float64", async () => {
+test("chunked attention backward in causal row panels (the keys above the diagonal skipped; a partial last panel; key pieces), with and without dropout, sdpa and packed, matches float64", async () => {
   assertEquals([panelRows(1024, true), panelRows(512, true), panelRows(300, true), panelRows(1024, false), panelRows(768, true)], [256, 256, 300, 1024, 256]);
   const shape = [2, 2, 37, 8], p = 0.2, seed = 41;
   const [qa, ka, va] = qkvArrs(shape, 201);
@@ -145,14 +145,14 @@ test("chunked attention backward in causal row panels (the keys above the diagon
   } });
   const gy = randArr([B, T, C], 0, 0, 0);
   for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let i = 0; i < T; i++) for (let d = 0; d < D; d++) gy.data[(b * T + i) * C + h * D + d] = ga.data[((b * H + h) * T + i) * D + d]!;
-  for (const [rows, split] of [[16, 1], [12, 2]] as const) {
+  for (const [rows, pieces] of [[16, 2], [12, 3]] as const) {
     setAttentionPanelOverride(rows);
-    setAttentionSplitOverride(split);
+    setAttentionPiecesOverride(pieces);
     try {
       for (const dropoutP of [0, p]) {
         const ro = dropoutP ? { causal: true, keep, p } : { causal: true };
         const exp = attentionBackward(qa, ka, va, ga, ro);
-        const msg = `panels of ${rows}, split ${split}, dropout ${dropoutP}`;
+        const msg = `panels of ${rows}, ${pieces} key pieces, dropout ${dropoutP}`;
         const got = await withChunk(3, T, D, () => sdpaGrads(qa, ka, va, ga, { causal: true, dropoutP, seed, backward: "chunked" }));
         for (let i = 0; i < 3; i++) assertClose(got[i + 1]!, exp[i]!.data, { rtol: 1e-3, atol: 1e-4, msg: `${msg} d${"qkv"[i]}` });
         const x = fromArr(xa, { requiresGrad: true }), g = fromArr(gy);
@@ -167,7 +167,7 @@ test("chunked attention backward in causal row panels (the keys above the diagon
       }
     } finally {
       setAttentionPanelOverride(null);
-      setAttentionSplitOverride(null);
+      setAttentionPiecesOverride(null);
     }
   }
 });
