@@ -79,6 +79,7 @@ async function main(): Promise<void> {
       impls.push([`fused fwd + chunked bwd, ${mib} MiB chunks`, chunked, null, mib, false]);
     }
     const outs: Float32Array[] = [];
+    const grads = new Map<string, Float32Array>();
     for (const [impl, attn, tiles, mib, compare] of impls) {
       setAttentionTiles(tiles === null ? null : ATTENTION_TILES[tiles]!);
       setAttentionChunkBytes(mib === null ? null : mib * 2 ** 20);
@@ -100,6 +101,15 @@ async function main(): Promise<void> {
       await ctx.sync();
       const peakBytes = ws.memoryStats().peakBytes - live;
       if (pDrop === 0 && compare) outs.push((await ws.noGrad(() => attn(qkv)).toArray()) as Float32Array);
+      if (impl === "fused" || impl === "fused fwd + chunked bwd") {
+        // one more step with a fixed dropout seed, so both backwards see one mask
+        const y = ws.qkvAttention(qkv, H, { causal: true, dropoutP: pDrop, seed: 7, backward: impl === "fused" ? "fused" : "chunked" });
+        y.backward(gy);
+        y.dispose();
+        grads.set(impl, (await qkv.grad!.toArray()) as Float32Array);
+        qkv.grad!.dispose();
+        qkv.grad = null;
+      }
       const flops = 2 * B * H * T * T * D;
       const r: Row = {
         config: name, B, T, H, D, impl, fwdMs: fwd.medianMs, fwdBwdMs: fb.medianMs,
@@ -116,6 +126,12 @@ async function main(): Promise<void> {
       let diff = 0;
       for (let i = 0; i < outs[0]!.length; i++) diff = Math.max(diff, Math.abs(outs[0]![i]! - outs[1]![i]!));
       console.log(`  max |fused − unfused| = ${diff.toExponential(2)}`);
+    }
+    const gf = grads.get("fused"), gc = grads.get("fused fwd + chunked bwd");
+    if (gf && gc) {
+      let diff = 0, max = 0;
+      for (let i = 0; i < gf.length; i++) { diff = Math.max(diff, Math.abs(gf[i]! - gc[i]!)); max = Math.max(max, Math.abs(gf[i]!)); }
+      console.log(`  max |dqkv fused − dqkv chunked| = ${diff.toExponential(2)} (max |dqkv| ${max.toExponential(2)})`);
     }
     qkv.dispose(); gy.dispose();
     ctx.pool.trim();

@@ -172,6 +172,16 @@ test("chunked attention backward in causal row panels (the keys above the diagon
   }
 });
 
+test("chunked attention backward with its automatic panels and key pieces (T = 512: two panels of 256) equals the fused backward", async () => {
+  const shape = [1, 2, 512, 16];
+  assertEquals(panelRows(512, true), 256);
+  const [qa, ka, va] = qkvArrs(shape, 211);
+  const ga = randArr(shape, 212);
+  const c = await sdpaGrads(qa, ka, va, ga, { causal: true, backward: "chunked" });
+  const f = await sdpaGrads(qa, ka, va, ga, { causal: true, backward: "fused" });
+  for (let i = 1; i < 4; i++) assertClose(c[i]!, f[i]!, { rtol: 1e-3, atol: 2e-5, msg: `d${"qkv"[i - 1]}: chunked vs fused` });
+}, { browser: false });
+
 test("chunked attention backward on the packed qkv layout: dqkv [B, T, 3C] matches float64 and the fused backward (with and without dropout)", async () => {
   const cases: [number, number, number, number, number][] = [[2, 7, 4, 16, 3], [1, 70, 1, 8, 1], [3, 1, 4, 4, 5], [1, 33, 2, 64, 1]];
   for (const [n, [B, T, H, D, heads]] of cases.entries()) {
