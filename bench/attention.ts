@@ -11,15 +11,16 @@
 //
 // --tiles 0,1,2 also times the fused path with each tile set of ATTENTION_TILES forced (index).
 // --chunk-mib 32,128,256 also times the chunked backward under each of these chunk budgets (MiB;
-// the default row uses the default 64 MiB). --precision medium runs the GEMMs on the matrix units
+// the default row uses the default 64 MiB); --panel-rows 512,1024 with causal row panels of these
+// many rows (the default: ~T/4 from T = 512 on; T rows = no panels). --precision medium runs the GEMMs on the matrix units
 // (with init's matrixUnits; setFloat32MatmulPrecision; in Node add --dawn-toggles for Dawn's feature).
 //
-//   deno run -A bench/attention.ts [--configs small,gpt2] [--quick] [--dropout 0.1] [--tiles 0,1,2] [--chunk-mib 32,128] [--precision medium] [--dawn-toggles] [--json out.json]
+//   deno run -A bench/attention.ts [--configs small,gpt2] [--quick] [--dropout 0.1] [--tiles 0,1,2] [--chunk-mib 32,128] [--panel-rows 512,1024] [--precision medium] [--dawn-toggles] [--json out.json]
 //   npm run bench:build && node .bench-dist/attention.mjs [same flags]
 import * as ws from "../src/index.ts";
 import { unfusedCausalAttention } from "../src/nn/transformer.ts";
 import { setAttentionTiles } from "../src/ops/attention.ts";
-import { setAttentionChunkBytes } from "../src/ops/attention-chunked.ts";
+import { setAttentionChunkBytes, setAttentionPanelOverride } from "../src/ops/attention-chunked.ts";
 import { ATTENTION_TILES } from "../shaders/attention.wgsl.ts";
 import { parseArgs } from "node:util";
 import { argv, exit, runtimeGpu, writeText } from "./env.ts";
@@ -43,7 +44,7 @@ async function main(): Promise<void> {
   const { values: f } = parseArgs({
     args: argv(),
     options: { configs: { type: "string" }, quick: { type: "boolean", default: false }, dropout: { type: "string", default: "0" }, tiles: { type: "string" }, json: { type: "string" },
-      "chunk-mib": { type: "string" }, precision: { type: "string", default: "highest" }, "dawn-toggles": { type: "boolean", default: false } },
+      "chunk-mib": { type: "string" }, "panel-rows": { type: "string" }, precision: { type: "string", default: "highest" }, "dawn-toggles": { type: "boolean", default: false } },
   });
   const quick = f.quick;
   const names = (f.configs ?? (quick ? "tiny" : "small,gpt2")).split(",");
@@ -64,25 +65,30 @@ async function main(): Promise<void> {
     const gy = ws.tensor(randomF32(B * T * C, 2), [B, T, C]);
     const fused: Attn = (x) => ws.qkvAttention(x, H, { causal: true, dropoutP: pDrop, backward: "fused" });
     const chunked: Attn = (x) => ws.qkvAttention(x, H, { causal: true, dropoutP: pDrop, backward: "chunked" });
-    // [name, attention, tile set forced, chunk budget in MiB (null: default), compared with fused]
-    const impls: [string, Attn, number | null, number | null, boolean][] = [
-      ["fused", fused, null, null, true], ["fused fwd + chunked bwd", chunked, null, null, false],
-      ["unfused", (x) => unfusedCausalAttention(x, H, pDrop), null, null, true],
+    // [name, attention, tile set forced, chunk budget in MiB (null: default), compared with fused, causal panel rows (null: automatic)]
+    const impls: [string, Attn, number | null, number | null, boolean, number | null][] = [
+      ["fused", fused, null, null, true, null], ["fused fwd + chunked bwd", chunked, null, null, false, null],
+      ["unfused", (x) => unfusedCausalAttention(x, H, pDrop), null, null, true, null],
     ];
     for (const t of f.tiles ? f.tiles.split(",").map(Number) : []) {
       const ts = ATTENTION_TILES[t];
       if (!ts) throw new Error(`--tiles: no tile set ${t}; 0..${ATTENTION_TILES.length - 1}`);
-      impls.push([`fused tiles ${t} (fwd ${ts.fwdRows}×${ts.fwdKeys}, dq ${ts.dqRows}×${ts.dqKeys}, dkv ${ts.dkvKeys}×${ts.dkvRows})`, fused, t, null, false]);
+      impls.push([`fused tiles ${t} (fwd ${ts.fwdRows}×${ts.fwdKeys}, dq ${ts.dqRows}×${ts.dqKeys}, dkv ${ts.dkvKeys}×${ts.dkvRows})`, fused, t, null, false, null]);
     }
     for (const mib of f["chunk-mib"] ? f["chunk-mib"].split(",").map(Number) : []) {
       if (!(mib > 0)) throw new Error(`--chunk-mib: ${mib} is not a positive number of MiB`);
-      impls.push([`fused fwd + chunked bwd, ${mib} MiB chunks`, chunked, null, mib, false]);
+      impls.push([`fused fwd + chunked bwd, ${mib} MiB chunks`, chunked, null, mib, false, null]);
+    }
+    for (const rows of f["panel-rows"] ? f["panel-rows"].split(",").map(Number) : []) {
+      if (!(rows >= 1)) throw new Error(`--panel-rows: ${rows} is not a row count`);
+      impls.push([`fused fwd + chunked bwd, panels of ${rows} rows`, chunked, null, null, false, rows]);
     }
     const outs: Float32Array[] = [];
     const grads = new Map<string, Float32Array>();
-    for (const [impl, attn, tiles, mib, compare] of impls) {
+    for (const [impl, attn, tiles, mib, compare, panel] of impls) {
       setAttentionTiles(tiles === null ? null : ATTENTION_TILES[tiles]!);
       setAttentionChunkBytes(mib === null ? null : mib * 2 ** 20);
+      setAttentionPanelOverride(panel);
       const fwd = await timeBatches(async (n) => {
         ws.noGrad(() => { for (let i = 0; i < n; i++) attn(qkv).dispose(); });
         await ctx.sync();
@@ -120,6 +126,7 @@ async function main(): Promise<void> {
         `fwd+bwd ${r.fwdBwdMs.toFixed(3)} ms (${r.fwdBwdTflops.toFixed(1)} TFLOP/s), peak ${(peakBytes / 2 ** 20).toFixed(1)} MiB`);
       setAttentionTiles(null);
       setAttentionChunkBytes(null);
+      setAttentionPanelOverride(null);
       ctx.pool.trim();
     }
     if (outs.length === 2) {
