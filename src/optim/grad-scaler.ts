@@ -39,6 +39,9 @@ export interface GradScalerState {
   lastSkipped: boolean;
 }
 
+/** The word of a snapshot that carries the caller's value (a state slot nothing else uses). */
+export const SNAPSHOT_CARRY = AMP_WORDS - 1;
+
 export class GradScaler {
   readonly growthFactor: number;
   readonly backoffFactor: number;
@@ -88,10 +91,15 @@ export class GradScaler {
     });
   }
 
-  /** A copy of the state as it is now in the GPU stream (read it late, like a loss). */
-  snapshot(): Tensor {
+  /**
+   * A copy of the state as it is now in the GPU stream (read it late, like a loss). `carry` (one
+   * f32 element, e.g. the loss) rides along in its last word, so both come back in one readback.
+   */
+  snapshot(carry?: Tensor): Tensor {
     const out = Tensor.empty([AMP_WORDS], "f32", "GradScaler");
-    gpu().launcher.copy(this.buffer.buffer("GradScaler"), 0, out.buffer("GradScaler"), 0, AMP_WORDS * 4);
+    const l = gpu().launcher;
+    l.copy(this.buffer.buffer("GradScaler"), 0, out.buffer("GradScaler"), 0, AMP_WORDS * 4);
+    if (carry) l.copy(carry.buffer("GradScaler"), 0, out.buffer("GradScaler"), SNAPSHOT_CARRY * 4, 4);
     return out;
   }
 

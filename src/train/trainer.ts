@@ -17,7 +17,7 @@ import { gpu } from "../gpu/context.ts";
 import { getFloat32MatmulPrecision, setFloat32MatmulPrecision } from "../ops/matmul.ts";
 import { AdamW } from "../optim/adamw.ts";
 import { clipGradNorm } from "../optim/clip.ts";
-import { GradScaler, type GradScalerOptions, type GradScalerState } from "../optim/grad-scaler.ts";
+import { GradScaler, type GradScalerOptions, type GradScalerState, SNAPSHOT_CARRY } from "../optim/grad-scaler.ts";
 import { linearWarmupDecay } from "../optim/schedule.ts";
 import { SparseAdamW } from "../optim/sparse-adamw.ts";
 import { Generator } from "../random.ts";
@@ -206,8 +206,16 @@ export class Trainer {
     if (sc) this.mixedUpdate(sc, lr);
     else this.f32Update(lr);
     this.stepCount++;
-    this.watch(t, loss);
-    if (sc) this.watchScaler(t, sc.snapshot());
+    if (sc) {
+      // The loss rides in the scaler's snapshot: one readback per step for both.
+      const snap = sc.snapshot(loss);
+      this.watch(t, snap.toArray().then((a) => {
+        if (!this.lastScaler || this.lastScaler.step < t) this.lastScaler = { step: t, ...GradScaler.decode(a) };
+        return a[SNAPSHOT_CARRY]!;
+      }).finally(() => snap.dispose()));
+    } else {
+      this.watch(t, loss.item());
+    }
     return keep(loss);
   }
 
@@ -248,15 +256,6 @@ export class Trainer {
     endOp("AdamW.step");
   }
 
-  /** Reads a scaler snapshot late (the copy is recorded now). */
-  private watchScaler(t: number, snap: Tensor): void {
-    const p = snap.toArray().then((a) => {
-      if (!this.lastScaler || this.lastScaler.step < t) this.lastScaler = { step: t, ...GradScaler.decode(a) };
-    }, (e) => { this.failure ??= e as Error; }).finally(() => snap.dispose());
-    this.pending.add(p);
-    void p.finally(() => this.pending.delete(p));
-  }
-
   /**
    * "mixed-f16": settles, then reads the optimizers' GPU step counts (skipped steps do not count)
    * and the scaler's state. Checkpoints call it; returns null under "f32".
@@ -274,9 +273,9 @@ export class Trainer {
     this.lastGradNorm = keep(n);
   }
 
-  /** Starts the readback of step t's loss (the copy is recorded now, so the caller may dispose it). */
-  private watch(t: number, loss: Tensor): void {
-    const p = loss.item().then((v) => {
+  /** Watches the readback of step t's loss (its copy is recorded already, so the caller may dispose the loss). */
+  private watch(t: number, value: Promise<number>): void {
+    const p = value.then((v) => {
       if (this.failure) return;
       if (!Number.isFinite(v)) { this.failure = this.divergence(t, v); return; }
       this.lastLoss = { step: t, loss: v };
