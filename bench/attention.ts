@@ -17,14 +17,14 @@
 //
 //   deno run -A bench/attention.ts [--configs small,gpt2] [--quick] [--dropout 0.1] [--tiles 0,1,2] [--chunk-mib 32,128] [--panel-rows 512,1024] [--precision medium] [--dawn-toggles] [--json out.json]
 //   npm run bench:build && node .bench-dist/attention.mjs [same flags]
+//   npm run bench:browser -- attention [same flags]     (Chromium, bench/browser/)
 import * as ws from "../src/index.ts";
 import { unfusedCausalAttention } from "../src/nn/transformer.ts";
 import { setAttentionTiles } from "../src/ops/attention.ts";
 import { setAttentionChunkBytes, setAttentionPanelOverride } from "../src/ops/attention-chunked.ts";
 import { ATTENTION_TILES } from "../shaders/attention.wgsl.ts";
-import { parseArgs } from "node:util";
-import { argv, exit, runtimeGpu, writeText } from "./env.ts";
-import { randomF32, timeBatches } from "./timing.ts";
+import { exit, flags, runtimeGpu, writeText } from "./env.ts";
+import { QUICK_TIMING, randomF32, timeBatches } from "./timing.ts";
 
 interface Config { name: string; B: number; T: number; H: number; D: number }
 const CONFIGS: Config[] = [
@@ -41,10 +41,9 @@ interface Row {
 type Attn = (qkv: ws.Tensor) => ws.Tensor;
 
 async function main(): Promise<void> {
-  const { values: f } = parseArgs({
-    args: argv(),
-    options: { configs: { type: "string" }, quick: { type: "boolean", default: false }, dropout: { type: "string", default: "0" }, tiles: { type: "string" }, json: { type: "string" },
-      "chunk-mib": { type: "string" }, "panel-rows": { type: "string" }, precision: { type: "string", default: "highest" }, "dawn-toggles": { type: "boolean", default: false } },
+  const f = await flags({
+    configs: { type: "string" }, quick: { type: "boolean", default: false }, dropout: { type: "string", default: "0" }, tiles: { type: "string" }, json: { type: "string" },
+    "chunk-mib": { type: "string" }, "panel-rows": { type: "string" }, precision: { type: "string", default: "highest" },
   });
   const quick = f.quick;
   const names = (f.configs ?? (quick ? "tiny" : "small,gpt2")).split(",");
@@ -55,7 +54,7 @@ async function main(): Promise<void> {
   ws.setFloat32MatmulPrecision(precision);
   console.log(`engine: ${engine}; adapter: ${ctx.info.adapterName}; dropout ${pDrop}; matmul precision ${precision}` +
     (precision !== "highest" ? ` (matrix units: ${ctx.matrixUnits.tiles.join(", ") || ctx.matrixUnits.note})` : ""));
-  const timing = quick ? { warmupMs: 200, batchMs: 50, batches: 3, minItems: 3 } : { warmupMs: 1000 };
+  const timing = quick ? QUICK_TIMING : { warmupMs: 1000 };
   const rows: Row[] = [];
   for (const name of names) {
     const c = CONFIGS.find((x) => x.name === name);

@@ -10,14 +10,19 @@ type G = Record<string, unknown> & {
 };
 const G = globalThis as unknown as G;
 export const isDeno = typeof G.Deno === "object";
-/** In a browser page (bench/browser/page.ts sets __benchArgs before importing the bench). */
+/** In a browser page (bench/browser/page.ts sets globalThis.__bench before importing the bench). */
 export const isBrowser = !isDeno && typeof G.window === "object" && typeof G.document === "object";
 
 /** What the browser page and its runner exchange (bench/browser/). */
 export interface BrowserBench {
+  /** The bench's command-line arguments. */
   args: string[];
+  /** What the bench wrote with writeText(), by path; the runner writes them to disk. */
   files: Record<string, string>;
+  /** Set by exit() when the bench has finished, or by the page when it failed. */
   done: boolean;
+  /** The failure (name, message and stack) when the bench threw. */
+  error?: string;
 }
 const page = (): BrowserBench => ((G.__bench as BrowserBench | undefined) ??= { args: [], files: {}, done: false });
 
@@ -37,8 +42,12 @@ export const COMMON_FLAGS = {
 
 /** Parses this runtime's arguments with node:util parseArgs (the polyfill in a browser); unknown flags are an error. */
 export async function flags<S extends FlagSpec>(spec: S, args: string[] = argv()): Promise<FlagValues<S & typeof COMMON_FLAGS>> {
-  const mod = isBrowser ? await import("@pkgjs/parseargs") : await import("node:util");
-  const { values } = (mod as { parseArgs: (c: unknown) => { values: Record<string, unknown> } }).parseArgs({
+  type ParseArgs = (c: unknown) => { values: Record<string, unknown> };
+  // the polyfill is CommonJS: a bundler may put its exports on the namespace or only under `default`
+  const mod = (isBrowser ? await import("@pkgjs/parseargs") : await import("node:util")) as { parseArgs?: ParseArgs; default?: { parseArgs?: ParseArgs } };
+  const parseArgs = mod.parseArgs ?? mod.default?.parseArgs;
+  if (!parseArgs) throw new Error(`bench/env.ts: no parseArgs in ${isBrowser ? "@pkgjs/parseargs" : "node:util"}`);
+  const { values } = parseArgs({
     args, options: { ...COMMON_FLAGS, ...spec }, strict: true, allowPositionals: false,
   });
   return values as FlagValues<S & typeof COMMON_FLAGS>;

@@ -3,29 +3,28 @@
 // dispatches and an n×d_out intermediate. Fused (merged): one spmm over [W; Lᵀ] then one kernel
 // C += A·(R/r). d = 768 and 2048, r = 1.56% and 6.25% of d, M = 8 and 4096.
 //
-//   deno run -A bench/lowrank.ts [--d 768,2048] [--r 0.015625,0.0625] [--m 8,4096] [--json out.json] [--components]
+//   deno run -A bench/lowrank.ts [--d 768,2048] [--r 0.015625,0.0625] [--m 8,4096] [--quick] [--json out.json] [--components]
 // --components also times the merged path's parts (spmm over W, over [W; Lᵀ], the fused add).
 import * as ws from "../src/index.ts";
 import { MergedSparseLinear, SparseLinear } from "../src/nn/index.ts";
 import { lowRankAdd, Sparse24, spmm } from "../src/slope/index.ts";
-import { parseArgs } from "node:util";
-import { argv, exit, runtimeGpu, writeText } from "./env.ts";
-import { randomF32, timeBatches } from "./timing.ts";
+import { exit, flags, runtimeGpu, writeText } from "./env.ts";
+import { QUICK_TIMING, randomF32, timeBatches } from "./timing.ts";
 
 interface Row { d: number; rank: number; M: number; unfusedMs: number; fusedMs: number; speedup: number; maxRelDiff: number }
 
 async function main(): Promise<void> {
-  const { values: f } = parseArgs({
-    args: argv(),
-    options: {
-      d: { type: "string", default: "768,2048" }, r: { type: "string", default: "0.015625,0.0625" }, m: { type: "string", default: "8,4096" },
-      components: { type: "boolean", default: false }, json: { type: "string" },
-    },
+  const f = await flags({
+    d: { type: "string", default: "768,2048" }, r: { type: "string", default: "0.015625,0.0625" }, m: { type: "string", default: "8,4096" },
+    components: { type: "boolean", default: false }, json: { type: "string" },
+    /** CI: d = 256, r = 6.25%, M = 8 and 256, QUICK_TIMING. */
+    quick: { type: "boolean", default: false },
   });
-  const ds = f.d.split(",").map(Number);
-  const fracs = f.r.split(",").map(Number);
-  const ms = f.m.split(",").map(Number);
-  const { gpu, engine } = await runtimeGpu();
+  const ds = (f.quick ? "256" : f.d).split(",").map(Number);
+  const fracs = (f.quick ? "0.0625" : f.r).split(",").map(Number);
+  const ms = (f.quick ? "8,256" : f.m).split(",").map(Number);
+  const at = (warmupMs: number) => (f.quick ? QUICK_TIMING : { warmupMs });
+  const { gpu, engine } = await runtimeGpu({ dawnToggles: f["dawn-toggles"] });
   const ctx = await ws.init({ gpu });
   console.log(`engine: ${engine}; adapter: ${ctx.info.adapterName}`);
   const rows: Row[] = [];
@@ -42,7 +41,7 @@ async function main(): Promise<void> {
     const Xs = new Map(ms.map((M) => [M, ws.tensor(randomF32(M * d, M), [M, d])]));
     const unfused = new Map<number, [number, Float32Array]>();
     for (const [M, X] of Xs) {
-      const t = await timeBatches(async (n) => { ws.noGrad(() => { for (let i = 0; i < n; i++) layer.forward(X).dispose(); }); await ctx.sync(); }, { warmupMs: first ? 1500 : 400 });
+      const t = await timeBatches(async (n) => { ws.noGrad(() => { for (let i = 0; i < n; i++) layer.forward(X).dispose(); }); await ctx.sync(); }, at(first ? 1500 : 400));
       first = false;
       unfused.set(M, [t.medianMs, (await ws.noGrad(() => layer.forward(X)).toArray()) as Float32Array]);
     }
@@ -53,14 +52,14 @@ async function main(): Promise<void> {
       if (f.components) {
         // where the merged path spends its time: spmm over W (d_out rows) vs over [W; Lᵀ] (d_out + r), and the fused add
         const m = merged.weights;
-        const tW = await timeBatches(async (n) => { for (let i = 0; i < n; i++) spmm(X, wOnly, null).dispose(); await ctx.sync(); }, { warmupMs: 300 });
-        const tM = await timeBatches(async (n) => { for (let i = 0; i < n; i++) spmm(X, m.s, m.bias).dispose(); await ctx.sync(); }, { warmupMs: 300 });
+        const tW = await timeBatches(async (n) => { for (let i = 0; i < n; i++) spmm(X, wOnly, null).dispose(); await ctx.sync(); }, at(300));
+        const tM = await timeBatches(async (n) => { for (let i = 0; i < n; i++) spmm(X, m.s, m.bias).dispose(); await ctx.sync(); }, at(300));
         const Y = spmm(X, m.s, m.bias);
-        const tA = await timeBatches(async (n) => { for (let i = 0; i < n; i++) lowRankAdd(Y, m.rs).dispose(); await ctx.sync(); }, { warmupMs: 300 });
+        const tA = await timeBatches(async (n) => { for (let i = 0; i < n; i++) lowRankAdd(Y, m.rs).dispose(); await ctx.sync(); }, at(300));
         Y.dispose();
         console.log(`  d=${d} r=${rank} M=${M}: spmm W ${tW.medianMs.toFixed(4)} ms, spmm [W; Lᵀ] ${tM.medianMs.toFixed(4)} ms, fused add ${tA.medianMs.toFixed(4)} ms`);
       }
-      const t = await timeBatches(async (n) => { ws.noGrad(() => { for (let i = 0; i < n; i++) merged.forward(X).dispose(); }); await ctx.sync(); }, { warmupMs: 400 });
+      const t = await timeBatches(async (n) => { ws.noGrad(() => { for (let i = 0; i < n; i++) merged.forward(X).dispose(); }); await ctx.sync(); }, at(400));
       const y = await ws.noGrad(() => merged.forward(X)).toArray();
       const [uMs, uy] = unfused.get(M)!;
       let diff = 0;

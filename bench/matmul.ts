@@ -1,12 +1,13 @@
 // Square f32 matmul N×N×N: webslope against TF.js (WebGPU backend) and jax-js, in the same run and
 // the same engine, so the figures compare like with like. Runs in Node (Dawn, through the npm
-// `webgpu` package) and in Deno (wgpu, navigator.gpu). Per N and library: warm the GPU up for
-// about a second, then time batches of products with one forced completion per batch, and report
+// `webgpu` package), in Deno (wgpu, navigator.gpu) and in Chromium (bench/browser/). Per N and
+// library: warm the GPU up for about a second, then time batches of products with one forced completion per batch, and report
 // the median TFLOP/s = 2N³/t. See bench/README.md for how to build and run it (also on the H200).
 //
-//   deno run -A bench/matmul.ts --sizes 128,256 [--json out.json] [--peers tfjs,jax|none]
+//   deno run -A bench/matmul.ts --sizes 128,256 [--quick] [--json out.json] [--peers tfjs,jax|none]
 //        [--tiles auto,64x64,128x64,128x128,128x128k8] [--f16] [--warmup 1000] [--rewarm 500] [--batch-ms 250]
 //   node .bench-dist/matmul.mjs ...   (after npm run bench:build; the same bundle runs in Deno)
+//   npm run bench:browser -- matmul ...   (Chromium through Playwright, bench/browser/)
 // --tiles also times forced tile shapes; --f16 also times ours with f16 operands where the
 // adapter has shader-f16. The first measurement of each N warms up for --warmup ms, the later
 // ones (GPU already at full clock) for --rewarm ms.
@@ -14,9 +15,8 @@ import * as ws from "../src/index.ts";
 import { chooseMatmulTile, setMatmulTile } from "../src/ops/matmul.ts";
 import { GEMM_TILES as MATMUL_TILES, type GemmTileName as MatmulTileName } from "../shaders/gemm.ts";
 import { type MatmulPeer, jaxPeer, setupNavigator, tfjsPeer } from "./peers.ts";
-import { type Timing, randomF32, tflops, timeBatches } from "./timing.ts";
-import { argv, exit, runtimeGpu, writeText } from "./env.ts";
-import { parseArgs } from "node:util";
+import { QUICK_TIMING, type Timing, randomF32, tflops, timeBatches } from "./timing.ts";
+import { exit, flags, runtimeGpu, writeText } from "./env.ts";
 
 interface Args {
   sizes: number[];
@@ -26,23 +26,26 @@ interface Args {
   warmupMs: number;
   rewarmMs: number;
   batchMs: number;
+  batches: number;
+  minItems: number;
   f16: boolean;
 }
 
-function readArgs(args: string[]): Args {
-  const { values: v } = parseArgs({
-    args,
-    options: {
-      sizes: { type: "string", default: "2048,4096,8192" }, json: { type: "string" }, peers: { type: "string", default: "tfjs,jax" },
-      tiles: { type: "string", default: "auto" }, warmup: { type: "string", default: "1000" }, rewarm: { type: "string", default: "500" },
-      "batch-ms": { type: "string", default: "250" }, f16: { type: "boolean", default: false },
-    },
+async function readArgs(): Promise<Args & { dawnToggles: boolean }> {
+  const v = await flags({
+    sizes: { type: "string", default: "2048,4096,8192" }, json: { type: "string" }, peers: { type: "string", default: "tfjs,jax" },
+    tiles: { type: "string", default: "auto" }, warmup: { type: "string", default: "1000" }, rewarm: { type: "string", default: "500" },
+    "batch-ms": { type: "string", default: "250" }, f16: { type: "boolean", default: false },
+    /** CI: N = 256 (and the peers) with QUICK_TIMING, seconds on a software adapter. */
+    quick: { type: "boolean", default: false },
   });
   const tiles = v.tiles.split(",") as Args["tiles"];
   for (const t of tiles) if (t !== "auto" && !(t in MATMUL_TILES)) throw new Error(`unknown tile ${t}; one of auto, ${Object.keys(MATMUL_TILES).join(", ")}`);
   return {
-    sizes: v.sizes.split(",").map(Number), json: v.json ?? null, peers: v.peers.split(",").filter((p) => p && p !== "none"), tiles,
-    warmupMs: Number(v.warmup), rewarmMs: Number(v.rewarm), batchMs: Number(v["batch-ms"]), f16: v.f16,
+    sizes: (v.quick ? "256" : v.sizes).split(",").map(Number), json: v.json ?? null, peers: v.peers.split(",").filter((p) => p && p !== "none"), tiles,
+    warmupMs: v.quick ? QUICK_TIMING.warmupMs : Number(v.warmup), rewarmMs: v.quick ? QUICK_TIMING.warmupMs / 2 : Number(v.rewarm),
+    batchMs: v.quick ? QUICK_TIMING.batchMs : Number(v["batch-ms"]), batches: v.quick ? QUICK_TIMING.batches : 5,
+    minItems: v.quick ? QUICK_TIMING.minItems : 20, f16: v.f16, dawnToggles: v["dawn-toggles"],
   };
 }
 
@@ -67,12 +70,12 @@ const fmt = (x: number) => (x >= 1 ? x.toFixed(2) : x.toPrecision(3));
 interface Row { lib: string; variant: string; N: number; tflops: number; msPerProduct: number; timing: Timing }
 
 async function main(): Promise<void> {
-  const args = readArgs(argv());
-  const { gpu, engine, globals } = await runtimeGpu();
+  const args = await readArgs();
+  const { gpu, engine, globals } = await runtimeGpu({ dawnToggles: args.dawnToggles });
   setupNavigator(gpu, globals);
   const ctx = await ws.init({ gpu });
   console.log(`engine: ${engine}; adapter: ${ctx.info.adapterName}; features: ${[...ctx.features].join(", ")}`);
-  console.log(`sizes ${args.sizes.join(", ")}; warm-up ${args.warmupMs} ms (then ${args.rewarmMs} ms), 5 batches of ~${args.batchMs} ms (≥ 20 products)`);
+  console.log(`sizes ${args.sizes.join(", ")}; warm-up ${args.warmupMs} ms (then ${args.rewarmMs} ms), ${args.batches} batches of ~${args.batchMs} ms (≥ ${args.minItems} products)`);
 
   const peers: MatmulPeer[] = [];
   const peerErrors: Record<string, string> = {}; // and failures of our own variants
@@ -100,7 +103,7 @@ async function main(): Promise<void> {
 
   const rows: Row[] = [];
   let first = true;
-  const opts = () => { const warmupMs = first ? args.warmupMs : args.rewarmMs; first = false; return { warmupMs, batchMs: args.batchMs }; };
+  const opts = () => { const warmupMs = first ? args.warmupMs : args.rewarmMs; first = false; return { warmupMs, batchMs: args.batchMs, batches: args.batches, minItems: args.minItems }; };
   const report = (r: Row) => {
     rows.push(r);
     console.log(`N=${r.N} ${r.lib}${r.variant ? ` [${r.variant}]` : ""}: ${fmt(r.tflops)} TFLOP/s (${r.msPerProduct.toFixed(3)} ms/product, ${r.timing.items} products in batches of ${r.timing.perBatch})`);

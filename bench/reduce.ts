@@ -5,14 +5,14 @@
 //
 //   deno run -A bench/reduce.ts [--quick] [--naive] [--json out.json]
 //   node .bench-dist/reduce.mjs [...]   (after npm run bench:build)
+//   npm run bench:browser -- reduce [...]   (Chromium, bench/browser/)
 import * as ws from "../src/index.ts";
 import { GPT } from "../src/nn/index.ts";
 import { AdamW, clipGradNorm } from "../src/optim/index.ts";
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
 import { bindGroup, kernelFamily, MAIN_ARGS } from "../shaders/kernel.ts";
-import { parseArgs } from "node:util";
-import { argv, exit, runtimeGpu, writeText } from "./env.ts";
-import { randomF32, timeBatches } from "./timing.ts";
+import { exit, flags, runtimeGpu, writeText } from "./env.ts";
+import { QUICK_TIMING, randomF32, timeBatches } from "./timing.ts";
 
 const naiveGroup = bindGroup([{ name: "src", access: "read", type: "array<f32>" }, { name: "dst", access: "rw", type: "array<f32>" }]);
 
@@ -38,24 +38,23 @@ interface ReduceRow { what: string; shape: number[]; axes: number[]; ms: number;
 interface OptimRow { config: string; params: number; tensors: number; fusedStepMs: number; perTensorStepMs: number; fusedClipMs: number; perTensorClipMs: number }
 
 const CONFIGS: Record<string, { nLayer: number; nEmbd: number; nHead: number; blockSize: number }> = {
+  tiny: { nLayer: 2, nEmbd: 64, nHead: 2, blockSize: 32 }, // --quick (CI)
   small: { nLayer: 6, nEmbd: 384, nHead: 6, blockSize: 256 },
   gpt2: { nLayer: 12, nEmbd: 768, nHead: 12, blockSize: 1024 },
 };
 
 async function main(): Promise<void> {
-  const { values: f } = parseArgs({
-    args: argv(), options: { quick: { type: "boolean", default: false }, naive: { type: "boolean", default: false }, json: { type: "string" } },
-  });
+  const f = await flags({ quick: { type: "boolean", default: false }, naive: { type: "boolean", default: false }, json: { type: "string" } });
   const quick = f.quick;
-  const { gpu, engine } = await runtimeGpu();
+  const { gpu, engine } = await runtimeGpu({ dawnToggles: f["dawn-toggles"] });
   const ctx = await ws.init({ gpu });
   console.log(`engine: ${engine}; adapter: ${ctx.info.adapterName}`);
   const sync = () => ctx.sync();
-  const timing = quick ? { warmupMs: 200, batchMs: 50, batches: 3 } : { warmupMs: 500 };
+  const timing = quick ? QUICK_TIMING : { warmupMs: 500 };
 
   // ---- reductions ----------------------------------------------------------------------------
   const cases: [string, number[], number[]][] = quick
-    ? [["column sum (bias grad)", [2048, 384], [0]], ["row sum", [2048, 384], [1]]]
+    ? [["column sum (bias grad)", [1024, 256], [0]], ["row sum", [1024, 256], [1]]]
     : [
       ["column sum (small: bias / LN grad)", [16384, 384], [0]],
       ["column sum (small: fc1 bias grad)", [16384, 1536], [0]],
@@ -92,7 +91,7 @@ async function main(): Promise<void> {
 
   // ---- optimizer step and gradient clipping ------------------------------------------------------
   const optimRows: OptimRow[] = [];
-  for (const name of quick ? ["small"] : ["small", "gpt2"]) {
+  for (const name of quick ? ["tiny"] : ["small", "gpt2"]) {
     const model = new GPT({ vocabSize: 65, ...CONFIGS[name]!, seed: 1 });
     const params = model.parameters();
     const nParams = params.reduce((s, p) => s + p.size, 0);

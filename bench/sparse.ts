@@ -9,11 +9,11 @@
 //   deno run -A bench/sparse.ts [--d 768,1024,2048,4096] [--m 4096,8] [--shapes dxd,3dxd,4dxd,dx4d] [--block 128] [--json out.json]
 //   deno run -A bench/sparse.ts --quick        (d = 256, M = 8 and 256, short timing: a smoke run on software adapters)
 //   node .bench-dist/sparse.mjs ...   (after npm run bench:build)
+//   npm run bench:browser -- sparse ...   (Chromium, bench/browser/)
 import * as ws from "../src/index.ts";
 import { compress24, compressVector, decompress24, sddmm, sddmmVector, spmm, spmmVector } from "../src/sparse/index.ts";
-import { parseArgs } from "node:util";
-import { argv, exit, runtimeGpu, writeText } from "./env.ts";
-import { randomF32, type TimingOptions, tflops, timeBatches } from "./timing.ts";
+import { exit, flags, runtimeGpu, writeText } from "./env.ts";
+import { QUICK_TIMING, randomF32, type TimingOptions, tflops, timeBatches } from "./timing.ts";
 
 interface Row {
   d: number; shape: string; dOut: number; K: number; M: number;
@@ -28,20 +28,18 @@ interface Row {
 const SHAPES: Record<string, (d: number) => [number, number]> = { dxd: (d) => [d, d], "3dxd": (d) => [3 * d, d], "4dxd": (d) => [4 * d, d], dx4d: (d) => [d, 4 * d] };
 
 async function main(): Promise<void> {
-  const { values: f } = parseArgs({
-    args: argv(), options: {
-      d: { type: "string", default: "768,1024,2048,4096" }, m: { type: "string", default: "4096,8" }, json: { type: "string" },
-      shapes: { type: "string", default: "dxd,3dxd,4dxd,dx4d" }, block: { type: "string", default: "128" }, quick: { type: "boolean", default: false },
-      /** Node + Dawn: both sides on the matrix units (init({ matrixUnits: true }), f32 precision "medium"). */
-      units: { type: "boolean", default: false },
-    },
+  const f = await flags({
+    d: { type: "string", default: "768,1024,2048,4096" }, m: { type: "string", default: "4096,8" }, json: { type: "string" },
+    shapes: { type: "string", default: "dxd,3dxd,4dxd,dx4d" }, block: { type: "string", default: "128" }, quick: { type: "boolean", default: false },
+    /** Node + Dawn: both sides on the matrix units (init({ matrixUnits: true }), f32 precision "medium"). */
+    units: { type: "boolean", default: false },
   });
   const ds = f.quick ? [256] : f.d.split(",").map(Number);
   const ms = f.quick ? [8, 256] : f.m.split(",").map(Number);
   const block = Number(f.block);
   const shapes = f.shapes.split(",").map((n) => { const g = SHAPES[n]; if (!g) throw new Error(`--shapes: unknown ${n}; use ${Object.keys(SHAPES)}`); return [n.replace("x", "×"), g] as const; });
-  const timing: TimingOptions = f.quick ? { warmupMs: 100, batchMs: 50, batches: 3, minItems: 3 } : { warmupMs: 400 };
-  const { gpu, engine } = await runtimeGpu({ dawnToggles: f.units });
+  const timing: TimingOptions = f.quick ? QUICK_TIMING : { warmupMs: 400 };
+  const { gpu, engine } = await runtimeGpu({ dawnToggles: f.units || f["dawn-toggles"] });
   const ctx = await ws.init({ gpu, matrixUnits: f.units });
   if (f.units) {
     if (!ctx.matrixUnits.tiles.length) throw new Error(`--units: no matrix units on this device (${ctx.matrixUnits.note})`);

@@ -24,6 +24,12 @@ export interface TimingOptions {
   minItems?: number;
 }
 
+/**
+ * The timing of every bench's `--quick` (what CI runs in Node, Deno and Chromium on software
+ * adapters): seconds per bench, enough to show the path runs and print a table, not to compare speeds.
+ */
+export const QUICK_TIMING = { warmupMs: 200, batchMs: 50, batches: 3, minItems: 3 } as const satisfies TimingOptions;
+
 export const now = (): number => performance.now();
 
 export function median(xs: readonly number[]): number {

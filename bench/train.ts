@@ -5,6 +5,7 @@
 // ≥ 1 s of steps, then timed batches of steps with ONE forced completion per batch); losses are
 // read back after the timing, never inside a step. bench/torch/gpt.py writes the same JSON fields
 // for the same model in PyTorch. Runs in Node (Dawn), Deno (wgpu) and Chromium (bench/browser/).
+// --quick (CI): the tiny config with QUICK_TIMING.
 //
 // --precision f32,mixed-f16 runs each config and mode in each precision (rows tagged `precision`);
 // mixed-f16 asks init() for the matrix units (in Node with --dawn-toggles) and says in its row
@@ -14,12 +15,13 @@
 //        [--profile] [--trace-dir DIR] [--json FILE] [--data PATH] [--warmup MS] [--batch-ms MS]
 //        [--attn-backward auto|fused|chunked] [--attn-chunk-mib MIB]
 //   node .bench-dist/train.mjs ... [--dawn-toggles]      (after npm run bench:build)
+//   npm run bench:browser -- train ...                    (Chromium through Playwright)
 import * as ws from "../src/index.ts";
 import { GPT, type GPTConfig } from "../src/nn/index.ts";
 import { CharTokenizer, Corpus, type Precision, Trainer } from "../src/train/index.ts";
 import { DTYPE_BYTES } from "../src/dtype.ts";
 import { exit, flags, isBrowser, readText, runtimeGpu, writeText } from "./env.ts";
-import { type Timing, timeBatches } from "./timing.ts";
+import { QUICK_TIMING, type Timing, timeBatches } from "./timing.ts";
 
 /** The benchmark shapes (bench/torch/gpt.py holds the same table). Dropout 0; heads of 64. */
 export const CONFIGS = {
@@ -174,8 +176,8 @@ async function main(): Promise<void> {
   const precisions = f.precision.split(",").filter(Boolean) as Precision[];
   for (const p of precisions) if (p !== "f32" && p !== "mixed-f16") throw new Error(`unknown precision ${p}; f32 or mixed-f16`);
   const o = {
-    warmupMs: Number(f.warmup), batchMs: f.quick ? 100 : Number(f["batch-ms"]), batches: f.quick ? 3 : Number(f.batches),
-    minItems: f.quick ? 6 : 20, profile: f.profile, traceDir: f["trace-dir"],
+    ...(f.quick ? QUICK_TIMING : { warmupMs: Number(f.warmup), batchMs: Number(f["batch-ms"]), batches: Number(f.batches), minItems: 20 }),
+    profile: f.profile, traceDir: f["trace-dir"],
   };
   const { gpu, engine } = await runtimeGpu({ dawnToggles: f["dawn-toggles"] });
   const ctx = await ws.init({ gpu, matrixUnits: precisions.includes("mixed-f16") });

@@ -2,9 +2,9 @@
 // download browsers here) with WebGPU on SwiftShader, a Vite dev server on 127.0.0.1 (WebGPU needs a
 // secure context), one worker, and timeouts sized for a software GPU.
 import { defineConfig } from "@playwright/test";
+import { CHROMIUM, chromiumArgs } from "./chromium.ts";
 
 const PORT = Number(process.env.WEBSLOPE_TEST_PORT ?? 41739);
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 export default defineConfig({
   testDir: ".",
@@ -25,18 +25,8 @@ export default defineConfig({
     browserName: "chromium",
     launchOptions: {
       executablePath: CHROMIUM,
-      args: [
-        "--headless=new",
-        "--no-sandbox",
-        "--enable-unsafe-webgpu",
-        "--enable-features=Vulkan",
-        "--use-vulkan=swiftshader",
-        "--use-webgpu-adapter=swiftshader",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-      ],
+      // the tests always run on SwiftShader (the suite's expectations are set on the software adapters)
+      args: chromiumArgs("swiftshader"),
     },
     trace: "off",
     screenshot: "off",
