@@ -92,12 +92,20 @@ export function keyPieces(rows: number, keys: number, c: number): number {
   return s;
 }
 
+/** The most key pieces any panel of a length-T sequence can get (pieces keep ≥ 64 keys). */
+function maxPieces(T: number): number {
+  let s = 1;
+  while (s < MAX_PIECES && T / (2 * s) >= 64) s *= 2;
+  return Math.max(s, piecesOverride ?? 1);
+}
+
 /**
  * Transient bytes of one head with panels of R query rows: S and dP (R × T each), the panel's q
- * and dO rows once per key piece and dQ's partial sums (3·MAX_PIECES·R·D), k and v (2·T·D), the
- * panel's dK and dV (2·T·D) and the chunk's sums of them (2·T·D), all counted as live at once.
+ * and dO rows once per key piece and dQ's partial sums (3·pieces·R·D, at the most pieces), k and
+ * v (2·T·D), the panel's dK and dV (2·T·D) and the chunk's sums of them (2·T·D), all counted as
+ * live at once.
  */
-export const chunkBytesPerHead = (T: number, D: number, R = T): number => 4 * (2 * R * T + 3 * MAX_PIECES * R * D + 6 * T * D);
+export const chunkBytesPerHead = (T: number, D: number, R = T): number => 4 * (2 * R * T + 3 * maxPieces(T) * R * D + 6 * T * D);
 
 /** Heads per chunk under the budget and the adapter's binding size (at most BH); 0 when not even one head fits. */
 export function chunkHeads(T: number, D: number, BH: number, causal: boolean): number {
