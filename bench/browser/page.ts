@@ -14,6 +14,8 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   attention: () => import("../attention.ts"),
   reduce: () => import("../reduce.ts"),
   lowrank: () => import("../lowrank.ts"),
+  // a quality check (f32 against mixed-f16 validation loss), not in bench:quick's set
+  precision: () => import("../precision.ts"),
 };
 
 const q = new URLSearchParams(location.search);
