@@ -18,7 +18,9 @@
 #   suite-units the matrix-unit cases of the suite only
 #   sparse-units bench/sparse.ts --units (2:4 on the matrix units against dense on the matrix units)
 #   old-vs-new  matmul and spmm from the pre-refactor commit's bundle (.bench-old) and today's, alternated
-#   attention   bench/attention.ts: fused flash attention against the unfused path, Dawn
+#   attention   bench/attention.ts: fused flash attention (fused and chunked backward; chunk budgets 128/256 MiB, causal panels of 512/1024 rows) against the unfused path, Dawn
+#   attention-mu  the same at gpt2 with the chunked backward's products on the matrix units (precision medium)
+#   train-attn  bench/train.ts dense small and gpt2 with the fused attention backward, and gpt2 with 128 MiB chunks (the default train section runs the chunked one at 64 MiB)
 #   precision   bench/precision.ts: mid config, 2,000 steps, seed 1, f32 vs mixed-f16, validation loss of both (issue 8's 1% goal)
 #   train-mixed bench/train.ts with --precision f32,mixed-f16: tokens/s of mixed precision next to f32, every config
 #   deno-*      the same under Deno (wgpu): deno-train, deno-kernels, deno-attention
@@ -57,7 +59,11 @@ for s in "$@"; do
       done
       sec sparse-old 90 node .bench-old/sparse.mjs --d 768,1024 --json "$out/spmm-old.json"
       sec sparse-new 90 node .bench-dist/sparse.mjs --d 768,1024 --json "$out/spmm-new.json" ;;
-    attention) sec attention 90 node .bench-dist/attention.mjs --json "$out/attention-dawn.json" ;;
+    attention) sec attention 180 node .bench-dist/attention.mjs --chunk-mib 128,256 --panel-rows 512,1024 --json "$out/attention-dawn.json" ;;
+    attention-mu) sec attention-mu 120 node .bench-dist/attention.mjs --dawn-toggles --precision medium --configs gpt2 --json "$out/attention-dawn-mu.json" ;;
+    train-attn)
+      sec train-attn-fused 150 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense --attn-backward fused --json "$out/train-attn-fused.json"
+      sec train-attn-128 150 node .bench-dist/train.mjs --dawn-toggles --configs gpt2 --modes dense --attn-chunk-mib 128 --json "$out/train-attn-128.json" ;;
     precision) sec precision 590 node .bench-dist/precision.mjs --dawn-toggles --config mid --steps 2000 --seed 1 --json "$out/precision-mid-dawn.json" ;;
     train-mixed) sec train-mixed 300 node .bench-dist/train.mjs --dawn-toggles --configs tiny,mid,small,gpt2 --modes dense,slope --precision f32,mixed-f16 --json "$out/train-dawn-mixed.json" ;;
     deno-train) sec deno-train 240 deno run -A .bench-dist/train.mjs --configs tiny,mid,small,gpt2 --modes dense,slope --json "$out/train-wgpu.json" ;;
