@@ -23,14 +23,19 @@
 #   train-attn  bench/train.ts dense small and gpt2 with the fused attention backward, and gpt2 with 128 MiB chunks (the default train section runs the chunked one at 64 MiB)
 #   precision   bench/precision.ts: mid config, 2,000 steps, seed 1, f32 vs mixed-f16, validation loss of both (issue 8's 1% goal)
 #   train-mixed bench/train.ts with --precision f32,mixed-f16: tokens/s of mixed precision next to f32, every config
+#   final-*     the last call of 2026-12-02 (train f32 + mixed, torch, profiles, precision and pattern quality, sparse, attention)
 #   deno-*      the same under Deno (wgpu): deno-train, deno-kernels, deno-attention
 set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 start=$(date +%s)
+budget=${BUDGET_S:-100000} # the whole call's seconds: a section is cut to what is left, and skipped when under 15 s
 sec() { # name limit_s command...
   local name=$1 limit=$2; shift 2
   local t0; t0=$(date +%s)
+  local left=$(( budget - (t0 - start) ))
+  if [ "$left" -lt 15 ]; then echo "== $name skipped: ${left}s of the budget left"; return; fi
+  [ "$limit" -gt "$left" ] && limit=$left
   echo "== $name (limit ${limit}s, at +$((t0 - start))s)"
   timeout "$limit" "$@" > "$out/$name.log" 2>&1
   local rc=$?
@@ -66,6 +71,18 @@ for s in "$@"; do
       sec train-attn-128 150 node .bench-dist/train.mjs --dawn-toggles --configs gpt2 --modes dense --attn-chunk-mib 128 --json "$out/train-attn-128.json" ;;
     precision) sec precision 590 node .bench-dist/precision.mjs --dawn-toggles --config mid --steps 2000 --seed 1 --json "$out/precision-mid-dawn.json" ;;
     train-mixed) sec train-mixed 300 node .bench-dist/train.mjs --dawn-toggles --configs tiny,mid,small,gpt2 --modes dense,slope --precision f32,mixed-f16 --json "$out/train-dawn-mixed.json" ;;
+    # The final call of 2026-12-02 (the corpus travels in .data/, the CLI bundle in .cli-dist/):
+    final-train) sec final-train 150 node .bench-dist/train.mjs --dawn-toggles --configs tiny,mid,small,gpt2 --modes dense,slope --precision f32,mixed-f16 --json "$out/train-dawn.json" ;;
+    final-torch) sec final-torch 70 python3 bench/torch/gpt.py --configs mid,small,gpt2 --precisions fp32,tf32,bf16 --json "$out/train-torch.json" ;;
+    final-profile) sec final-profile 75 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense,slope --precision f32,mixed-f16 --profile --trace-dir "$out/traces" --batches 3 --json "$out/train-dawn-profile.json" ;;
+    final-precision) sec final-precision 80 node .bench-dist/precision.mjs --dawn-toggles --config mid --steps 2000 --seed 1 --data .data/tinyshakespeare.txt --json "$out/precision-mid-dawn.json" ;;
+    final-pattern)
+      for r in "slope-2of4:" "slope-vector64:--pattern vector --vector-block 64"; do
+        # shellcheck disable=SC2086
+        sec "pattern-${r%%:*}" 45 node .cli-dist/main.mjs train --mode slope ${r#*:} --config mid --steps 2000 --data .data/tinyshakespeare.txt --seed 1 --eval-every 500 --eval-batches 50 --out "$out/pattern/${r%%:*}"
+      done ;;
+    final-sparse) sec final-sparse 60 node .bench-dist/sparse.mjs --d 768,2048 --m 4096,8 --json "$out/spmm-dawn.json" ;;
+    final-attention) sec final-attention 45 node .bench-dist/attention.mjs --json "$out/attention-dawn.json" ;;
     deno-train) sec deno-train 240 deno run -A .bench-dist/train.mjs --configs tiny,mid,small,gpt2 --modes dense,slope --json "$out/train-wgpu.json" ;;
     deno-kernels)
       sec deno-matmul 90 deno run -A .bench-dist/matmul.mjs --peers none --json "$out/matmul-wgpu.json"
@@ -76,4 +93,4 @@ for s in "$@"; do
 done
 echo "== all done in $(( $(date +%s) - start ))s"
 # At most 8 files come back from $OUT: pack them into one.
-(cd "$out" && tar czf /tmp/results.tgz --exclude results.tgz . && rm -rf ./* && mv /tmp/results.tgz results.tgz)
+(cd "$out" && tar czf /tmp/results.tgz --exclude results.tgz --exclude '*.safetensors' . && rm -rf ./* && mv /tmp/results.tgz results.tgz)
