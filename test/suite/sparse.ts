@@ -273,6 +273,22 @@ test("spmmVector and sddmmVector equal X·(M⊙W)ᵀ + b and M⊙(dYᵀX) (float
   }
 });
 
+test("vector-wise 2:4 in f16 (f32 accumulation): compressVector, spmmVector and sddmmVector against float64 of the f16 inputs", async () => {
+  const h = (a: Arr) => ws.tidy(() => fromArr(a).to("f16"));
+  const back = async (t: ws.Tensor, shape: number[]) => arr(shape, await t.toArray());
+  const [rows, K, dOut] = [67, 72, 130];
+  const w16 = h(rand32([dOut, K], 490)), x16 = h(rand32([rows, K], 491)), dY16 = h(rand32([rows, dOut], 492));
+  const w = await back(w16, [dOut, K]), x = await back(x16, [rows, K]), dY = await back(dY16, [rows, dOut]);
+  const s = compressVector(w16);
+  const mask = vectorMask(w, 64);
+  assertEquals(Array.from(decodeMeta(await i32(s.meta), dOut, K)), Array.from(mask), "f16 meta");
+  const y = spmmVector(x16, s), g = sddmmVector(dY16, x16, s);
+  assertClose(await y.toArray(), matmul(x, applyMask(w, mask), false, true).data, { rtol: 2e-2, atol: 2e-2, msg: "spmmVector f16" });
+  assertClose(await g.toArray(), gather(matmul(dY, x, true, false), mask, 2, 4), { rtol: 2e-2, atol: 5e-2, msg: "sddmmVector f16" });
+  for (const t of [w16, x16, dY16, y, g]) t.dispose();
+  s.dispose();
+}, { needs: ["shader-f16"] });
+
 test("vector-wise 2:4: typed errors for a block that is not a multiple of 64, another pattern, a tile wider than the block", async () => {
   await assertThrows(() => compressVector(ws.zeros([64, 8]), { block: 32 }), ws.ShapeError, "compressVector", "32", "multiple of 64");
   await assertThrows(() => compressVector(ws.zeros([64, 10])), ws.ShapeError, "compressVector", "multiple");
