@@ -7,6 +7,7 @@
 // TFLOP/s, speedups over dense, and for decode the weight bytes read per second.
 //
 //   deno run -A bench/sparse.ts [--d 768,1024,2048,4096] [--m 4096,8] [--shapes dxd,3dxd,4dxd,dx4d] [--block 128] [--json out.json]
+//        [--warmup MS] [--batch-ms MS]   (timing per measurement, default 400 and 250; the JSON is rewritten after each weight)
 //   deno run -A bench/sparse.ts --quick        (d = 256, M = 8 and 256, short timing: a smoke run on software adapters)
 //   node .bench-dist/sparse.mjs ...   (after npm run bench:build)
 //   npm run bench:browser -- sparse ...   (Chromium, bench/browser/)
@@ -31,6 +32,8 @@ async function main(): Promise<void> {
   const f = await flags({
     d: { type: "string", default: "768,1024,2048,4096" }, m: { type: "string", default: "4096,8" }, json: { type: "string" },
     shapes: { type: "string", default: "dxd,3dxd,4dxd,dx4d" }, block: { type: "string", default: "128" }, quick: { type: "boolean", default: false },
+    /** Timing per measurement: warm-up and batch wall time, ms (shorter fits a time-limited device call). */
+    warmup: { type: "string", default: "400" }, "batch-ms": { type: "string", default: "250" },
     /** Node + Dawn: both sides on the matrix units (init({ matrixUnits: true }), f32 precision "medium"). */
     units: { type: "boolean", default: false },
   });
@@ -38,7 +41,7 @@ async function main(): Promise<void> {
   const ms = f.quick ? [8, 256] : f.m.split(",").map(Number);
   const block = Number(f.block);
   const shapes = f.shapes.split(",").map((n) => { const g = SHAPES[n]; if (!g) throw new Error(`--shapes: unknown ${n}; use ${Object.keys(SHAPES)}`); return [n.replace("x", "×"), g] as const; });
-  const timing: TimingOptions = f.quick ? QUICK_TIMING : { warmupMs: 400 };
+  const timing: TimingOptions = f.quick ? QUICK_TIMING : { warmupMs: Number(f.warmup), batchMs: Number(f["batch-ms"]) };
   const { gpu, engine } = await runtimeGpu({ dawnToggles: f.units || f["dawn-toggles"] });
   const ctx = await ws.init({ gpu, matrixUnits: f.units });
   if (f.units) {
@@ -47,6 +50,9 @@ async function main(): Promise<void> {
   }
   console.log(`engine: ${engine}${f.units ? `, matrix units (${ctx.matrixUnits.tiles.join(", ")})` : ""}; adapter: ${ctx.info.adapterName}`);
   const rows: Row[] = [];
+  const save = async () => {
+    if (f.json) await writeText(f.json, JSON.stringify({ bench: "spmm", block, date: new Date().toISOString(), engine, matrixUnits: f.units ? ctx.matrixUnits.tiles : null, adapter: ctx.info.adapterName, rows }, null, 1));
+  };
   let first = true;
   for (const d of ds) for (const [shape, dims] of shapes) {
     const [dOut, K] = dims(d);
@@ -102,14 +108,13 @@ async function main(): Promise<void> {
     }
     W.dispose(); b.dispose(); S.dispose(); V.dispose();
     ctx.pool.trim();
+    await save(); // after every weight, so a run cut short by a time limit keeps its rows
   }
   const x = (v: number | undefined) => (v === undefined ? "–" : `${v.toFixed(2)}×`);
   console.log(`\n| d | W | M | dense ms | 2:4 ms | 2:4 speedup | small (M ≤ 16) | vector-wise (block ${block}) | sddmm | sddmmVector |  (${engine})\n|---|---|---|---|---|---|---|---|---|---|`);
   for (const r of rows) {
     console.log(`| ${r.d} | ${r.shape} | ${r.M} | ${r.denseMs.toFixed(4)} | ${r.sparseMs.toFixed(4)} | ${r.speedup.toFixed(2)}× | ${x(r.smallSpeedup)} | ${x(r.vectorSpeedup)} | ${x(r.sddmmSpeedup)} | ${x(r.sddmmVectorSpeedup)} |`);
   }
-  const json = f.json;
-  if (json) await writeText(json, JSON.stringify({ bench: "spmm", block, date: new Date().toISOString(), engine, matrixUnits: f.units ? ctx.matrixUnits.tiles : null, adapter: ctx.info.adapterName, rows }, null, 1));
 }
 
 await main();
