@@ -67,10 +67,17 @@ export async function runtimeGpu(opts: { dawnToggles?: boolean } = {}): Promise<
   return { gpu: create(toggles), engine: `Dawn (Node ${G.process!.versions.node}, npm webgpu${toggles.length ? ", H200 toggles" : ""})`, globals };
 }
 
+/** Writes a result file, creating its folder first (a --trace-dir or --json path may name a new one). */
 export async function writeText(path: string, text: string): Promise<void> {
-  if (isDeno) return G.Deno!.writeTextFile(path, text);
   if (isBrowser) { page().files[path] = text; return; }
+  const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : "";
+  if (isDeno) {
+    const D = G.Deno as unknown as { mkdir(p: string, o: { recursive: boolean }): Promise<void>; writeTextFile(p: string, s: string): Promise<void> };
+    if (dir) await D.mkdir(dir, { recursive: true });
+    return D.writeTextFile(path, text);
+  }
   const fs = await import("node:fs/promises");
+  if (dir) await fs.mkdir(dir, { recursive: true });
   await fs.writeFile(path, text);
 }
 
