@@ -7,7 +7,7 @@
 //   node .bench-dist/matmul-units.mjs [--sizes 2048,4096,8192] [--json out.json] [--batch-ms 250]
 import * as ws from "../src/index.ts";
 import { setMatmulTile } from "../src/ops/matmul.ts";
-import { SG_TILES, type SgIndex, type SgTileName, sgMatmulKernel } from "../shaders/matmul-subgroup.wgsl.ts";
+import { SG_TILES, type SgTileName, sgMatmulKernel } from "../shaders/matmul-subgroup.wgsl.ts";
 import { randomF32, tflops, timeBatches } from "./timing.ts";
 import { argv, exit, writeText } from "./env.ts";
 import { parseArgs } from "node:util";
@@ -34,15 +34,15 @@ console.log(`matrix-unit tiles: ${mu.tiles.join(", ") || "none"}; note: ${mu.not
 const diagnosis: Record<string, string> = {};
 if (values.diagnose) {
   const device = ctx.info.device;
-  for (const name of Object.keys(SG_TILES) as SgTileName[]) for (const sgIndex of ["builtin"] as SgIndex[]) for (const prefetch of [true, false]) for (const sgSyntax of ["majorness", "bool"] as const) {
-    const k = sgMatmulKernel({ ...SG_TILES[name], transA: false, transB: true, bias: true, act: "gelu", aux: false, inType: "f32", outType: "f32", vec: true, subgroupSize: mu.subgroupSize || 32, prefetch, sgIndex, sgSyntax });
+  for (const name of Object.keys(SG_TILES) as SgTileName[]) for (const prefetch of [true, false]) for (const sgSyntax of ["majorness", "bool"] as const) {
+    const k = sgMatmulKernel({ ...SG_TILES[name], transA: false, transB: true, bias: true, act: "gelu", aux: false, inType: "f32", outType: "f32", vec: true, subgroupSize: mu.subgroupSize || 32, prefetch, sgSyntax });
     device.pushErrorScope("validation");
     const module = device.createShaderModule({ label: k.key, code: k.code });
     let failed = "";
     try { await device.createComputePipelineAsync({ layout: "auto", compute: { module, entryPoint: "main" } }); } catch (e) { failed = (e as Error).message; }
     const scoped = await device.popErrorScope();
     const msgs = (await module.getCompilationInfo()).messages.filter((m) => m.type !== "warning" || !m.message.includes("deprecated"));
-    const key = `${name} ${sgIndex} ${sgSyntax} prefetch=${prefetch}`;
+    const key = `${name} ${sgSyntax} prefetch=${prefetch}`;
     diagnosis[key] = (failed || scoped ? "FAILED " : "ok ") + msgs.map((m) => `${m.type} ${m.lineNum}:${m.linePos} ${m.message}`).join(" | ").slice(0, 1500);
     console.log(`diagnose ${key}: ${diagnosis[key]}`);
   }
@@ -110,7 +110,7 @@ for (const N of sizes) {
 if (values.json) {
   await writeText(values.json, JSON.stringify({
     bench: "matmul-units", date: new Date().toISOString(), adapter: ctx.info.adapterName, configs,
-    subgroupSize: [ctx.info.subgroupMinSize, ctx.info.subgroupMaxSize], tiles: mu.tiles, sgIndex: mu.sgIndex, note: mu.note, diagnosis, checks, rows, errors,
+    subgroupSize: [ctx.info.subgroupMinSize, ctx.info.subgroupMaxSize], tiles: mu.tiles, sgSyntax: mu.sgSyntax, note: mu.note, diagnosis, checks, rows, errors,
   }, null, 1));
 }
 void dawn;

@@ -146,6 +146,14 @@ fn main(${MAIN_ARGS}) {
   return { code, group: g };
 });
 
+/** The shared head of the two per-score kernels: helpers, the RNG with dropout, and main up to the score's (bh, i, j). */
+const scoreMain = (dropout: boolean) => `${ATTN_COMMON}
+${dropout ? RNG_WGSL : ""}
+${linearIndexFn(CHUNK_WORKGROUP)}
+@compute @workgroup_size(${CHUNK_WORKGROUP})
+fn main(${MAIN_ARGS}) {
+  ${SCORE_INDEX}`;
+
 /**
  * S → P in place. Bindings: s (rw, f32 [c, pieces, rows, keys/pieces]), lse (read, f32 [B·H, T]),
  * and with dropout pd (rw, the shape of s).
@@ -157,14 +165,7 @@ export const attentionChunkProbsKernel = kernelFamily("attentionChunkProbs", (ca
     dropout && { name: "pd", access: "rw", type: "array<f32>" },
   ]);
   const code = wgsl`${g.decls}
-${ATTN_COMMON}
-#if ${dropout}
-${RNG_WGSL}
-#endif
-${linearIndexFn(CHUNK_WORKGROUP)}
-@compute @workgroup_size(${CHUNK_WORKGROUP})
-fn main(${MAIN_ARGS}) {
-  ${SCORE_INDEX}
+${scoreMain(dropout)}
   let e = exp(pf(11u) * s[idx] - lse[bh * T + i]);
 #if ${causal}
   let p = select(0.0, e, j <= i);
@@ -188,14 +189,7 @@ export const attentionChunkDScoresKernel = kernelFamily("attentionChunkDScores",
     { name: "delta", access: "read", type: "array<f32>" },
   ]);
   const code = wgsl`${g.decls}
-${ATTN_COMMON}
-#if ${dropout}
-${RNG_WGSL}
-#endif
-${linearIndexFn(CHUNK_WORKGROUP)}
-@compute @workgroup_size(${CHUNK_WORKGROUP})
-fn main(${MAIN_ARGS}) {
-  ${SCORE_INDEX}
+${scoreMain(dropout)}
 #if ${dropout}
   let dpd = select(0.0, dp[idx] * pf(15u), ${keepTest("i", "j")});
 #else

@@ -14,10 +14,9 @@
 // - Results go through a small f32 scratch per subgroup so the epilogue (bias, ReLU/GELU, the
 //   pre-activation for backward, bounds checks for any M, N) is ordinary per-element code.
 // Subgroup-matrix builtins want subgroup-uniform offsets; with several subgroups per workgroup the
-// offsets derive from the subgroup index. Read from the `subgroup_id` builtin (sgIndex "builtin")
-// it is subgroup-uniform to the compiler; derived as tid / subgroupSize ("division") it is not,
-// so that form turns the `subgroup_matrix_uniformity` diagnostic off. init() compiles both and
-// keeps the one this device's compiler accepts (src/gpu/matrix-units.ts).
+// offsets derive from the subgroup index, read from the `subgroup_id` builtin: the compiler knows
+// it is subgroup-uniform. (Derived as tid / subgroupSize it is not, and Tint on the H200 refuses
+// the kernel: "'subgroupMatrixStore' requires argument 1 to be uniform".)
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
 import { bindGroup, kernelFamily } from "./kernel.ts";
 import { epilogueFn } from "./matmul.wgsl.ts";
@@ -72,8 +71,6 @@ export interface SgMatmulVariant extends SgTile {
   subgroupSize: number;
   /** Fetch the next K slice into registers while this one is multiplied (more registers). */
   prefetch: boolean;
-  /** How a multi-subgroup tile finds its subgroup: the subgroup_id builtin or tid / subgroupSize. */
-  sgIndex: SgIndex;
   /** Load/store spelling: majorness as a template argument (current Tint) or as a bool argument (deprecated). */
   sgSyntax: SgSyntax;
   /**
@@ -84,7 +81,6 @@ export interface SgMatmulVariant extends SgTile {
    */
   sparseB?: boolean;
 }
-export type SgIndex = "builtin" | "division";
 export type SgSyntax = "majorness" | "bool";
 
 /** K depth of one workgroup-memory stage (two 16-deep matrix steps). */
@@ -241,11 +237,8 @@ export const sgMatmulKernel = kernelFamily("matmul_sgmat", (v: SgMatmulVariant) 
 
   const code = wgsl`enable f16;
 enable chromium_experimental_subgroup_matrix;
-#if ${nsub > 1 && v.sgIndex === "builtin"}
+#if ${nsub > 1}
 enable subgroups;
-#endif
-#if ${nsub > 1 && v.sgIndex === "division"}
-diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);
 #endif
 ${g.decls}
 var<workgroup> As: array<f16, ${aSize}>;
@@ -261,14 +254,12 @@ fn gelu4(x: vec4<f32>) -> vec4<f32> {
 ${epilogueFn({ vec: v.vec, bias: v.bias ? "scalar" : "none", act: v.act, aux: v.aux, outType: O })}
 
 @compute @workgroup_size(${threads})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${nsub > 1 && v.sgIndex === "builtin" ? ", @builtin(subgroup_id) sgid: u32" : ""}) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${nsub > 1 ? ", @builtin(subgroup_id) sgid: u32" : ""}) {
   let M = pu(0u); let N = pu(1u); let K = pu(2u);
   let row0 = wid.y * ${bm}u; let col0 = wid.x * ${bn}u;
   let aBase = wid.z * pu(3u); let bBase = wid.z * pu(4u); let cBase = wid.z * pu(5u);
-#if ${nsub > 1 && v.sgIndex === "builtin"}
+#if ${nsub > 1}
   let sg = sgid;
-#elif ${nsub > 1}
-  let sg = tid / ${v.subgroupSize}u;
 #else
   let sg = 0u;
 #endif

@@ -93,6 +93,21 @@ export function vectorExtent(tile: VectorTile): { bm: number; bn: number } {
   return tileExtent(GEMM_TILES[VECTOR_TILES[tile]]);
 }
 
+/** A GEMM write hook's store of one 4-wide row segment at (row, col), skipping what lies past M rows or N columns; `store(o)` writes element o (column col + j). */
+const boundedWrite = (row: string, col: string, store: (o: string) => string) => `  { let row = ${row}; let col = ${col};
+    if (row < M) {
+      for (var j = 0u; j < 4u; j = j + 1u) {
+        if (col + j < N) { let o = row * N + col + j; ${store("o")} }
+      }
+    } }`;
+
+/** The entry point of a 16×16-invocation GEMM kernel up to its K loop: params, invocation and tile origin. */
+const gemmMain = (bm: number, bn: number, params: string) => `@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  ${params}
+  let tx = lid.x; let ty = lid.y; let tid = ty * 16u + tx;
+  let row0 = wid.y * ${bm}u; let col0 = wid.x * ${bn}u;`;
+
 /**
  * Y = X·W_Rᵀ (+ bias) for a vector-wise W_R. Bindings: X [M, KX] (read), values [d_out, K]
  * (read; vec4 with `vecB`, K = KX/2 a multiple of 4), meta (read u32), Y (rw), [bias].
@@ -131,22 +146,13 @@ export const vectorSpmmKernel = kernelFamily("vector_spmm", (dtype: SpDType, bia
     tile: t, a: { shared: "As", stride: bm / 4 + 1 }, b: { shared: "Bs", stride: bn / 4 + 1 }, row0: "row0", col0: "col0",
     loop: { k: "k0", bound: "K" },
     loads: { pipelined: [A, B] },
-    write: (row, col, acc) => `  { let row = ${row}; let col = ${col};
-    if (row < M) {
-      for (var j = 0u; j < 4u; j = j + 1u) {
-        if (col + j < N) { Y[row * N + col + j] = ${dtype}(${acc}[j]${bias ? " + f32(bias[col + j])" : ""}); }
-      }
-    } }`,
+    write: (row, col, acc) => boundedWrite(row, col, (o) => `Y[${o}] = ${dtype}(${acc}[j]${bias ? " + f32(bias[col + j])" : ""});`),
   };
   const code = wgsl`${enables(dtype)}
 ${g.decls}
 ${gemmShared(gemm)}
 
-@compute @workgroup_size(16, 16)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let M = pu(0u); let KX = pu(1u); let N = pu(2u); let ws = pu(3u); let K = pu(4u); let blk = pu(5u);
-  let tx = lid.x; let ty = lid.y; let tid = ty * 16u + tx;
-  let row0 = wid.y * ${bm}u; let col0 = wid.x * ${bn}u;
+${gemmMain(bm, bn, "let M = pu(0u); let KX = pu(1u); let N = pu(2u); let ws = pu(3u); let K = pu(4u); let blk = pu(5u);")}
   let mrow = (col0 / blk) * blk * ws;
   ${gemmBody(gemm)}
 }
@@ -189,22 +195,13 @@ export const vectorSddmmKernel = kernelFamily("vector_sddmm", (dtype: SpDType, a
     tile: t, a: { shared: "As", stride: bm / 4 }, b: { shared: "Bs", stride: bn / 4 + 1 }, row0: "row0", col0: "col0",
     loop: { k: "k0", bound: "K" },
     loads: { pipelined: [A, B] },
-    write: (row, col, acc) => `  { let row = ${row}; let col = ${col};
-    if (row < M) {
-      for (var j = 0u; j < 4u; j = j + 1u) {
-        if (col + j < N) { let o = row * N + col + j; dV[o] = ${dtype}(${acc}[j]${accumulate ? " + f32(dV[o])" : ""}); }
-      }
-    } }`,
+    write: (row, col, acc) => boundedWrite(row, col, (o) => `dV[${o}] = ${dtype}(${acc}[j]${accumulate ? ` + f32(dV[${o}])` : ""});`),
   };
   const code = wgsl`${enables(dtype)}
 ${g.decls}
 ${gemmShared(gemm)}
 
-@compute @workgroup_size(16, 16)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let M = pu(0u); let N = pu(1u); let K = pu(2u); let KX = pu(3u); let ws = pu(4u); let blk = pu(5u);
-  let tx = lid.x; let ty = lid.y; let tid = ty * 16u + tx;
-  let row0 = wid.y * ${bm}u; let col0 = wid.x * ${bn}u;
+${gemmMain(bm, bn, "let M = pu(0u); let N = pu(1u); let K = pu(2u); let KX = pu(3u); let ws = pu(4u); let blk = pu(5u);")}
   let mrow = (row0 / blk) * blk * ws;
   ${gemmBody(gemm)}
 }

@@ -3,22 +3,20 @@
 // must actually compile — the feature is experimental and its WGSL surface still moves, so each
 // tile variant is compiled inside an error scope and only those that pass are used. Nothing here
 // runs when the feature is absent; matmuls then stay on the shader-core kernels.
-import { type SgIndex, type SgSyntax, type SgTile, type SgTileName, sgMatmulKernel, SG_TILES } from "../../shaders/matmul-subgroup.wgsl.ts";
+import { type SgSyntax, type SgTile, type SgTileName, sgMatmulKernel, SG_TILES } from "../../shaders/matmul-subgroup.wgsl.ts";
 import { type DeviceInfo, SUBGROUP_MATRIX } from "./device.ts";
 
 export interface MatrixUnits {
   /** Tile variants that compiled on this device, fastest first (empty: matrix units unused). */
   readonly tiles: readonly SgTileName[];
   readonly subgroupSize: number;
-  /** Per compiled tile, how it finds its subgroup (the form this compiler accepted). */
-  readonly sgIndex: Readonly<Partial<Record<SgTileName, SgIndex>>>;
   /** The load/store spelling this compiler accepted. */
   readonly sgSyntax: SgSyntax;
   /** Why the matrix units are not used, or the compiler's warnings when they are. */
   readonly note: string;
 }
 
-export const NO_MATRIX_UNITS: MatrixUnits = { tiles: [], subgroupSize: 0, sgIndex: {}, sgSyntax: "majorness", note: "not asked for: init({ matrixUnits: true })" };
+export const NO_MATRIX_UNITS: MatrixUnits = { tiles: [], subgroupSize: 0, sgSyntax: "majorness", note: "not asked for: init({ matrixUnits: true })" };
 
 /**
  * Preference order, measured on the H200 (bench/results/h200-matmul-units-dawn.json, f32 operands):
@@ -40,16 +38,14 @@ export async function probeMatrixUnits(info: DeviceInfo): Promise<MatrixUnits> {
   const subgroupSize = info.subgroupMaxSize || 32;
   const tiles: SgTileName[] = [];
   const notes: string[] = [];
-  const sgIndex: Partial<Record<SgTileName, SgIndex>> = {};
   let sgSyntax: SgSyntax | null = null;
   for (const name of ORDER) {
-    const multi = SG_TILES[name].sgm * SG_TILES[name].sgn > 1;
     // Newest spelling first; the older ones stay for older Dawn builds (npm webgpu pins one).
-    const forms: [SgIndex, SgSyntax][] = [["builtin", "majorness"], ["builtin", "bool"], ...(multi ? [["division", "majorness"], ["division", "bool"]] as [SgIndex, SgSyntax][] : [])];
+    const forms: SgSyntax[] = ["majorness", "bool"];
     const tried: string[] = [];
-    for (const [form, syntax] of forms) {
+    for (const syntax of forms) {
       if (sgSyntax && syntax !== sgSyntax) continue;
-      const k = sgMatmulKernel({ ...SG_TILES[name], transA: false, transB: true, bias: true, act: "gelu", aux: false, inType: "f32", outType: "f32", vec: true, subgroupSize, prefetch: (SG_TILES[name] as SgTile).prefetch ?? true, sgIndex: form, sgSyntax: syntax });
+      const k = sgMatmulKernel({ ...SG_TILES[name], transA: false, transB: true, bias: true, act: "gelu", aux: false, inType: "f32", outType: "f32", vec: true, subgroupSize, prefetch: (SG_TILES[name] as SgTile).prefetch ?? true, sgSyntax: syntax });
       device.pushErrorScope("validation");
       const module = device.createShaderModule({ label: k.key, code: k.code });
       let failed: string | null = null;
@@ -63,15 +59,14 @@ export async function probeMatrixUnits(info: DeviceInfo): Promise<MatrixUnits> {
       const msgs = (await module.getCompilationInfo?.())?.messages ?? [];
       // The compiler's own messages say why; the pipeline error only says the module was invalid.
       const errs = msgs.filter((m) => m.type === "error").map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join("; ");
-      if (failed) { tried.push(`${form}/${syntax}: ${(errs || failed).slice(0, 500)}`); continue; }
+      if (failed) { tried.push(`${syntax}: ${(errs || failed).slice(0, 500)}`); continue; }
       tiles.push(name);
-      sgIndex[name] = form;
       sgSyntax = syntax;
       const warns = new Set(msgs.map((m) => `${m.type}: ${m.message.split("\n")[0]}`));
-      if (warns.size) tried.push(`${form}/${syntax} compiled (${[...warns].join("; ").slice(0, 200)})`);
+      if (warns.size) tried.push(`${syntax} compiled (${[...warns].join("; ").slice(0, 200)})`);
       break;
     }
     if (tried.length) notes.push(`${name}: ${tried.join(" / ")}`);
   }
-  return { tiles, subgroupSize, sgIndex, sgSyntax: sgSyntax ?? "majorness", note: notes.join(" | ") || "ok" };
+  return { tiles, subgroupSize, sgSyntax: sgSyntax ?? "majorness", note: notes.join(" | ") || "ok" };
 }

@@ -105,7 +105,7 @@ export function matmulRaw(a: Tensor, b: Tensor, transA = false, transB = false, 
     const t = SG_TILES[sgName];
     const shared = sgSharedBytes(t, transA, transB);
     if (shared > maxShared) throw new ResourceLimitError("matmul", `tile ${sgName} needs ${shared} bytes of workgroup memory, over this adapter's ${maxShared}`);
-    const kernel = sgMatmulKernel({ ...t, transA, transB, bias: !!bias, act, aux, inType: dtype, outType: dtype, vec, subgroupSize: mu.subgroupSize, prefetch: (t as SgTile).prefetch ?? true, sgIndex: mu.sgIndex[sgName] ?? "builtin", sgSyntax: mu.sgSyntax });
+    const kernel = sgMatmulKernel({ ...t, transA, transB, bias: !!bias, act, aux, inType: dtype, outType: dtype, vec, subgroupSize: mu.subgroupSize, prefetch: (t as SgTile).prefetch ?? true, sgSyntax: mu.sgSyntax });
     const { bm, bn } = sgTileExtent(t);
     return launch(kernel, bm, bn, a, b, { batch, M, N, K }, bias, aux);
   }

@@ -91,7 +91,7 @@ export function spmmRaw(x: Tensor, s: SparseLike, bias: Tensor | null, rows: num
     const t = SG_TILES[sgName] as SgTile;
     const vec = K % 4 === 0 && dOut % 4 === 0;
     const kernel = sgMatmulKernel({ ...t, transA: false, transB: true, bias: !!bias, act: "none", aux: false, inType: dtype, outType: dtype, vec,
-      subgroupSize: mu.subgroupSize, prefetch: t.prefetch ?? true, sgIndex: mu.sgIndex[sgName] ?? "builtin", sgSyntax: mu.sgSyntax, sparseB: true });
+      subgroupSize: mu.subgroupSize, prefetch: t.prefetch ?? true, sgSyntax: mu.sgSyntax, sparseB: true });
     const { bm, bn } = sgTileExtent(t);
     gpu().launcher.dispatch(kernel, bufs, [Math.ceil(dOut / bn), Math.ceil(rows / bm), 1], [rows, dOut, K, 0, 0, 0, ws, (K * s.n) / s.m]);
   } else if (path === "expand" || (path === "auto" && !small)) {
