@@ -12,6 +12,7 @@ import {
 } from "../../src/ops/attention-chunked.ts";
 import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
+import { backwardPeak } from "../lib/memory.ts";
 import { type Arr, randArr } from "../ref/cpu.ts";
 import { fromArr } from "../ref/convert.ts";
 import { gradCheck } from "../ref/gradcheck.ts";
@@ -263,13 +264,7 @@ test("chunked attention backward keeps its transient within the chunk budget; th
   const peakOf = async (backward: AttentionBackward) => {
     setAttentionBackward(backward);
     try {
-      await ws.gpu().sync();
-      ws.gpu().pool.resetPeak();
-      const base = ws.memoryStats().liveBytes;
-      const y = attn.forward(x);
-      y.sum().backward();
-      await x.grad!.toArray();
-      const peak = ws.memoryStats().peakBytes - base;
+      const { peak, y } = await backwardPeak((t) => attn.forward(t), x);
       ws.noGrad(() => { x.grad!.dispose(); x.grad = null; y.dispose(); });
       return peak;
     } finally {

@@ -12,6 +12,7 @@ import { setAttentionBackward, setAttentionTiles } from "../../src/ops/attention
 import { ATTENTION_TILES } from "../../shaders/attention.wgsl.ts";
 import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
+import { backwardPeak } from "../lib/memory.ts";
 import { type Arr, randArr } from "../ref/cpu.ts";
 import { fromArr } from "../ref/convert.ts";
 import { gradCheck } from "../ref/gradcheck.ts";
@@ -232,22 +233,12 @@ async function fusedPeak(): Promise<void> {
   const B = 1, T = 256, C = 64, H = 4;
   const attn = new CausalSelfAttention({ nEmbd: C, nHead: H, nLayer: 1 });
   const x = ws.randn([B, T, C], { seed: 3 }).requiresGrad_();
-  await ws.gpu().sync();
-  ws.gpu().pool.resetPeak();
-  const base = ws.memoryStats().liveBytes;
-  const y = attn.forward(x);
-  y.sum().backward();
-  await x.grad!.toArray();
-  const peak = ws.memoryStats().peakBytes - base;
+  const { peak, y } = await backwardPeak((t) => attn.forward(t), x);
   const scores = B * H * T * T * 4;
   assert(peak < scores, `peak over the live baseline ${peak} bytes, one [B, H, T, T] f32 tensor is ${scores}`);
   // the unfused path does hold the scores (so the bound above can fail)
   const un = new CausalSelfAttention({ nEmbd: C, nHead: H, nLayer: 1, attention: "unfused" });
-  ws.gpu().pool.resetPeak();
-  const base2 = ws.memoryStats().liveBytes;
-  const y2 = un.forward(x);
-  y2.sum().backward();
-  await x.grad!.toArray();
-  assert(ws.memoryStats().peakBytes - base2 > 2 * scores, "the unfused path keeps scores and probabilities");
+  const { peak: peak2, y: y2 } = await backwardPeak((t) => un.forward(t), x);
+  assert(peak2 > 2 * scores, "the unfused path keeps scores and probabilities");
   ws.noGrad(() => { x.grad!.dispose(); x.dispose(); y.dispose(); y2.dispose(); attn.dispose(); un.dispose(); });
 }
