@@ -25,6 +25,9 @@
 #   train-mixed bench/train.ts with --precision f32,mixed-f16: tokens/s of mixed precision next to f32, every config
 #   final-*     the last call of 2026-12-02 (train f32 + mixed, torch, profiles, precision and pattern quality, sparse, attention)
 #   deno-*      the same under Deno (wgpu): deno-train, deno-kernels, deno-attention
+#   val-slope   bench/h200-val.sh slope: small, 5,000 steps, SLoPe r = 0 and r = 6.25% adapters, PyTorch parity + torchrun (needs .cli-dist, .data)
+#   val-dense   bench/h200-val.sh dense: the same dense
+#   profile-mixed  one profiled small step in mixed-f16, dense and SLoPe
 set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
@@ -88,6 +91,9 @@ for s in "$@"; do
       sec deno-matmul 90 deno run -A .bench-dist/matmul.mjs --peers none --json "$out/matmul-wgpu.json"
       sec deno-sparse 120 deno run -A .bench-dist/sparse.mjs --json "$out/spmm-wgpu.json" ;;
     deno-attention) sec deno-attention 90 deno run -A .bench-dist/attention.mjs --json "$out/attention-wgpu.json" ;;
+    val-slope) sec val-slope 560 bash bench/h200-val.sh slope "$out/val" ;;
+    val-dense) sec val-dense 420 bash bench/h200-val.sh dense "$out/val" ;;
+    profile-mixed) sec profile-mixed 60 node .bench-dist/train.mjs --dawn-toggles --configs small --modes dense,slope --precision mixed-f16 --profile --trace-dir "$out/traces" --batches 3 --json "$out/train-dawn-profile-mixed.json" ;;
     *) echo "unknown section $s" ;;
   esac
 done

@@ -28,6 +28,8 @@ export const TRAIN_USAGE = `Usage: npm run train -- --mode dense|slope --config 
   --resume                  continue from DIR/ckpt.safetensors (its options; bitwise-exact)
   --adapter-rank R          SLoPe lazy adapters entering at 99%: a rank (8), a fraction of nEmbd
                             (0.0625) or a percentage (6.25%); 0 = none                          [0]
+                            With --resume: adds them to a SLoPe run saved without, before their
+                            entry step (the same run as one started with them)
   --mask-change-freq F      SLoPe double-pruned mask refresh period in steps                    [1]
   --pattern 2:4|vector      SLoPe mask: per-element 2:4, or the opt-in vector-wise 2:4 (one mask
                             per block of --vector-block output rows, by summed |W|)           [2:4]
@@ -84,9 +86,9 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   if (f.help) { io.out(TRAIN_USAGE); return 0; }
   if (!f.data) throw new UsageError("--data FILE is required");
   if (!f.out) throw new UsageError("--out DIR is required");
-  const mode = f.mode ?? "dense";
+  let mode = f.mode ?? "dense";
   if (mode !== "dense" && mode !== "slope") throw new UsageError(`--mode must be dense or slope, got "${mode}"`);
-  if (mode === "dense" && (f["adapter-rank"] !== undefined || f["mask-change-freq"] !== undefined || f.pattern !== undefined || f["vector-block"] !== undefined)) {
+  if (mode === "dense" && !f.resume && (f["adapter-rank"] !== undefined || f["mask-change-freq"] !== undefined || f.pattern !== undefined || f["vector-block"] !== undefined)) {
     throw new UsageError("--adapter-rank, --mask-change-freq, --pattern and --vector-block are SLoPe options; add --mode slope");
   }
   if (f.pattern !== undefined && f.pattern !== "2:4" && f.pattern !== "vector") throw new UsageError(`--pattern must be 2:4 or vector, got "${f.pattern}"`);
@@ -112,6 +114,19 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     tok = info.tokenizer;
     model = new GPT(info.config);
     const { lossScale, ...saved } = info.trainerOptions;
+    const savedMode = saved.slope ? "slope" : "dense";
+    if (f.mode !== undefined && f.mode !== savedMode) throw new UsageError(`--mode ${f.mode} differs from ${ckpt}'s ${savedMode} run; leave --mode out to resume`);
+    mode = savedMode;
+    if (f["adapter-rank"] !== undefined) {
+      // Lazy adapters added to a SLoPe run that has none, before their entry step: the run up to
+      // there is the same as one started with them (they change nothing before they enter).
+      if (!saved.slope) throw new UsageError(`--adapter-rank: ${ckpt} is a dense run; adapters belong to SLoPe runs`);
+      const s = saved.slope;
+      if (s.adapterRank !== undefined || s.adapterRankFraction !== undefined) {
+        throw new UsageError(`--adapter-rank: ${ckpt}'s run already has lazy adapters (${s.adapterRank !== undefined ? `rank ${s.adapterRank}` : `fraction ${s.adapterRankFraction}`}); leave --adapter-rank out`);
+      }
+      saved.slope = { ...s, ...adapterFlag(f["adapter-rank"]) };
+    }
     const p = precision ?? saved.precision ?? "f32";
     trainer = new Trainer(model, new Corpus(tok.encode(text)), { ...saved, precision: p, ...(p === "mixed-f16" && lossScale ? { lossScale } : {}), onLoss });
     await loadCheckpoint(ckpt, { trainer });

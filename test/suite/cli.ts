@@ -18,7 +18,7 @@ const capture = () => {
   return { io: { out: (s: string) => { o.out += s; }, err: (s: string) => { o.err += s; }, tty: false }, o };
 };
 
-test("CLI: train --config tiny end to end (metrics JSONL, checkpoints), --until + --resume equals uninterrupted, generate reads it, bad flags exit 2 (files and 16 steps: Deno only)", async () => {
+test("CLI: train --config tiny end to end (metrics JSONL, checkpoints), --until + --resume equals uninterrupted (also with adapters added on resume), generate reads it, bad flags exit 2 (files and 16 steps: Deno only)", async () => {
   const { train, generate, fs, tmp, join } = await load();
   const dir = await fs.mkdtemp(join(tmp, "webslope-cli-"));
   try {
@@ -40,6 +40,23 @@ test("CLI: train --config tiny end to end (metrics JSONL, checkpoints), --until 
     assertEquals(await train(["--resume", "--data", data, "--out", join(dir, "b"), "--checkpoint-every", "4", "--eval-every", "4", "--eval-batches", "1"], b.io), 0, b.o.err);
     const linesB = (await fs.readFile(join(dir, "b", "metrics.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
     assertEquals(linesB.map((l) => l.loss).join(), lines.map((l) => l.loss).join(), "resumed losses equal the uninterrupted run's");
+
+    // Lazy adapters added on --resume to a SLoPe run saved without them, before their entry step
+    // (floor(0.99 · 8) = 7): the same losses as the run started with them.
+    const c = capture();
+    const noAdapters = args(join(dir, "c")).filter((x, i, all) => x !== "--adapter-rank" && all[i - 1] !== "--adapter-rank");
+    assertEquals(await train([...noAdapters, "--until", "7"], c.io), 0, c.o.err);
+    assertEquals(await train(["--resume", "--adapter-rank", "4", "--data", data, "--out", join(dir, "c"), "--checkpoint-every", "4", "--eval-every", "4", "--eval-batches", "1"], c.io), 0, c.o.err);
+    const linesC = (await fs.readFile(join(dir, "c", "metrics.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
+    assertEquals(linesC.map((l) => l.loss).join(), lines.map((l) => l.loss).join(), "adapters added on resume: the losses of the run started with them");
+    assertEquals(JSON.parse(await fs.readFile(join(dir, "c", "summary.json"), "utf8")).mode, "slope", "a resumed SLoPe run says slope");
+    for (const [argv, frag] of [
+      [["--resume", "--adapter-rank", "4"], "already has lazy adapters"], [["--resume", "--mode", "dense"], "differs from"],
+    ] as [string[], string][]) {
+      const e = capture();
+      assertEquals(await train([...argv, "--data", data, "--out", join(dir, "b")], e.io), 2, `exit code of ${argv.join(" ")}`);
+      assert(e.o.err.includes(frag), `"${frag}" in: ${e.o.err}`);
+    }
 
     // --pattern vector: the vector-wise 2:4 run trains and says so in its saved options
     const v = capture();
