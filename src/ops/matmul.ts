@@ -18,7 +18,7 @@ import { expandRaw } from "./raw/copy.ts";
 import { chooseMatrixUnitTile } from "./raw/precision.ts";
 export { getFloat32MatmulPrecision, type MatmulPrecision, setFloat32MatmulPrecision } from "./raw/precision.ts";
 import { mapOp } from "./raw/map.ts";
-import { reduceRaw, sumToShape } from "./raw/reduce.ts";
+import { reduceInto, reduceRaw, sumToShape } from "./raw/reduce.ts";
 import { broadcastShapes, checkLive, numel, sameShape } from "./util.ts";
 
 export interface MatmulOptions {
@@ -85,11 +85,48 @@ export function chooseMatmulTile(M: number, N: number, nb: number, maxShared: nu
   return chooseTile(M, N, nb, MATMUL_CANDIDATES, BIG_GRID, (t) => matmulSharedBytes(GEMM_TILES[t], transA, transB) <= maxShared);
 }
 
+/** Split-K aims at this many 64×64 workgroups (about two per SM of a big GPU). */
+const SPLIT_TARGET = 256;
+/** Each K slice keeps at least this many rows of the reduction (fewer: the partials cost more than they save). */
+const SPLIT_MIN_K = 512;
+const SPLIT_MAX = 16;
+let splitOverride: number | null = null;
+
+/** Forces the split-K factor of weight-gradient products (benchmarks and tests); null restores the rule. */
+export function setMatmulSplitK(s: number | null): void {
+  if (s !== null && !(Number.isInteger(s) && s >= 1 && s <= 64)) {
+    throw new ShapeError("setMatmulSplitK", `split ${String(s)} must be an integer in [1, 64], or null for the automatic rule`);
+  }
+  splitOverride = s;
+}
+
+/**
+ * Split-K for the weight-gradient shape: one product (no batch), both operands stored K-major
+ * (A [K, M] read transposed, B [K, N]), no epilogue. Its output is small (d_in × d_out) and its K
+ * is the batch's rows (B·T, thousands), so its output tiles alone give a few dozen workgroups on
+ * a GPU that wants hundreds: the H200 profile of a small-config step had matmul.backward at 2×
+ * the forward's time for the same FLOPs. Slices of K run as a batch of S products (batch strides
+ * of K/S rows, so no copy) into f32 partials [S, M, N], summed by one small reduction. S: the
+ * smallest power of two giving SPLIT_TARGET 64×64 workgroups, with K/S ≥ SPLIT_MIN_K rows and
+ * K divisible by S (a slice never reads past K); 1 when the product already fills the GPU.
+ */
+export function matmulSplitK(M: number, N: number, K: number, nb: number, transA: boolean, transB: boolean, epilogue: boolean): number {
+  if (nb !== 1 || !transA || transB || epilogue) return 1;
+  if (splitOverride !== null) return K % splitOverride === 0 ? splitOverride : 1;
+  const grid = Math.ceil(M / 64) * Math.ceil(N / 64);
+  let s = 1;
+  while (grid * s < SPLIT_TARGET && s < SPLIT_MAX && K % (2 * s) === 0 && K / (2 * s) >= SPLIT_MIN_K) s *= 2;
+  return s;
+}
+
 /** The product without autograd. `aux` (pre-activation output) is written when given. */
 export function matmulRaw(a: Tensor, b: Tensor, transA = false, transB = false, bias: Tensor | null = null, act: Activation = "none", aux = false): [Tensor, Tensor | null] {
   const g = gpu();
   const { batch, M, N, K } = dims(a, b, transA, transB);
   const nb = numel(batch);
+  const split = matmulSplitK(M, N, K, nb, transA, transB, !!bias || act !== "none" || aux);
+  const parts = split > 1 ? splitK(a, b, M, N, K, split) : null;
+  if (parts) return [parts, null];
   // Kernel variant first, so a refusal allocates nothing.
   const maxZ = g.limits.maxComputeWorkgroupsPerDimension;
   if (nb > maxZ) throw new ShapeError("matmul", `batch of ${nb} products is over the adapter's ${maxZ} per dispatch; reshape the batch`);
@@ -118,6 +155,36 @@ export function matmulRaw(a: Tensor, b: Tensor, transA = false, transB = false, 
   const kernel = matmulKernel({ ...tile, transA, transB, bias: !!bias, act, aux, dtype, vec });
   const { bm, bn } = tileExtent(tile);
   return launch(kernel, bm, bn, a, b, { batch, M, N, K }, bias, aux);
+}
+
+/**
+ * op(A)·B with A [K, M] read transposed and B [K, N], as S products over K slices into f32
+ * partials, then their sum (in the operands' dtype). The partials are f32 on the matrix units
+ * (f16 operands, f32 results); the shader-core kernel writes its dtype, so it splits f32 only.
+ */
+function splitK(a: Tensor, b: Tensor, M: number, N: number, K: number, S: number): Tensor | null {
+  const g = gpu(), mu = g.matrixUnits, dtype = a.dtype as "f32" | "f16";
+  const Ks = K / S;
+  const vec = M % 4 === 0 && N % 4 === 0;
+  const sgName = tileOverride && tileOverride in SG_TILES ? tileOverride as SgTileName
+    : tileOverride ? null : chooseMatrixUnitTile(M, N, Ks, S, dtype, mu.tiles);
+  let kernel: Kernel, bm: number, bn: number;
+  if (sgName && mu.tiles.includes(sgName) && sgSharedBytes(SG_TILES[sgName], true, false) <= g.limits.maxComputeWorkgroupStorageSize) {
+    const t = SG_TILES[sgName];
+    kernel = sgMatmulKernel({ ...t, transA: true, transB: false, bias: false, act: "none", aux: false, inType: dtype, outType: "f32", vec, subgroupSize: mu.subgroupSize, prefetch: (t as SgTile).prefetch ?? true, sgSyntax: mu.sgSyntax });
+    ({ bm, bn } = sgTileExtent(t));
+  } else {
+    if (dtype !== "f32") return null;
+    const tileName = (tileOverride && tileOverride in GEMM_TILES ? tileOverride as GemmTileName : null) ?? chooseMatmulTile(M, N, S, g.limits.maxComputeWorkgroupStorageSize, true, false);
+    kernel = matmulKernel({ ...GEMM_TILES[tileName], transA: true, transB: false, bias: false, act: "none", aux: false, dtype: "f32", vec });
+    ({ bm, bn } = tileExtent(GEMM_TILES[tileName]));
+  }
+  const partial = Tensor.empty([S, M, N], "f32", "matmul");
+  g.launcher.dispatch(kernel, [a.buffer("matmul"), b.buffer("matmul"), partial.buffer("matmul")], [Math.ceil(N / bn), Math.ceil(M / bm), S], [M, N, Ks, Ks * M, Ks * N, M * N]);
+  const out = Tensor.empty([M, N], dtype, "matmul");
+  reduceInto("matmul", partial, 1, S, M * N, "sum", 1, out);
+  partial.dispose();
+  return out;
 }
 
 /** Broadcasts batch operands where needed, allocates C (and Z), and records the dispatch. */

@@ -7,7 +7,7 @@
 import * as ws from "../../src/index.ts";
 import { fromHalfBits, toHalfBits } from "../../src/dtype.ts";
 import { SG_TILES, type SgTileName } from "../../shaders/matmul-subgroup.wgsl.ts";
-import { setMatmulTile } from "../../src/ops/matmul.ts";
+import { setMatmulSplitK, setMatmulTile } from "../../src/ops/matmul.ts";
 import { assert, assertClose, assertEquals } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
 import { type Arr, geluTanh, map, matmul as cpuMatmul, randArr } from "../ref/cpu.ts";
@@ -73,6 +73,17 @@ test("matrix units: batched products, f16 tensors, and the automatic choice at a
   await check(512, 256, 384, { tB: true, bias: true, seed: 5 });
   const used = ws.gpu().pipelines.all().some((p) => p.kernel.key.startsWith("matmul_sgmat"));
   assert(used, "the automatic choice never picked a matrix-unit kernel");
+}, NEEDS);
+
+test("matrix units: split-K weight-gradient products (Aᵀ·B in K slices, f32 partials) at odd shapes, f16 and f32, every tile", async () => {
+  await check(36, 2048, 52, { tA: true, dtype: "f16", seed: 11 });  // automatic: 4 slices of 512
+  await check(37, 2048, 50, { tA: true, seed: 12 });
+  setMatmulSplitK(3);
+  try {
+    for (const [i, tile] of ws.gpu().matrixUnits.tiles.entries()) await check(130, 24 * 9, 136, { tA: true, tile, dtype: i % 2 ? "f16" : "f32", seed: 13 + i });
+  } finally {
+    setMatmulSplitK(null);
+  }
 }, NEEDS);
 
 test("matrix units: \"highest\" precision keeps f32 products off them; bad precision is refused", async () => {

@@ -6,7 +6,7 @@ import * as ws from "../../src/index.ts";
 import { fromHalfBits, toHalfBits } from "../../src/dtype.ts";
 import { GEMM_TILES as MATMUL_TILES, type GemmTileName as MatmulTileName } from "../../shaders/gemm.ts";
 import { matmulSharedBytes } from "../../shaders/matmul.wgsl.ts";
-import { chooseMatmulTile, setMatmulTile } from "../../src/ops/matmul.ts";
+import { chooseMatmulTile, matmulSplitK, setMatmulSplitK, setMatmulTile } from "../../src/ops/matmul.ts";
 import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
 import { type Arr, geluTanh, map, matmul as cpuMatmul, randArr } from "../ref/cpu.ts";
@@ -185,6 +185,34 @@ test("matmul: backward with broadcast batches sums the gradient over the broadca
 
 /** Rounds to the nearest f16 (what the GPU sees of an f16 input). */
 const toF16 = (a: Arr): Arr => map((v) => fromHalfBits(toHalfBits(v)), a);
+
+test("matmul: split-K weight-gradient products (Aᵀ·B, K cut into slices summed in f32) match the reference, forced, automatic and in backward", async () => {
+  // The rule: only Aᵀ·B unbatched without epilogue; a power of two dividing K, slices of ≥ 512 rows.
+  assertEquals(matmulSplitK(37, 50, 2048, 1, true, false, false), 4, "2048 rows, 1 workgroup: 4 slices of 512");
+  assertEquals(matmulSplitK(37, 50, 2048, 1, false, false, false), 1, "A not K-major: no split");
+  assertEquals(matmulSplitK(37, 50, 2048, 2, true, false, false), 1, "batched: no split");
+  assertEquals(matmulSplitK(37, 50, 2048, 1, true, false, true), 1, "epilogue: no split");
+  assertEquals(matmulSplitK(1024, 1024, 16384, 1, true, false, false), 1, "a full grid: no split");
+  assertEquals(matmulSplitK(384, 1152, 16384, 1, true, false, false), 4, "small config's qkv weight gradient");
+  assertEquals(matmulSplitK(37, 50, 1030, 1, true, false, false), 2, "1030 = 2·515: 4 slices do not divide it, so 2");
+  // Automatic (K = 2048 → 4 slices), vec4 and scalar, and forced splits of odd slice lengths.
+  await check(...stored(36, 2048, 52, true, false), { tA: true, msg: "auto split vec4" });
+  await check(...stored(37, 2048, 50, true, false), { tA: true, msg: "auto split scalar" });
+  for (const sp of [2, 3, 8]) {
+    setMatmulSplitK(sp);
+    try { await check(...stored(65, 24 * 7, 67, true, false), { tA: true, msg: `split ${sp}` }); } finally { setMatmulSplitK(null); }
+  }
+  // Backward of x·Wᵀ: dW = dyᵀ·x is the split product.
+  assertEquals(matmulSplitK(5, 3, 1024, 1, true, false, false), 2, "the backward below splits dW");
+  await gradCheck({
+    inputs: [randArr([1024, 5], 7), randArr([3, 5], 8)], wrt: [1],
+    gpu: ([x, w]) => ws.matmul(x!, w!, { transB: true }),
+    ref: ([x, w]) => ref(x!, w!, false, true),
+  });
+  let threw = false;
+  try { setMatmulSplitK(0); } catch (e) { threw = e instanceof ws.WebslopeError && /setMatmulSplitK/.test((e as Error).message); }
+  assert(threw, "setMatmulSplitK(0) throws a typed error naming the op");
+});
 
 test("matmul: f16 operands (f32 accumulation) against the reference, vec4 and scalar, bias + gelu", async () => {
   const shapes: [number, number, number, boolean, boolean][] = [
