@@ -28,6 +28,7 @@
 #   val-slope   bench/h200-val.sh slope: small, 5,000 steps, SLoPe r = 0 and r = 6.25% adapters, PyTorch parity + torchrun (needs .cli-dist, .data)
 #   val-dense   bench/h200-val.sh dense: the same dense
 #   profile-mixed  one profiled small step in mixed-f16, dense and SLoPe
+#   train-now / torch-now  bench/train.ts small + gpt2 (dense, SLoPe; f32, mixed-f16) and PyTorch's figures for them
 set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
@@ -93,6 +94,8 @@ for s in "$@"; do
     deno-attention) sec deno-attention 90 deno run -A .bench-dist/attention.mjs --json "$out/attention-wgpu.json" ;;
     val-slope) sec val-slope 560 bash bench/h200-val.sh slope "$out/val" ;;
     val-dense) sec val-dense 420 bash bench/h200-val.sh dense "$out/val" ;;
+    train-now) sec train-now 150 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense,slope --precision f32,mixed-f16 --json "$out/train-dawn.json" ;;
+    torch-now) sec torch-now 70 python3 bench/torch/gpt.py --configs small,gpt2 --precisions fp32,tf32,bf16 --json "$out/train-torch.json" ;;
     profile-mixed) sec profile-mixed 60 node .bench-dist/train.mjs --dawn-toggles --configs small --modes dense,slope --precision mixed-f16 --profile --trace-dir "$out/traces" --batches 3 --json "$out/train-dawn-profile-mixed.json" ;;
     *) echo "unknown section $s" ;;
   esac

@@ -22,11 +22,11 @@ keep() { # run dir → $OUT/<name>/ (metrics, summary)
   mkdir -p "$out/$2"; cp "$runs/$1/metrics.jsonl" "$runs/$1/summary.json" "$out/$2/" 2>/dev/null || true
 }
 hand_off() { # run dir: parity on its checkpoint, then a short DDP continuation
-  local ck="$runs/$1/ckpt.safetensors"
+  local ck; ck=$(realpath "$runs/$1/ckpt.safetensors"); local data; data=$(realpath "$DATA")
   node .bench-dist/batch_loss.mjs --ckpt "$ck" --data "$DATA" --out "$out/$1-batch.json" --batch-size 8
   python3 tools/torch_parity.py --ckpt "$ck" --batch "$out/$1-batch.json" | tee "$out/$1-parity.json"
   local tr="torchrun"; command -v torchrun > /dev/null || tr="python3 -m torch.distributed.run"
-  (cd tools && $tr --standalone --nproc_per_node 1 torch_continue.py --ckpt "../$ck" --data "../$DATA" --steps 100 --log-every 20 --out /tmp/torch_continued.pt) 2>&1 | tee "$out/$1-torchrun.log"
+  (cd tools && $tr --standalone --nproc_per_node 1 torch_continue.py --ckpt "$ck" --data "$data" --steps 100 --log-every 20 --out /tmp/torch_continued.pt) 2>&1 | tee "$out/$1-torchrun.log"
 }
 case $part in
   slope)
