@@ -13,9 +13,15 @@
 //         column do not conflict; the partial sums of the 16 lanes are reduced through
 //         workgroup memory at the end. Each kept multiply-add needs a gathered 4-byte read,
 //         which makes it slower than dense-tile on the H200 (0.23–0.38×; far slower on wgpu).
+//
+// Split-K (both kernels, `split`): the weight gradient reduces over n = B·T rows (16,384 in a
+// training step) into a small output, so its grid of output tiles leaves most of a large GPU
+// idle. A split kernel takes the n range [z·slice, min((z+1)·slice, n)) for z = workgroup_id.z
+// and writes its f32 partial, compressed like gW, into slab z of a [slices, d_out, vpr] buffer;
+// sddmmSplitSumKernel then sums the slabs into gW (converting, or adding when accumulating).
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
 import { GEMM_TILES, type GemmSpec, type GemmTileName, gemmBody, gemmShared, tileExtent } from "./gemm.ts";
-import { bindGroup, enables, kernelFamily } from "./kernel.ts";
+import { MAIN_ARGS, bindGroup, enables, kernelFamily, linearIndexFn } from "./kernel.ts";
 import { nmConsts, type SpDType } from "./sparse24.wgsl.ts";
 
 export const SDDMM_ROWS = 16;
@@ -23,11 +29,34 @@ export const SDDMM_ROWS = 16;
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /**
+ * What `split` changes in a kernel: the head reading the params (a split kernel's n range is its
+ * slice: nS its first row, nB its length, never past n), the row offset of its loads, the
+ * offset pz of its slab of partials, the output type and its store. Unsplit, the text is as before.
+ */
+function splitParts(split: boolean, accumulate: boolean, dtype: SpDType) {
+  const dims = "let K = pu(1u); let dOut = pu(2u); let ws = pu(3u); let vpr = pu(4u);";
+  if (!split) {
+    return {
+      head: `let nB = pu(0u); ${dims}`, nS: "", pz: "", outType: dtype as string, accumulate,
+      store: (at: string, v: string) => (accumulate ? `gW[${at}] = ${dtype}(f32(gW[${at}]) + ${v});` : `gW[${at}] = ${dtype}(${v});`),
+    };
+  }
+  return {
+    head: `${dims}
+  let nS = min(wid.z * pu(5u), pu(0u)); let nB = min(pu(5u), pu(0u) - nS); let pz = wid.z * dOut * vpr;`,
+    nS: "nS + ", pz: "pz + ", outType: "f32", accumulate: false,
+    store: (at: string, v: string) => `gW[${at}] = ${v};`,
+  };
+}
+
+/**
  * Bindings: dY (read), X (read), meta (read u32), gW (rw).
  * Params: [0]=n (rows of dY and X) [1]=K [2]=d_out [3]=meta words/row [4]=values/row.
  * Dispatch: [words/row, ceil(d_out/16)]. `accumulate` adds into gW instead of overwriting it.
+ * `split`: gW is the f32 partials [slices, d_out, vpr], params [5]=rows per slice, dispatch z = slices.
  */
-export const sddmmKernel = kernelFamily("sddmm", (n: number, m: number, dtype: SpDType, accumulate: boolean) => {
+export const sddmmKernel = kernelFamily("sddmm", (n: number, m: number, dtype: SpDType, accumulate: boolean, split: boolean) => {
+  const sp = splitParts(split, accumulate, dtype);
   const S = (32 * n) / m;
   const decode: string[] = [];
   for (let g = 0; g < 32 / m; g++) {
@@ -52,7 +81,7 @@ export const sddmmKernel = kernelFamily("sddmm", (n: number, m: number, dtype: S
     if (q < ${S}u && o < dOut && slot < vpr) {
       var s = 0.0;
       for (var l = 0u; l < 16u; l = l + 1u) { let i = tid * 17u + l; s = s + Xs[i / 4u][i % 4u]; }
-      ${accumulate ? `gW[o * vpr + slot] = ${dtype}(f32(gW[o * vpr + slot]) + s);` : `gW[o * vpr + slot] = ${dtype}(s);`}
+      ${sp.store(`${sp.pz}o * vpr + slot`, "s")}
     }
   }
   workgroupBarrier();`;
@@ -61,7 +90,7 @@ export const sddmmKernel = kernelFamily("sddmm", (n: number, m: number, dtype: S
     { name: "dY", access: "read", type: `array<${dtype}>` },
     { name: "X", access: "read", type: `array<${dtype}>` },
     { name: "mbits", access: "read", type: "array<u32>" },
-    { name: "gW", access: "rw", type: `array<${dtype}>` },
+    { name: "gW", access: "rw", type: `array<${sp.outType}>` },
   ]);
   const code = wgsl`${enables(dtype)}
 ${g.decls}
@@ -71,7 +100,7 @@ var<workgroup> Xs: array<vec4<f32>, 544>;
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let nB = pu(0u); let K = pu(1u); let dOut = pu(2u); let ws = pu(3u); let vpr = pu(4u);
+  ${sp.head}
   let tx = lid.x; let ty = lid.y; let tid = ty * 16u + tx;
   let w = wid.x; let o0 = wid.y * 16u; let k0 = w * 32u;
   var word = 0u;
@@ -81,13 +110,13 @@ ${decode.join("\n")}
     for (var i = 0u; i < 4u; i = i + 1u) {
       let e = tid + i * 256u; let oo = e % 16u; let nn = e / 16u;
       var v = 0.0;
-      if (n0 + nn < nB && o0 + oo < dOut) { v = f32(dY[(n0 + nn) * dOut + o0 + oo]); }
+      if (n0 + nn < nB && o0 + oo < dOut) { v = f32(dY[(${sp.nS}n0 + nn) * dOut + o0 + oo]); }
       Ds[oo * 17u + nn / 4u][nn % 4u] = v;
     }
     for (var i = 0u; i < 8u; i = i + 1u) {
       let e = tid + i * 256u; let kk = e % 32u; let nn = e / 32u;
       var v = 0.0;
-      if (n0 + nn < nB && k0 + kk < K) { v = f32(X[(n0 + nn) * K + k0 + kk]); }
+      if (n0 + nn < nB && k0 + kk < K) { v = f32(X[(${sp.nS}n0 + nn) * K + k0 + kk]); }
       Xs[kk * 17u + nn / 4u][nn % 4u] = v;
     }
     workgroupBarrier();
@@ -121,30 +150,31 @@ export function sddmmExtent(tile: SddmmTile): { bo: number; bk: number } {
  * gathers: on the H200 it is faster than the gather kernel above, and it never writes the dense
  * d_out×K product. Tiles are 2-D arrays indexed by a constant n and tx/ty in the inner loop.
  * Unused slots of a group (fewer than N kept) are written 0 unless accumulating.
- * Bindings and params as sddmmKernel. Dispatch: [ceil(K/(16·tn)), ceil(d_out/(16·tm))].
+ * Bindings and params as sddmmKernel. Dispatch: [ceil(K/(16·tn)), ceil(d_out/(16·tm))], z = slices when split.
  */
-export const sddmmDenseTileKernel = kernelFamily("sddmm_dense_tile", (n: number, m: number, dtype: SpDType, accumulate: boolean, tile: SddmmTile) => {
+export const sddmmDenseTileKernel = kernelFamily("sddmm_dense_tile", (n: number, m: number, dtype: SpDType, accumulate: boolean, tile: SddmmTile, split: boolean) => {
+  const sp = splitParts(split, accumulate, dtype);
   const t = GEMM_TILES[SDDMM_TILES[tile]];
   const { bm: bo, bn: bkk } = tileExtent(t);
   const bk = t.bk;
   const loadA = range((bo * bk) / 256).map((i) => `      { let e = tid + ${i * 256}u; let nn = e / ${bo}u; let c = e % ${bo}u; var v = 0.0;
-        if (n0 + nn < nB && o0 + c < dOut) { v = f32(dY[(n0 + nn) * dOut + o0 + c]); }
+        if (n0 + nn < nB && o0 + c < dOut) { v = f32(dY[(${sp.nS}n0 + nn) * dOut + o0 + c]); }
         As[nn][c >> 2u][c & 3u] = v; }`).join("\n");
   const loadB = range((bkk * bk) / 256).map((i) => `      { let e = tid + ${i * 256}u; let nn = e / ${bkk}u; let c = e % ${bkk}u; var v = 0.0;
-        if (n0 + nn < nB && k0 + c < K) { v = f32(X[(n0 + nn) * K + k0 + c]); }
+        if (n0 + nn < nB && k0 + c < K) { v = f32(X[(${sp.nS}n0 + nn) * K + k0 + c]); }
         Bs[nn][c >> 2u][c & 3u] = v; }`).join("\n");
   const gemm: GemmSpec = {
     tile: t, a: { shared: "As", stride: bo / 4 }, b: { shared: "Bs", stride: bkk / 4 }, row0: "o0", col0: "k0",
     loop: { k: "n0", bound: "nB" },
     loads: { direct: `${loadA}\n${loadB}` },
     write: (row, col, acc) => `  { let o = ${row}; let kb = ${col};
-    if (o < dOut && kb < K) { put(o, kb, ${acc}, K, ws, vpr); } }`,
+    if (o < dOut && kb < K) { put(o, kb, ${acc}, K, ws, vpr${split ? ", pz" : ""}); } }`,
   };
   const g = bindGroup([
     { name: "dY", access: "read", type: `array<${dtype}>` },
     { name: "X", access: "read", type: `array<${dtype}>` },
     { name: "mbits", access: "read", type: "array<u32>" },
-    { name: "gW", access: "rw", type: `array<${dtype}>` },
+    { name: "gW", access: "rw", type: `array<${sp.outType}>` },
   ]);
   const code = wgsl`${enables(dtype)}
 ${g.decls}
@@ -152,29 +182,55 @@ ${nmConsts(n, m)}
 ${gemmShared(gemm)}
 
 // Stores the kept entries among columns kb..kb+3 of row o (kb a multiple of 4: one meta word).
-fn put(o: u32, kb: u32, acc: vec4<f32>, K: u32, ws: u32, vpr: u32) {
+fn put(o: u32, kb: u32, acc: vec4<f32>, K: u32, ws: u32, vpr: u32${split ? ", pz: u32" : ""}) {
   let word = mbits[o * ws + kb / 32u];
   for (var j = 0u; j < 4u; j = j + 1u) {
     let k = kb + j;
     if (k < K) {
       let g = k / MM; let jj = k % MM;
       let gbits = (word >> ((g * MM) % 32u)) & GMASK;
-      let base = o * vpr + g * NN;
+      let base = ${sp.pz}o * vpr + g * NN;
       if (((gbits >> jj) & 1u) != 0u) {
         let at = base + countOneBits(gbits & ((1u << jj) - 1u));
-        ${accumulate ? `gW[at] = ${dtype}(f32(gW[at]) + acc[j]);` : `gW[at] = ${dtype}(acc[j]);`}
+        ${sp.store("at", "acc[j]")}
       }
-      ${accumulate ? "" : `if (jj == 0u) { for (var t = countOneBits(gbits); t < NN; t = t + 1u) { gW[base + t] = ${dtype}(0.0); } }`}
+      ${sp.accumulate ? "" : `if (jj == 0u) { for (var t = countOneBits(gbits); t < NN; t = t + 1u) { gW[base + t] = ${sp.outType}(0.0); } }`}
     }
   }
 }
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let nB = pu(0u); let K = pu(1u); let dOut = pu(2u); let ws = pu(3u); let vpr = pu(4u);
+  ${sp.head}
   let tx = lid.x; let ty = lid.y; let tid = ty * 16u + tx;
   let k0 = wid.x * ${bkk}u; let o0 = wid.y * ${bo}u;
   ${gemmBody(gemm)}
+}
+`;
+  return { code, group: g };
+});
+
+/**
+ * Sums the f32 partials [slices, count] of a split sddmm into gW (count = d_out·vpr values),
+ * converting to gW's dtype, or adding to it when `accumulate`.
+ * Bindings: partials (read f32), gW (rw). Params: [0]=count [1]=slices. Dispatch: grid1d(count, 256).
+ */
+export const sddmmSplitSumKernel = kernelFamily("sddmm_split_sum", (dtype: SpDType, accumulate: boolean) => {
+  const g = bindGroup([
+    { name: "part", access: "read", type: "array<f32>" },
+    { name: "gW", access: "rw", type: `array<${dtype}>` },
+  ]);
+  const code = wgsl`${enables(dtype)}
+${g.decls}
+${linearIndexFn(256)}
+@compute @workgroup_size(256)
+fn main(${MAIN_ARGS}) {
+  let i = linearIndex(wid, nwg, lid);
+  let count = pu(0u); let slices = pu(1u);
+  if (i >= count) { return; }
+  var s = 0.0;
+  for (var z = 0u; z < slices; z = z + 1u) { s = s + part[z * count + i]; }
+  ${accumulate ? `gW[i] = ${dtype}(f32(gW[i]) + s);` : `gW[i] = ${dtype}(s);`}
 }
 `;
   return { code, group: g };

@@ -3,18 +3,52 @@
 // in the layout of s.values (so it is the gradient of the compressed values and shares the
 // layout of the optimizer state). Accumulates into an existing buffer for micro-batches.
 // Two kernels (shaders/sddmm.wgsl.ts): dense register tiles with a masked store (default) and a
-// gather kernel that does only the kept multiply-adds.
-import { DTypeError, ShapeError, fmtShape } from "../errors.ts";
+// gather kernel that does only the kept multiply-adds. Either one splits the reduction over n
+// (split-K) when its grid of output tiles is too small to fill the GPU (sddmmPlan).
+import { DTypeError, ShapeError, ValueError, fmtShape } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
 import { Tensor } from "../tensor.ts";
 import type { SpDType } from "../../shaders/sparse24.wgsl.ts";
-import { chooseTile } from "../../shaders/gemm.ts";
-import { SDDMM_ROWS, SDDMM_TILES, sddmmDenseTileKernel, sddmmExtent, sddmmKernel, type SddmmTile } from "../../shaders/sddmm.wgsl.ts";
-import { checkLive, numel } from "../ops/util.ts";
+import { GEMM_TILES, chooseTile } from "../../shaders/gemm.ts";
+import {
+  SDDMM_ROWS, SDDMM_TILES, sddmmDenseTileKernel, sddmmExtent, sddmmKernel, sddmmSplitSumKernel, type SddmmTile,
+} from "../../shaders/sddmm.wgsl.ts";
+import { checkLive, grid1d, numel } from "../ops/util.ts";
 import { metaWords, type Sparse24, type SparseLike } from "./sparse24.ts";
 
 /** Workgroups of 128×128 from which the dense-tile kernel takes that tile (fewer leave SMs idle). */
 const BIG_GRID = 256;
+
+/**
+ * The split-K rule. gW is small (d_out × K/2) while n = B·T is large (16,384 rows in a training
+ * step), so at GPT-2 shapes the output tiles make 9–144 workgroups on a GPU of 132 SMs, each
+ * looping over all n rows. Below SPLIT_BELOW workgroups (about 2 per SM of an H200) the n range
+ * is split into S slices, S the smallest power of two that brings the grid to SPLIT_TARGET
+ * (about 4 per SM: a 256-invocation workgroup with 64–256 accumulators per invocation leaves
+ * room for several per SM, and more hide the loads' latency), at most MAX_SPLIT, and only as far
+ * as every slice keeps MIN_SLICE rows (shorter slices spend more on the f32 partials and their
+ * sum than they gain). WebGPU does not report the SM count: these are H200 figures; a smaller
+ * GPU only pays a little more for partials it did not need.
+ */
+export const SPLIT_BELOW = 256;
+export const SPLIT_TARGET = 512;
+export const MAX_SPLIT = 32;
+export const MIN_SLICE = 256;
+/** The largest `splitK` a caller may force. */
+export const MAX_FORCED_SPLIT = 64;
+
+/** How sddmm runs at one shape: its kernel, tile, and the n slices (1 = not split). */
+export interface SddmmPlan {
+  method: "dense-tile" | "gather";
+  /** The dense-tile kernel's tile (null for gather). */
+  tile: SddmmTile | null;
+  /** Output-tile workgroups of one slice. */
+  grid: number;
+  /** Slices dispatched (≤ the split asked for: the last slices of a short n can be empty). */
+  slices: number;
+  /** Rows per slice, a multiple of the kernel's n step (the last slice may be shorter). */
+  sliceRows: number;
+}
 
 export interface SddmmOptions {
   /** Write into this tensor (shape of s.values) instead of a new one. */
@@ -29,22 +63,63 @@ export interface SddmmOptions {
   method?: "dense-tile" | "gather";
   /** Tile of the dense-tile kernel (default: 128x128 when the grid has ≥ 256 such tiles). */
   tile?: SddmmTile;
+  /**
+   * Split the reduction over n into this many slices (an integer 1–64; 1 = off), summed in f32.
+   * Default: automatic (see SPLIT_BELOW): only when the output's grid is small and n large.
+   */
+  splitK?: number;
+}
+
+/**
+ * The kernel, tile and split for dW of a [d_out, K] sparse matrix over `rows` rows of dY and X.
+ * Throws a ValueError for a `splitK` that is not an integer in 1..MAX_FORCED_SPLIT.
+ */
+export function sddmmPlan(rows: number, dOut: number, K: number, opts: SddmmOptions = {}, op = "sddmm"): SddmmPlan {
+  const f = opts.splitK;
+  if (f !== undefined && !(Number.isInteger(f) && f >= 1 && f <= MAX_FORCED_SPLIT)) {
+    throw new ValueError(op, `splitK ${f} is not an integer from 1 to ${MAX_FORCED_SPLIT}; pass 1 to turn split-K off, or leave it out for the automatic choice`);
+  }
+  let tile: SddmmTile | null = null, grid: number, step: number;
+  if (opts.method === "gather") {
+    grid = metaWords(K) * Math.ceil(dOut / SDDMM_ROWS);
+    step = 64;
+  } else {
+    tile = opts.tile ?? (chooseTile(dOut, K, 1, [SDDMM_TILES["128x128"], SDDMM_TILES["64x64"]], BIG_GRID) === "64x64" ? "64x64" : "128x128");
+    const { bo, bk } = sddmmExtent(tile);
+    grid = Math.ceil(K / bk) * Math.ceil(dOut / bo);
+    step = GEMM_TILES[SDDMM_TILES[tile]].bk;
+  }
+  let split = f ?? 1;
+  if (f === undefined && grid < SPLIT_BELOW) {
+    while (split < MAX_SPLIT && grid * split < SPLIT_TARGET && rows >= 2 * split * MIN_SLICE) split *= 2;
+  }
+  const sliceRows = Math.ceil(Math.ceil(rows / split) / step) * step;
+  const slices = split === 1 || rows === 0 ? 1 : Math.ceil(rows / sliceRows);
+  return { method: opts.method ?? "dense-tile", tile, grid, slices, sliceRows: slices === 1 ? rows : sliceRows };
 }
 
 /** The product without validation, into `out` (new when omitted). dY [n, d_out], x [n, K]. */
 export function sddmmRaw(dY: Tensor, x: Tensor, s: SparseLike, rows: number, out: Tensor | null = null, accumulate = false,
   opts: SddmmOptions = {}, op = "sddmm"): Tensor {
   const ws = metaWords(s.cols), vpr = (s.cols * s.n) / s.m, dtype = dY.dtype as SpDType;
+  const plan = sddmmPlan(rows, s.rows, s.cols, opts, op);
   const gW = out ?? Tensor.empty([s.rows, vpr], dtype, op);
   if (s.rows === 0 || ws === 0) return gW;
-  const bufs = [dY.buffer(op), x.buffer(op), s.meta.buffer(op), gW.buffer(op)];
-  const params = [rows, s.cols, s.rows, ws, vpr];
-  if (opts.method === "gather") {
-    gpu().launcher.dispatch(sddmmKernel(s.n, s.m, dtype, accumulate), bufs, [ws, Math.ceil(s.rows / SDDMM_ROWS)], params);
+  const split = plan.slices > 1;
+  const part = split ? Tensor.empty([plan.slices, s.rows, vpr], "f32", op) : null;
+  const bufs = [dY.buffer(op), x.buffer(op), s.meta.buffer(op), (part ?? gW).buffer(op)];
+  const params = [rows, s.cols, s.rows, ws, vpr, plan.sliceRows];
+  const l = gpu().launcher;
+  if (plan.tile === null) {
+    l.dispatch(sddmmKernel(s.n, s.m, dtype, accumulate, split), bufs, [ws, Math.ceil(s.rows / SDDMM_ROWS), plan.slices], params);
   } else {
-    const tile: SddmmTile = opts.tile ?? (chooseTile(s.rows, s.cols, 1, [SDDMM_TILES["128x128"], SDDMM_TILES["64x64"]], BIG_GRID) === "64x64" ? "64x64" : "128x128");
-    const { bo, bk } = sddmmExtent(tile);
-    gpu().launcher.dispatch(sddmmDenseTileKernel(s.n, s.m, dtype, accumulate, tile), bufs, [Math.ceil(s.cols / bk), Math.ceil(s.rows / bo)], params);
+    const { bo, bk } = sddmmExtent(plan.tile);
+    l.dispatch(sddmmDenseTileKernel(s.n, s.m, dtype, accumulate, plan.tile, split), bufs, [Math.ceil(s.cols / bk), Math.ceil(s.rows / bo), plan.slices], params);
+  }
+  if (part) {
+    const count = s.rows * vpr;
+    l.dispatch(sddmmSplitSumKernel(dtype, accumulate), [part.buffer(op), gW.buffer(op)], grid1d(count, 256), [count, plan.slices]);
+    part.dispose();
   }
   return gW;
 }
@@ -69,5 +144,7 @@ export function sddmm(dY: Tensor, x: Tensor, s: Sparse24, opts: SddmmOptions = {
     throw new ShapeError(op, `out ${fmtShape(out.shape)} (${out.dtype}) must match the sparse values ${fmtShape(s.values.shape)} (${s.dtype})`);
   }
   if (opts.accumulate && !out) throw new ShapeError(op, "accumulate needs an `out` tensor to add into");
-  return sddmmRaw(dY, x, s, numel(x.shape.slice(0, -1)), out, !!opts.accumulate, opts);
+  const rows = numel(x.shape.slice(0, -1));
+  sddmmPlan(rows, s.rows, s.cols, opts, op); // validates splitK before anything is allocated
+  return sddmmRaw(dY, x, s, rows, out, !!opts.accumulate, opts);
 }

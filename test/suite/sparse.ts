@@ -11,6 +11,7 @@ import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.t
 import { test } from "../lib/harness.ts";
 import { type Arr, arr, map, matmul, randArr, reduce } from "../ref/cpu.ts";
 import { fromArr } from "../ref/convert.ts";
+import { sddmmPlan } from "../../src/sparse/sddmm.ts";
 import { applyMask, decodeMeta, expand, gather, groupCounts, nmMask, slopeMasks, spareMetaBits, transpose2d, vectorMask } from "../ref/sparse.ts";
 
 /** Random values rounded to f32, so the reference ranks exactly what the GPU sees. */
@@ -352,6 +353,85 @@ test("sddmm accumulates over two micro-batches into an existing buffer", async (
   g.dispose(); s.dispose();
 });
 
+test("sddmm split-K forced to 1, 2, 4, 7 (both tiles, gather) equals M_R⊙(dYᵀX) (float64) at ragged slices, partial tiles and meta words, overwriting and accumulating", async () => {
+  // [rows, K, d_out]: n not a multiple of S·step, d_out not a multiple of the tile, K = 36 and 160 end in partial meta words
+  const shapes: [number, number, number][] = [[67, 96, 20], [300, 36, 33], [130, 160, 48]];
+  const variants: SddmmOptions[] = [{ method: "dense-tile", tile: "64x64" }, { method: "dense-tile", tile: "128x128" }, { method: "gather" }];
+  for (const [i, [rows, K, dOut]] of shapes.entries()) {
+    const { s, mR } = sparseWeight(dOut, K, 200 + i);
+    const x = rand32([rows, K], 210 + i), dY = rand32([rows, dOut], 220 + i);
+    const ref = gather(matmul(dY, x, true, false), mR, 2, 4);
+    for (const base of variants) for (const splitK of [1, 2, 4, 7]) {
+      const opts = { ...base, splitK }, msg = `${JSON.stringify(opts)} n=${rows} K=${K} d_out=${dOut}`;
+      const plan = sddmmPlan(rows, dOut, K, opts);
+      // the gather kernel steps n by 64: below 128 rows it cannot split
+      if (splitK > 1 && (base.method !== "gather" || rows >= 128)) assert(plan.slices > 1 && plan.slices <= splitK, `${msg}: split into ${plan.slices}`);
+      if (splitK === 1) assertEquals(plan.slices, 1, msg);
+      assert(plan.slices === 1 || (plan.slices - 1) * plan.sliceRows < rows, `${msg}: no empty slice`);
+      const g = ws.tidy(() => sddmm(fromArr(dY), fromArr(x), s, opts));
+      assertClose(await f32(g), ref, { rtol: 1e-4, atol: 1e-5, msg });
+      ws.tidy(() => sddmm(fromArr(dY), fromArr(x), s, { ...opts, out: g, accumulate: true }));
+      assertClose(await f32(g), ref.map((v) => 2 * v), { rtol: 1e-4, atol: 2e-5, msg: `${msg} accumulate` });
+      g.dispose();
+    }
+    s.dispose();
+  }
+});
+
+test("sddmm splits K automatically at a small output and large n (n = 4096, d_out 64, K 64) and not at a large output", async () => {
+  const [rows, K, dOut] = [4096, 64, 64];
+  const plan = sddmmPlan(rows, dOut, K);
+  assertEquals([plan.tile, plan.grid, plan.slices, plan.sliceRows], ["64x64", 1, 16, 256], "one 64×64 tile: 16 slices of 256 rows");
+  assertEquals(sddmmPlan(rows, 1536, 384).slices, 4, "GPT-2 fc1 at d = 384: 144 tiles × 4");
+  assertEquals(sddmmPlan(16384, 384, 384).slices, 16, "384×384 over 16,384 rows: 36 tiles × 16");
+  assertEquals(sddmmPlan(4096, 2048, 2048).slices, 1, "256 tiles of 128×128 fill the GPU");
+  assertEquals(sddmmPlan(511, 64, 64).slices, 1, "slices keep ≥ 256 rows");
+  assertEquals(sddmmPlan(rows, dOut, K, { splitK: 1 }).slices, 1, "splitK 1 turns it off");
+  const { s, mR } = sparseWeight(dOut, K, 230);
+  const x = rand32([rows, K], 231), dY = rand32([rows, dOut], 232);
+  const ref = gather(matmul(dY, x, true, false), mR, 2, 4);
+  const g = ws.tidy(() => sddmm(fromArr(dY), fromArr(x), s));
+  assertClose(await f32(g), ref, { rtol: 1e-4, atol: 1e-4, msg: "automatic split" });
+  ws.tidy(() => sddmm(fromArr(dY), fromArr(x), s, { out: g, accumulate: true }));
+  assertClose(await f32(g), ref.map((v) => 2 * v), { rtol: 1e-4, atol: 2e-4, msg: "automatic split, accumulate" });
+  g.dispose(); s.dispose();
+});
+
+test("sddmm split-K in f16 sums f32 partials: forced and automatic, overwriting and accumulating, against float64 of the f16 inputs", async () => {
+  const h = (a: Arr) => ws.tidy(() => fromArr(a).to("f16"));
+  const back = async (t: ws.Tensor, shape: number[]) => arr(shape, await t.toArray());
+  for (const [rows, K, dOut, splitK] of [[300, 36, 33, 4], [300, 96, 20, 7], [4096, 64, 64, undefined]] as const) {
+    const w16 = h(rand32([dOut, K], 240)), x16 = h(rand32([rows, K], 241)), dY16 = h(rand32([rows, dOut], 242));
+    const w = await back(w16, [dOut, K]), x = await back(x16, [rows, K]), dY = await back(dY16, [rows, dOut]);
+    const s = compress24(w16);
+    const ref = gather(matmul(dY, x, true, false), nmMask(w, 2, 4), 2, 4);
+    for (const method of ["dense-tile", "gather"] as const) {
+      const opts: SddmmOptions = { method, splitK }, msg = `f16 ${JSON.stringify(opts)} n=${rows}`;
+      assert(sddmmPlan(rows, dOut, K, opts).slices > 1, `${msg} splits`);
+      const g = sddmm(dY16, x16, s, opts);
+      // one f16 rounding of an f32 sum: half-precision partials would lose far more over 4096 rows
+      assertClose(await g.toArray(), ref, { rtol: 2e-3, atol: 2e-3, msg });
+      sddmm(dY16, x16, s, { ...opts, out: g, accumulate: true });
+      assertClose(await g.toArray(), ref.map((v) => 2 * v), { rtol: 4e-3, atol: 4e-3, msg: `${msg} accumulate` });
+      g.dispose();
+    }
+    for (const t of [w16, x16, dY16]) t.dispose();
+    s.dispose();
+  }
+}, { needs: ["shader-f16"] });
+
+test("sddmm rejects a splitK that is not an integer from 1 to 64 with a ValueError and leaves out unchanged", async () => {
+  const { s } = sparseWeight(8, 64, 250);
+  const x = ws.randn([300, 64], { seed: 251 }), dY = ws.randn([300, 8], { seed: 252 }), out = ws.full([8, 32], 3);
+  for (const bad of [0, -2, 2.5, 65, Number.NaN]) {
+    await assertThrows(() => sddmm(dY, x, s, { out, splitK: bad }), ws.ValueError, "sddmm", `splitK ${bad}`, "1 to 64");
+    await assertThrows(() => sddmm(dY, x, s, { out, accumulate: true, splitK: bad, method: "gather" }), ws.ValueError, "sddmm", `splitK ${bad}`);
+  }
+  assert(Array.from(await f32(out)).every((v) => v === 3), "out unchanged");
+  for (const t of [x, dY, out]) t.dispose();
+  s.dispose();
+});
+
 test("sddmm through a double-pruned W_RC^T (groups keeping fewer than N): unused slots are written 0", async () => {
   const { w, s } = sparseWeight(32, 64, 145);
   const t = doublePrune(s);
@@ -359,7 +439,8 @@ test("sddmm through a double-pruned W_RC^T (groups keeping fewer than N): unused
   assert(groupCounts(maskT, 64, 32, 4).some((k) => k < 2), "precondition: some groups keep fewer than 2");
   const dY = rand32([37, 64], 146), x = rand32([37, 32], 147);
   const ref = gather(matmul(dY, x, true, false), maskT, 2, 4);
-  for (const opts of [{ method: "dense-tile", tile: "64x64" }, { method: "dense-tile", tile: "128x128" }, { method: "gather" }] as SddmmOptions[]) {
+  for (const opts of [{ method: "dense-tile", tile: "64x64" }, { method: "dense-tile", tile: "128x128" }, { method: "gather" },
+    { method: "dense-tile", tile: "64x64", splitK: 3 }, { method: "dense-tile", tile: "128x128", splitK: 2 }] as SddmmOptions[]) {
     const out = ws.full([64, 16], 7);
     ws.tidy(() => sddmm(fromArr(dY), fromArr(x), t, { out, ...opts }));
     assertClose(await f32(out), ref, { rtol: 1e-4, atol: 1e-5, msg: JSON.stringify(opts) });
