@@ -3,16 +3,20 @@
 // rows (training) and M = 8 (decode). Per row: dense; per-element 2:4 on spmm's default path
 // ("decode" at M ≤ 16, "expand" / the matrix units above); at M ≤ 16 the older "small" kernel
 // too; above, the vector-wise 2:4 pattern (compressVector, --block rows per mask) and the weight
-// gradient: dense dYᵀX, per-element sddmm and sddmmVector. We report ms, dense-equivalent
-// TFLOP/s, speedups over dense, and for decode the weight bytes read per second.
+// gradient: dense dYᵀX, per-element sddmm (its automatic tile and split-K, and with
+// --sddmm-split / --sddmm-tiles a sweep of forced ones) and sddmmVector. We report ms,
+// dense-equivalent TFLOP/s, speedups over dense, and for decode the weight bytes read per second.
 //
 //   deno run -A bench/sparse.ts [--d 768,1024,2048,4096] [--m 4096,8] [--shapes dxd,3dxd,4dxd,dx4d] [--block 128] [--json out.json]
+//        [--dtype f32|f16] [--sddmm-split 1,4,16] [--sddmm-tiles 64x64,128x128]   (f16: every operand in f16; the sweep:
+//        sddmm at each forced split × tile, the automatic tile when --sddmm-tiles is left out)
 //        [--warmup MS] [--batch-ms MS]   (timing per measurement, default 400 and 250; the JSON is rewritten after each weight)
 //   deno run -A bench/sparse.ts --quick        (d = 256, M = 8 and 256, short timing: a smoke run on software adapters)
 //   node .bench-dist/sparse.mjs ...   (after npm run bench:build)
 //   npm run bench:browser -- sparse ...   (Chromium, bench/browser/)
 import * as ws from "../src/index.ts";
-import { compress24, compressVector, decompress24, sddmm, sddmmVector, spmm, spmmVector } from "../src/sparse/index.ts";
+import { compress24, compressVector, decompress24, sddmm, sddmmVector, spmm, spmmVector, type SddmmTile } from "../src/sparse/index.ts";
+import { sddmmPlan } from "../src/sparse/sddmm.ts";
 import { exit, flags, runtimeGpu, writeText } from "./env.ts";
 import { QUICK_TIMING, randomF32, type TimingOptions, tflops, timeBatches } from "./timing.ts";
 
@@ -24,6 +28,10 @@ interface Row {
   /** M > 16: vector-wise spmm, and the weight gradient (dense dYᵀX, per-element sddmm, sddmmVector). */
   vectorMs?: number; vectorSpeedup?: number;
   denseDwMs?: number; sddmmMs?: number; sddmmSpeedup?: number; sddmmVectorMs?: number; sddmmVectorSpeedup?: number;
+  /** sddmm's automatic choice, e.g. "64x64, split 16 × 1024 rows". */
+  sddmmPlan?: string;
+  /** --sddmm-split sweep: ms per "tile/sS" (tile "auto" unless --sddmm-tiles; forced split S, the slices actually dispatched can be fewer at small M). */
+  sddmmSweepMs?: Record<string, number>;
 }
 
 const SHAPES: Record<string, (d: number) => [number, number]> = { dxd: (d) => [d, d], "3dxd": (d) => [3 * d, d], "4dxd": (d) => [4 * d, d], dx4d: (d) => [d, 4 * d] };
@@ -36,7 +44,12 @@ async function main(): Promise<void> {
     warmup: { type: "string", default: "400" }, "batch-ms": { type: "string", default: "250" },
     /** Node + Dawn: both sides on the matrix units (init({ matrixUnits: true }), f32 precision "medium"). */
     units: { type: "boolean", default: false },
+    dtype: { type: "string", default: "f32" }, "sddmm-split": { type: "string" }, "sddmm-tiles": { type: "string" },
   });
+  if (f.dtype !== "f32" && f.dtype !== "f16") throw new Error(`--dtype: f32 or f16, not ${f.dtype}`);
+  const dtype = f.dtype as "f32" | "f16";
+  const splits = f["sddmm-split"]?.split(",").map(Number) ?? [];
+  const sweepTiles = (f["sddmm-tiles"]?.split(",") ?? [undefined]) as (SddmmTile | undefined)[];
   const ds = f.quick ? [256] : f.d.split(",").map(Number);
   const ms = f.quick ? [8, 256] : f.m.split(",").map(Number);
   const block = Number(f.block);
@@ -44,43 +57,52 @@ async function main(): Promise<void> {
   const timing: TimingOptions = f.quick ? QUICK_TIMING : { warmupMs: Number(f.warmup), batchMs: Number(f["batch-ms"]) };
   const { gpu, engine } = await runtimeGpu({ dawnToggles: f.units || f["dawn-toggles"] });
   const ctx = await ws.init({ gpu, matrixUnits: f.units });
+  if (dtype === "f16" && !ctx.features.has("shader-f16")) throw new Error("--dtype f16: the adapter has no shader-f16 (Node: pass --dawn-toggles)");
+  /** A tensor of random values in the benchmark's dtype. */
+  const rnd = (shape: number[], seed: number) => {
+    const t = ws.tensor(randomF32(shape.reduce((a, b) => a * b, 1), seed), shape);
+    if (dtype === "f32") return t;
+    const h = t.to("f16"); t.dispose(); return h;
+  };
   if (f.units) {
     if (!ctx.matrixUnits.tiles.length) throw new Error(`--units: no matrix units on this device (${ctx.matrixUnits.note})`);
     ws.setFloat32MatmulPrecision("medium");
   }
-  console.log(`engine: ${engine}${f.units ? `, matrix units (${ctx.matrixUnits.tiles.join(", ")})` : ""}; adapter: ${ctx.info.adapterName}`);
+  console.log(`engine: ${engine}, ${dtype}${f.units ? `, matrix units (${ctx.matrixUnits.tiles.join(", ")})` : ""}; adapter: ${ctx.info.adapterName}`);
   const rows: Row[] = [];
   const save = async () => {
-    if (f.json) await writeText(f.json, JSON.stringify({ bench: "spmm", block, date: new Date().toISOString(), engine, matrixUnits: f.units ? ctx.matrixUnits.tiles : null, adapter: ctx.info.adapterName, rows }, null, 1));
+    if (f.json) await writeText(f.json, JSON.stringify({ bench: "spmm", dtype, block, date: new Date().toISOString(), engine, matrixUnits: f.units ? ctx.matrixUnits.tiles : null, adapter: ctx.info.adapterName, rows }, null, 1));
   };
   let first = true;
   for (const d of ds) for (const [shape, dims] of shapes) {
     const [dOut, K] = dims(d);
-    const W = ws.tensor(randomF32(dOut * K, d), [dOut, K]);
-    const b = ws.tensor(randomF32(dOut, 7), [dOut]);
+    const W = rnd([dOut, K], d);
+    const b = rnd([dOut], 7);
     const S = compress24(W), V = compressVector(W, { block });
     {
       // correctness first: the sparse product equals the dense product of the pruned weight
       // (the reference product in f32 arithmetic, off the matrix units: 8 rows take spmm's f32 small path)
       // (and the vector-wise product that of its pruned weight, on 64 rows: the vector GEMM)
-      const Wr = decompress24(S), Vr = decompress24(V), X8 = ws.tensor(randomF32(8 * K, 99), [8, K]), X64 = ws.tensor(randomF32(64 * K, 98), [64, K]);
+      const Wr = decompress24(S), Vr = decompress24(V), X8 = rnd([8, K], 99), X64 = rnd([64, K], 98);
       ws.setFloat32MatmulPrecision("highest");
       const [ys, yd, yv, ydv] = await Promise.all([spmm(X8, S, b).toArray(), ws.matmul(X8, Wr, { transB: true, bias: b }).toArray(),
         spmmVector(X64, V, b, { block }).toArray(), ws.matmul(X64, Vr, { transB: true, bias: b }).toArray()]);
       if (f.units) ws.setFloat32MatmulPrecision("medium");
       const err = (a: ArrayLike<number>, r: ArrayLike<number>) => { let e = 0; for (let i = 0; i < r.length; i++) e = Math.max(e, Math.abs(a[i]! - r[i]!) / (1 + Math.abs(r[i]!))); return e; };
-      if (!(err(ys, yd) < 1e-3)) throw new Error(`spmm disagrees with the dense product of the pruned weight at d=${d} ${shape}: ${err(ys, yd)}`);
-      if (!(err(yv, ydv) < 1e-3)) throw new Error(`spmmVector disagrees with the dense product of its pruned weight at d=${d} ${shape}: ${err(yv, ydv)}`);
+      const tol = dtype === "f16" ? 2e-2 : 1e-3;
+      if (!(err(ys, yd) < tol)) throw new Error(`spmm disagrees with the dense product of the pruned weight at d=${d} ${shape}: ${err(ys, yd)}`);
+      if (!(err(yv, ydv) < tol)) throw new Error(`spmmVector disagrees with the dense product of its pruned weight at d=${d} ${shape}: ${err(yv, ydv)}`);
       Wr.dispose(); Vr.dispose(); X8.dispose(); X64.dispose();
     }
     for (const M of ms) {
-      const X = ws.tensor(randomF32(M * K, M), [M, K]);
+      const X = rnd([M, K], M);
       const time = (fn: () => ws.Tensor, warm = false) => timeBatches(async (n) => { for (let i = 0; i < n; i++) fn().dispose(); await ctx.sync(); },
         { ...timing, ...(warm && !f.quick ? { warmupMs: 1500 } : {}) });
       const dense = await time(() => ws.matmul(X, W, { transB: true, bias: b }), first);
       first = false;
       const sparse = await time(() => spmm(X, S, b));
-      const wBytesDense = dOut * K * 4, wBytesSparse = S.values.size * 4 + S.meta.size * 4;
+      const eb = dtype === "f16" ? 2 : 4;
+      const wBytesDense = dOut * K * eb, wBytesSparse = S.values.size * eb + S.meta.size * 4;
       const r: Row = {
         d, shape, dOut, K, M, denseMs: dense.medianMs, sparseMs: sparse.medianMs, speedup: dense.medianMs / sparse.medianMs,
         denseTflops: tflops(M, K, dOut, dense.medianMs), sparseTflopsEq: tflops(M, K, dOut, sparse.medianMs),
@@ -92,9 +114,17 @@ async function main(): Promise<void> {
       } else {
         r.vectorMs = (await time(() => spmmVector(X, V, b, { block }))).medianMs;
         r.vectorSpeedup = r.denseMs / r.vectorMs;
-        const dY = ws.tensor(randomF32(M * dOut, M + 1), [M, dOut]);
+        const dY = rnd([M, dOut], M + 1);
         r.denseDwMs = (await time(() => ws.matmul(dY, X, { transA: true }))).medianMs;
         r.sddmmMs = (await time(() => sddmm(dY, X, S))).medianMs;
+        const plan = sddmmPlan(M, dOut, K);
+        r.sddmmPlan = `${plan.tile}, ${plan.slices > 1 ? `split ${plan.slices} × ${plan.sliceRows} rows` : "no split"}`;
+        if (splits.length) {
+          r.sddmmSweepMs = {};
+          for (const tile of sweepTiles) for (const splitK of splits) {
+            r.sddmmSweepMs[`${tile ?? "auto"}/s${splitK}`] = (await time(() => sddmm(dY, X, S, { tile, splitK }))).medianMs;
+          }
+        }
         r.sddmmVectorMs = (await time(() => sddmmVector(dY, X, V, { block }))).medianMs;
         r.sddmmSpeedup = r.denseDwMs / r.sddmmMs;
         r.sddmmVectorSpeedup = r.denseDwMs / r.sddmmVectorMs;
@@ -103,7 +133,8 @@ async function main(): Promise<void> {
       rows.push(r);
       console.log(`d=${d} ${shape} M=${M}: dense ${r.denseMs.toFixed(4)} ms (${r.denseTflops.toFixed(2)} TFLOP/s), 2:4 ${r.sparseMs.toFixed(4)} ms (${r.sparseTflopsEq.toFixed(2)} dense-eq TFLOP/s) → ${r.speedup.toFixed(2)}×` +
         (M <= 16 ? `; small kernel ${r.smallMs!.toFixed(4)} ms → ${r.smallSpeedup!.toFixed(2)}×; weight bytes/s dense ${r.denseWeightGBs.toFixed(0)} GB/s, 2:4 ${r.sparseWeightGBs.toFixed(0)} GB/s`
-          : `; vector-wise ${r.vectorMs!.toFixed(4)} ms → ${r.vectorSpeedup!.toFixed(2)}×; dW dense ${r.denseDwMs!.toFixed(4)} ms, sddmm → ${r.sddmmSpeedup!.toFixed(2)}×, sddmmVector → ${r.sddmmVectorSpeedup!.toFixed(2)}×`));
+          : `; vector-wise ${r.vectorMs!.toFixed(4)} ms → ${r.vectorSpeedup!.toFixed(2)}×; dW dense ${r.denseDwMs!.toFixed(4)} ms, sddmm (${r.sddmmPlan}) ${r.sddmmMs!.toFixed(4)} ms → ${r.sddmmSpeedup!.toFixed(2)}×` +
+            (r.sddmmSweepMs ? ` [${Object.entries(r.sddmmSweepMs).map(([k, v]) => `${k} ${v.toFixed(4)} ms`).join(", ")}]` : "") + `, sddmmVector → ${r.sddmmVectorSpeedup!.toFixed(2)}×`));
       X.dispose();
     }
     W.dispose(); b.dispose(); S.dispose(); V.dispose();
@@ -114,6 +145,15 @@ async function main(): Promise<void> {
   console.log(`\n| d | W | M | dense ms | 2:4 ms | 2:4 speedup | small (M ≤ 16) | vector-wise (block ${block}) | sddmm | sddmmVector |  (${engine})\n|---|---|---|---|---|---|---|---|---|---|`);
   for (const r of rows) {
     console.log(`| ${r.d} | ${r.shape} | ${r.M} | ${r.denseMs.toFixed(4)} | ${r.sparseMs.toFixed(4)} | ${r.speedup.toFixed(2)}× | ${x(r.smallSpeedup)} | ${x(r.vectorSpeedup)} | ${x(r.sddmmSpeedup)} | ${x(r.sddmmVectorSpeedup)} |`);
+  }
+  const swept = rows.filter((r) => r.sddmmSweepMs);
+  if (swept.length) {
+    const keys = Object.keys(swept[0]!.sddmmSweepMs!);
+    console.log(`\nsddmm split-K sweep, ms (speedup over the dense dYᵀX)\n| d | W (d_out×K) | M | dense dW | auto | ${keys.join(" | ")} |\n|---|---|---|---|---|${keys.map(() => "---|").join("")}`);
+    const c = (ms: number, r: Row) => `${ms.toFixed(4)} (${(r.denseDwMs! / ms).toFixed(2)}×)`;
+    for (const r of swept) {
+      console.log(`| ${r.d} | ${r.shape} (${r.dOut}×${r.K}) | ${r.M} | ${r.denseDwMs!.toFixed(4)} | ${c(r.sddmmMs!, r)} ${r.sddmmPlan} | ${Object.values(r.sddmmSweepMs!).map((v) => c(v, r)).join(" | ")} |`);
+    }
   }
 }
 
