@@ -475,7 +475,7 @@ test("spmm and sddmm in f16 (f32 accumulation)", async () => {
 
 // ---- sparseLinear (autograd) --------------------------------------------------------------------
 
-test("sparseLinear: forward X·W_Rᵀ + b; backward dX = dY·W_RC, w.values.grad = M_R⊙(dYᵀX), bias.grad = ΣdY, accumulated over micro-batches", async () => {
+test("sparseLinear: forward X·W_Rᵀ + b; backward dX = dY·W_RC, w.values.grad = M_R⊙(dYᵀX), bias.grad = ΣdY, accumulated over micro-batches (the last split-K)", async () => {
   const [dOut, dIn] = [32, 64];
   const { w, s, mR } = sparseWeight(dOut, dIn, 160);
   const t = doublePrune(s);
@@ -484,7 +484,8 @@ test("sparseLinear: forward X·W_Rᵀ + b; backward dX = dY·W_RC, w.values.grad
   s.values.requiresGrad_();
   const bias = fromArr(b, { requiresGrad: true });
   let gRef = new Float64Array(s.values.size), bRef = new Float64Array(dOut);
-  for (const [step, lead] of [[0, [2, 5]], [1, [67]]] as const) {
+  assert(sddmmPlan(4 * 256, dOut, dIn).slices > 1, "precondition: the third micro-batch (1,024 rows) takes split-K");
+  for (const [step, lead] of [[0, [2, 5]], [1, [67]], [2, [4, 256]]] as const) {
     const rows = lead.reduce((p, q) => p * q, 1);
     const xa = rand32([...lead, dIn], 170 + step), proj = rand32([...lead, dOut], 180 + step);
     const x = fromArr(xa, { requiresGrad: true });
