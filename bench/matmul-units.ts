@@ -7,7 +7,7 @@
 //   node .bench-dist/matmul-units.mjs [--sizes 2048,4096,8192] [--json out.json] [--batch-ms 250]
 import * as ws from "../src/index.ts";
 import { setMatmulTile } from "../src/ops/matmul.ts";
-import { SG_TILES, type SgTileName, sgMatmulKernel } from "../shaders/matmul-subgroup.wgsl.ts";
+import { SG_TILES, type SgTile, type SgTileName, sgMatmulKernel } from "../shaders/matmul-subgroup.wgsl.ts";
 import { randomF32, tflops, timeBatches } from "./timing.ts";
 import { argv, exit, writeText } from "./env.ts";
 import { parseArgs } from "node:util";
@@ -35,6 +35,7 @@ const diagnosis: Record<string, string> = {};
 if (values.diagnose) {
   const device = ctx.info.device;
   for (const name of Object.keys(SG_TILES) as SgTileName[]) for (const prefetch of [true, false]) for (const sgSyntax of ["majorness", "bool"] as const) {
+    if (!prefetch && (SG_TILES[name] as SgTile).stages === 2) continue; // two stages always prefetch: the same code
     const k = sgMatmulKernel({ ...SG_TILES[name], transA: false, transB: true, bias: true, act: "gelu", aux: false, inType: "f32", outType: "f32", vec: true, subgroupSize: mu.subgroupSize || 32, prefetch, sgSyntax });
     device.pushErrorScope("validation");
     const module = device.createShaderModule({ label: k.key, code: k.code });

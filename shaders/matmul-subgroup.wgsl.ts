@@ -10,7 +10,10 @@
 //   operand's contiguous axis contiguous there (so staging is a straight vec4 copy, and a
 //   transposed operand is loaded as a column-major matrix), padded by 8 halves per row against
 //   bank conflicts. With `prefetch` the next slice is fetched into named registers while this one
-//   is multiplied (costs registers; measured per tile).
+//   is multiplied (costs registers; measured per tile). With `stages: 2` (the …d2 tiles) there are
+//   two such buffers: the next slice is fetched into f16 registers before this slice's products
+//   and stored into the other buffer after them — one barrier per K step instead of two, and
+//   twice the operand memory (sgSharedBytes counts both).
 // - Results go through a small f32 scratch per subgroup so the epilogue (bias, ReLU/GELU, the
 //   pre-activation for backward, bounds checks for any M, N) is ordinary per-element code.
 // Subgroup-matrix builtins want subgroup-uniform offsets; with several subgroups per workgroup the
@@ -30,7 +33,14 @@ export interface SgTile {
   fm: 1 | 2 | 4;
   fn: 1 | 2 | 4;
   /** K depth of one workgroup-memory stage (SG_BK when absent): deeper halves the barriers per K. */
-  bk?: 32 | 64;
+  bk?: 16 | 32 | 64;
+  /**
+   * Workgroup-memory stages (1 when absent). With 2, the K loop alternates between two As/Bs
+   * buffers: the next slice is fetched into f16 registers before this slice's products and stored
+   * into the other buffer after them, so a K step needs one workgroupBarrier instead of two (and
+   * twice the operand memory; `prefetch` is implied).
+   */
+  stages?: 1 | 2;
   /** Fetch the next K slice into registers during this one's products (default true); off where the registers would spill. */
   prefetch?: boolean;
 }
@@ -52,6 +62,17 @@ export const SG_TILES = {
   "256x128s8": { sgm: 4, sgn: 2, fm: 4, fn: 4 },
   /** 4×2 subgroups of 32×64, 128×128 of C (8 subgroups, fewer accumulators each). */
   "128x128s8": { sgm: 4, sgn: 2, fm: 2, fn: 4 },
+  // Double-buffered (stages 2): one barrier per K step. Workgroup memory at the probe's layout
+  // (A row-major, Bᵀ): 45,056 / 49,152 / 32,768 / 45,056 bytes — within the H200's 49,152; the
+  // third also within WebGPU's default 32 KiB.
+  /** 128x128s4 double-buffered: 256 workgroups at N = 2048 (fills 132 SMs where 128x256 cannot). */
+  "128x128s4d2": { sgm: 2, sgn: 2, fm: 4, fn: 4, stages: 2 },
+  /** 128x128s8 double-buffered: 8 subgroups of 32×64, exactly the H200's 48 KiB of workgroup memory. */
+  "128x128s8d2": { sgm: 4, sgn: 2, fm: 2, fn: 4, stages: 2 },
+  /** 128x128s8 double-buffered 16 deep: a quarter less memory than 128x128s8, fits 32 KiB. */
+  "128x128s8k16d2": { sgm: 4, sgn: 2, fm: 2, fn: 4, bk: 16, stages: 2 },
+  /** 128x256s8 double-buffered 16 deep (32 deep would need 60 KiB): the fastest tile's shape, one barrier per 16 of K. */
+  "128x256s8k16d2": { sgm: 2, sgn: 4, fm: 4, fn: 4, bk: 16, stages: 2 },
 } as const satisfies Record<string, SgTile>;
 export type SgTileName = keyof typeof SG_TILES;
 
@@ -91,13 +112,19 @@ export function sgTileExtent(t: SgTile): { bm: number; bn: number } {
   return { bm: t.sgm * t.fm * 16, bn: t.sgn * t.fn * 16 };
 }
 
-/** Workgroup-memory bytes of a variant (f16 operand stages plus the f32 epilogue scratch). */
-export function sgSharedBytes(t: SgTile, transA: boolean, transB: boolean): number {
+/** Halves of one stage of op(A) and of op(B) in workgroup memory, and their row strides. */
+export function sgStageLayout(t: SgTile, transA: boolean, transB: boolean): { aSize: number; bSize: number; lda: number; ldb: number } {
   const { bm, bn } = sgTileExtent(t);
   const bk = t.bk ?? SG_BK;
-  const a = transA ? bk * (bm + PAD) : bm * (bk + PAD);
-  const b = transB ? bn * (bk + PAD) : bk * (bn + PAD);
-  return 2 * (a + b) + 4 * 256 * t.sgm * t.sgn;
+  const lda = transA ? bm + PAD : bk + PAD;
+  const ldb = transB ? bk + PAD : bn + PAD;
+  return { aSize: (transA ? bk : bm) * lda, bSize: (transB ? bn : bk) * ldb, lda, ldb };
+}
+
+/** Workgroup-memory bytes of a variant (f16 operand stages, each of them, plus the f32 epilogue scratch). */
+export function sgSharedBytes(t: SgTile, transA: boolean, transB: boolean): number {
+  const { aSize, bSize } = sgStageLayout(t, transA, transB);
+  return (t.stages ?? 1) * 2 * (aSize + bSize) + 4 * 256 * t.sgm * t.sgn;
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -142,6 +169,47 @@ function operand(name: string, src: string, dst: string, outer: number, inner: n
 }
 
 /**
+ * Staging code for one operand tile of a double-buffered (stages 2) kernel: as operand(), but the
+ * registers hold f16 — converted once at the fetch, so an f16 operand is copied as it is and an
+ * f32 one is rounded there, with half the registers an f32 hold takes — each invocation's row and
+ * column in the tile are computed once (`setup`), and `store(buf)` writes into the stage buffer
+ * that starts at half `buf` of `dst`.
+ */
+function operand2(name: string, src: string, dst: string, outer: number, inner: number, threads: number, vec: boolean, inType: "f32" | "f16",
+  origin: { outer: string; inner: string }, lim: { outer: string; inner: string }, ld: string, base: string) {
+  const per = vec ? 4 : 1;
+  const chunks = (outer * inner) / per;
+  const n = Math.ceil(chunks / threads);
+  const full = chunks % threads === 0;
+  const rowChunks = inner / per;
+  const T = vec ? "vec4<f16>" : "f16";
+  const regs = range(n).map((i) => `${name}${i}`);
+  const decl = regs.map((r) => `var ${r}: ${T};`).join(" ");
+  // Chunk i of this invocation is tid + i·threads; where threads is a multiple of a row's chunks it
+  // sits `i · threads / rowChunks` rows below the first, in the same column.
+  const hoist = threads % rowChunks === 0;
+  const setup = hoist ? `let ${name}Ro = tid / ${rowChunks}u; let ${name}Co = (tid % ${rowChunks}u) * ${per}u;` : "";
+  const place = (i: number) => hoist
+    ? `let ro = ${name}Ro + ${i * (threads / rowChunks)}u; let co = ${name}Co;`
+    : `let ch = tid + ${i * threads}u; let ro = ch / ${rowChunks}u; let co = (ch % ${rowChunks}u) * ${per}u;`;
+  const inChunk = (i: number) => full ? "" : hoist ? ` && ro < ${outer}u` : ` && ch < ${chunks}u`;
+  const read = (idx: string) => vec
+    ? (inType === "f16" ? `${src}[(${idx}) / 4u]` : `vec4<f16>(${src}[(${idx}) / 4u])`)
+    : (inType === "f16" ? `${src}[${idx}]` : `f16(${src}[${idx}])`);
+  const fetch = (k: string) => range(n).map((i) => [
+    `{ ${place(i)}`,
+    `  let go = ${origin.outer.replace("$k", k)} + ro; let gi = ${origin.inner.replace("$k", k)} + co;`,
+    `  if (go < ${lim.outer} && gi < ${lim.inner}${inChunk(i)}) { ${regs[i]} = ${read(`${base} + go * ${ld} + gi`)}; } else { ${regs[i]} = ${T}(); } }`,
+  ].join("\n    ")).join("\n    ");
+  const store = (buf: string) => range(n).map((i) => {
+    const guard = full ? "" : hoist ? `if (ro < ${outer}u) ` : `if (ch < ${chunks}u) `;
+    const body = vec ? range(4).map((e) => `${dst}[s + ${e}u] = ${regs[i]}.${XYZW[e]};`).join(" ") : `${dst}[s] = ${regs[i]};`;
+    return `{ ${place(i)} let s = ${buf} + ro * ${inner + PAD}u + co;\n      ${guard}{ ${body} } }`;
+  }).join("\n    ");
+  return { setup, decl, fetch, store };
+}
+
+/**
  * Stages rows col0 … col0 + bn of a 2:4 B for the K slice at k0: one mask word and its 16 values
  * per row, decoded into 32 halves of Bs (row stride ld). Params [6] = mask words per row, [7] =
  * values per row. Rows past N and columns past K decode to zeros (their mask bits are 0).
@@ -174,7 +242,8 @@ export const sgMatmulKernel = kernelFamily("matmul_sgmat", (v: SgMatmulVariant) 
   const bk = v.bk ?? SG_BK;
   const I = v.inType, O = v.outType;
   const aType = v.vec ? `array<vec4<${I}>>` : `array<${I}>`;
-  if (v.sparseB && (!v.transB || bk !== 32)) throw new Error(`sgMatmulKernel: a 2:4 B needs transB and bk 32 (got transB ${v.transB}, bk ${bk})`);
+  const stages = v.stages ?? 1;
+  if (v.sparseB && (!v.transB || bk !== 32 || stages !== 1)) throw new Error(`sgMatmulKernel: a 2:4 B needs transB, bk 32 and one stage (got transB ${v.transB}, bk ${bk}, stages ${stages})`);
   const g = bindGroup([
     { name: "A", access: "read", type: aType },
     { name: "B", access: "read", type: v.sparseB ? `array<${I}>` : aType },
@@ -193,13 +262,19 @@ export const sgMatmulKernel = kernelFamily("matmul_sgmat", (v: SgMatmulVariant) 
     ? operand("rb", "B", "Bs", bn, bk, threads, v.vec, { outer: "col0", inner: "$k" }, { outer: "N", inner: "K" }, "K", "bBase")
     : operand("rb", "B", "Bs", bk, bn, threads, v.vec, { outer: "$k", inner: "col0" }, { outer: "K", inner: "N" }, "N", "bBase");
   const B = v.sparseB ? { decl: "", fetch: () => "", store: sparseStage(bn, threads, bk + PAD) } : dense;
-  const aSize = v.transA ? bk * (bm + PAD) : bm * (bk + PAD);
-  const bSize = v.transB ? bn * (bk + PAD) : bk * (bn + PAD);
-  const lda = v.transA ? bm + PAD : bk + PAD;
-  const ldb = v.transB ? bk + PAD : bn + PAD;
-  // Offsets (in halves) of the 16×16 operand matrices of this subgroup at k step kk.
-  const offA = (i: number, kk: number) => v.transA ? `${kk * lda}u + sr + ${i * 16}u` : `(sr + ${i * 16}u) * ${lda}u + ${kk}u`;
-  const offB = (j: number, kk: number) => v.transB ? `(sc + ${j * 16}u) * ${ldb}u + ${kk}u` : `${kk * ldb}u + sc + ${j * 16}u`;
+  const { aSize, bSize, lda, ldb } = sgStageLayout(v, v.transA, v.transB);
+  // Double-buffered staging (stages 2): the same tiles, f16 registers, stores into either buffer.
+  const A2 = v.transA
+    ? operand2("ra", "A", "As", bk, bm, threads, v.vec, I, { outer: "$k", inner: "row0" }, { outer: "K", inner: "M" }, "M", "aBase")
+    : operand2("ra", "A", "As", bm, bk, threads, v.vec, I, { outer: "row0", inner: "$k" }, { outer: "M", inner: "K" }, "K", "aBase");
+  const B2 = v.transB
+    ? operand2("rb", "B", "Bs", bn, bk, threads, v.vec, I, { outer: "col0", inner: "$k" }, { outer: "N", inner: "K" }, "K", "bBase")
+    : operand2("rb", "B", "Bs", bk, bn, threads, v.vec, I, { outer: "$k", inner: "col0" }, { outer: "K", inner: "N" }, "N", "bBase");
+  // Offsets (in halves) of the 16×16 operand matrices of this subgroup at k step kk (with two
+  // stages, within the stage buffer at aCur / bCur: derived from k0, uniform like the rest).
+  const a0 = stages === 2 ? "aCur + " : "", b0 = stages === 2 ? "bCur + " : "";
+  const offA = (i: number, kk: number) => a0 + (v.transA ? `${kk * lda}u + sr + ${i * 16}u` : `(sr + ${i * 16}u) * ${lda}u + ${kk}u`);
+  const offB = (j: number, kk: number) => b0 + (v.transB ? `(sc + ${j * 16}u) * ${ldb}u + ${kk}u` : `${kk * ldb}u + sc + ${j * 16}u`);
   const L = "subgroup_matrix_left<f16, 16, 16>", R = "subgroup_matrix_right<f16, 16, 16>", Res = "subgroup_matrix_result<f32, 16, 16>";
   const accs = range(v.fm).flatMap((i) => range(v.fn).map((j) => `c${i}_${j}`));
   const load = (T: string, src: string, off: string, colMajor: boolean, ld: number) => v.sgSyntax === "majorness"
@@ -241,8 +316,8 @@ enable chromium_experimental_subgroup_matrix;
 enable subgroups;
 #endif
 ${g.decls}
-var<workgroup> As: array<f16, ${aSize}>;
-var<workgroup> Bs: array<f16, ${bSize}>;
+var<workgroup> As: array<f16, ${stages * aSize}>;
+var<workgroup> Bs: array<f16, ${stages * bSize}>;
 var<workgroup> scratch: array<f32, ${256 * nsub}>;
 
 fn gelu4(x: vec4<f32>) -> vec4<f32> {
@@ -266,6 +341,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // This subgroup's block of the workgroup tile.
   let sr = (sg / ${v.sgn}u) * ${v.fm * 16}u;
   let sc = (sg % ${v.sgn}u) * ${v.fn * 16}u;
+#if ${stages === 1}
   ${A.decl}
   ${B.decl}
   ${accs.map((c) => `var ${c} = ${Res}();`).join(" ")}
@@ -291,6 +367,36 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 #endif
 ${mma}
   }
+#else
+  ${A2.setup}
+  ${B2.setup}
+  ${A2.decl}
+  ${B2.decl}
+  ${accs.map((c) => `var ${c} = ${Res}();`).join(" ")}
+  ${A2.fetch("0u")}
+  ${B2.fetch("0u")}
+  ${A2.store("0u")}
+  ${B2.store("0u")}
+  for (var k0 = 0u; k0 < K; k0 = k0 + ${bk}u) {
+    // The one barrier of a K step: stage cur is complete, and every subgroup is done reading the
+    // other stage (the previous step's products), which this step's stores overwrite.
+    workgroupBarrier();
+    let cur = (k0 / ${bk}u) % 2u;
+    let aCur = cur * ${aSize}u; let bCur = cur * ${bSize}u;
+    let more = k0 + ${bk}u < K;
+    if (more) {
+      let kn = k0 + ${bk}u;
+      ${A2.fetch("kn")}
+      ${B2.fetch("kn")}
+    }
+${mma}
+    if (more) {
+      let aNxt = ${aSize}u - aCur; let bNxt = ${bSize}u - bCur;
+      ${A2.store("aNxt")}
+      ${B2.store("bNxt")}
+    }
+  }
+#endif
 ${rounds}
 }
 `;

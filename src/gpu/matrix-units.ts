@@ -3,7 +3,7 @@
 // must actually compile — the feature is experimental and its WGSL surface still moves, so each
 // tile variant is compiled inside an error scope and only those that pass are used. Nothing here
 // runs when the feature is absent; matmuls then stay on the shader-core kernels.
-import { type SgSyntax, type SgTile, type SgTileName, sgMatmulKernel, SG_TILES } from "../../shaders/matmul-subgroup.wgsl.ts";
+import { type SgSyntax, type SgTile, type SgTileName, sgMatmulKernel, sgSharedBytes, SG_TILES } from "../../shaders/matmul-subgroup.wgsl.ts";
 import { type DeviceInfo, SUBGROUP_MATRIX } from "./device.ts";
 
 export interface MatrixUnits {
@@ -23,8 +23,16 @@ export const NO_MATRIX_UNITS: MatrixUnits = { tiles: [], subgroupSize: 0, sgSynt
  * 128x256s8 117 / 109 / 86 TFLOP/s at N = 8192 / 4096 / 2048, 256x128s8 114 / 104 / 86,
  * 128x128s4 94 / 93 / 85, 128x128s8 98 / 91 / 81, 128x64s4 87 / 81 / 74, 64x64s4 86 / 78 / 70,
  * 128x128s4k64 88 / 87 / 76, 64x64s1 41 / 41 / 40. The chooser takes the first that still fills the GPU.
+ * The double-buffered tiles (…d2) are not measured yet: they sit after the measured ones but
+ * before 64x64s1, which stays last (the chooser's fallback when 64x64s4 is missing).
  */
-const ORDER: SgTileName[] = ["128x256s8", "256x128s8", "128x128s4", "128x128s8", "128x64s4", "64x64s4", "128x128s4k64", "64x64s1"];
+const ORDER: SgTileName[] = ["128x256s8", "256x128s8", "128x128s4", "128x128s8", "128x64s4", "64x64s4", "128x128s4k64",
+  "128x128s4d2", "128x128s8d2", "128x128s8k16d2", "128x256s8k16d2", "64x64s1"];
+
+/** A tile's workgroup memory at its largest layout (the transposes change the padded axis). */
+export function sgSharedBytesMax(t: SgTile): number {
+  return Math.max(...[false, true].flatMap((a) => [false, true].map((b) => sgSharedBytes(t, a, b))));
+}
 
 export async function probeMatrixUnits(info: DeviceInfo): Promise<MatrixUnits> {
   const { device } = info;
@@ -39,7 +47,10 @@ export async function probeMatrixUnits(info: DeviceInfo): Promise<MatrixUnits> {
   const tiles: SgTileName[] = [];
   const notes: string[] = [];
   let sgSyntax: SgSyntax | null = null;
+  const maxShared = device.limits.maxComputeWorkgroupStorageSize;
   for (const name of ORDER) {
+    const need = sgSharedBytesMax(SG_TILES[name]);
+    if (need > maxShared) { notes.push(`${name}: needs ${need} bytes of workgroup memory, over this device's ${maxShared}`); continue; }
     // Newest spelling first; the older ones stay for older Dawn builds (npm webgpu pins one).
     const forms: SgSyntax[] = ["majorness", "bool"];
     const tried: string[] = [];

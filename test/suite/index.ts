@@ -5,6 +5,7 @@ import "./reduce.ts";
 import "./layout.ts";
 import "./matmul.ts";
 import "./matmul-units.ts";
+import "./matmul-units-emulated.ts";
 import "./nn.ts";
 import "./attention.ts";
 import "./attention-chunked.ts";
