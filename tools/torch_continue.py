@@ -37,6 +37,9 @@ def main():
     opts = (meta.get("trainer") or {}).get("options", {})
     B = a.batch_size or opts.get("batchSize", 32)
     lr = a.lr or opts.get("lr", 1e-3)
+    if rank == 0 and a.lr is None and meta["step"] >= opts.get("totalSteps", float("inf")):
+        # The webslope schedule ends near zero; a constant peak lr on a finished run jolts the loss up.
+        print(f"note: the checkpoint ended its {opts['totalSteps']}-step schedule; continuing at its peak lr {lr} (pass --lr to choose)", flush=True)
     T = meta["config"]["blockSize"]
     chars = meta["tokenizer"]["chars"]
     stoi = {c: i for i, c in enumerate(chars)}
