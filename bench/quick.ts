@@ -20,7 +20,7 @@ const SWIFTSHADER_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
 const ENGINES = ["node", "deno", "chromium"] as const;
 type Engine = (typeof ENGINES)[number];
 /** Every bench with a --quick that runs in all three engines (matmul-units is Node-only, for the H200). */
-const BENCHES = ["train", "matmul", "sparse", "attention", "reduce", "lowrank"];
+const BENCHES = ["train", "matmul", "sparse", "attention", "reduce", "lowrank", "decode"];
 
 const { values: f } = parseArgs({
   options: {

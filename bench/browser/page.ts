@@ -14,6 +14,7 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   attention: () => import("../attention.ts"),
   reduce: () => import("../reduce.ts"),
   lowrank: () => import("../lowrank.ts"),
+  decode: () => import("../decode.ts"),
   // a quality check (f32 against mixed-f16 validation loss), not in bench:quick's set
   precision: () => import("../precision.ts"),
 };

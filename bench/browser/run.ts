@@ -46,7 +46,7 @@ function commandLine(argv: string[]): { adapter: BrowserAdapter; timeoutS: numbe
   }
   const { values } = parseArgs({ args: own, strict: true, options: { adapter: { type: "string" }, timeout: { type: "string", default: "900" } } });
   const name = argv[i];
-  if (!name) throw new Error("usage: npm run bench:browser -- [--adapter swiftshader|gpu] [--timeout S] NAME [flags]  (NAME: train, matmul, sparse, attention, reduce, lowrank, precision)");
+  if (!name) throw new Error("usage: npm run bench:browser -- [--adapter swiftshader|gpu] [--timeout S] NAME [flags]  (NAME: train, matmul, sparse, attention, reduce, lowrank, decode, precision)");
   const adapter = values.adapter ?? defaultAdapter();
   if (adapter !== "swiftshader" && adapter !== "gpu") throw new Error(`--adapter ${adapter}: use swiftshader or gpu`);
   const timeoutS = Number(values.timeout);

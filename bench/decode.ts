@@ -1,0 +1,265 @@
+// Whole-model decode speed, dense against merged SLoPe (issue 9's goal: merged SLoPe inference
+// with r = 1.56% ≥ 1.3× dense decoding of the same model). One GPT per config (random init,
+// seeded) is timed dense, then pruned (pruneModel, compress: true), given lazy adapters of rank
+// r = 1.56% of nEmbd with R set to small random values (so the fused low-rank path does real
+// work), timed unmerged, merged (mergeAdapters, the inference form) and timed again, all in one
+// process. Batch 1, greedy, KV cache (src/nn/kv-cache.ts):
+//   - loop: a prompt of P tokens (not timed), then N decode steps each reading back its logits
+//     row and taking the argmax on the CPU, as generate() does; median over --reps repetitions
+//     after a warm-up of whole generate() calls.
+//   - gpu: the same N positions submitted without awaiting (fixed token ids, no readback), one
+//     forced completion at the end: the GPU time of a step without the per-token readback.
+// Correctness guard (printed and in the JSON): the merged model's greedy tokens against the
+// unmerged SLoPe model's, and their logits over prompt + generated tokens; the run fails when the
+// logits differ by more than 1e-3 of the largest one or the timed loop's tokens are not generate()'s.
+// The config table repeats bench/train.ts's CONFIGS (that file runs when imported).
+//
+//   deno run -A bench/decode.ts [--configs gpt2,small,mid] [--vocab 65] [--prompt 16] [--tokens 64]
+//        [--reps 5] [--rank-fraction 0.015625] [--seed 1] [--warmup MS] [--quick] [--json FILE]
+//   node .bench-dist/decode.mjs ... [--dawn-toggles]      (after npm run bench:build)
+//   npm run bench:browser -- decode ...                   (Chromium through Playwright)
+import * as ws from "../src/index.ts";
+import { forwardCached, GPT, KVCache, SparseLinear } from "../src/nn/index.ts";
+import { addLazyAdapters, mergeAdapters, pruneModel } from "../src/slope/index.ts";
+import { generate } from "../src/train/index.ts";
+import { exit, flags, runtimeGpu, writeText } from "./env.ts";
+import { median, now, randomF32 } from "./timing.ts";
+
+/** bench/train.ts's shapes (heads of 64); `tiny` is --quick's. */
+const CONFIGS = {
+  tiny: { nLayer: 2, nEmbd: 64, nHead: 2, blockSize: 32 },
+  mid: { nLayer: 4, nEmbd: 256, nHead: 4, blockSize: 128 },
+  small: { nLayer: 6, nEmbd: 384, nHead: 6, blockSize: 256 },
+  gpt2: { nLayer: 12, nEmbd: 768, nHead: 12, blockSize: 1024 },
+} as const;
+type ConfigName = keyof typeof CONFIGS;
+type Variant = "dense" | "slope-unmerged" | "slope-merged";
+
+interface Row {
+  config: ConfigName; variant: Variant; nLayer: number; nEmbd: number; nHead: number; blockSize: number; vocabSize: number;
+  rank: number; prompt: number; tokens: number;
+  /** Median over reps of the N decode steps with a readback each, per token. */
+  loopMsPerToken: number; loopTokensPerS: number; loopRepsMs: number[];
+  /** Median over reps of N decode positions submitted without readback and one await, per position. */
+  gpuMsPerToken: number; gpuTokensPerS: number; gpuRepsMs: number[];
+  /** dense ms / this ms (1 for dense). */
+  loopSpeedup: number; gpuSpeedup: number;
+}
+
+interface Guard {
+  config: ConfigName;
+  /** The timed loop's tokens equal generate()'s, per variant. */
+  loopMatchesGenerate: Record<Variant, boolean>;
+  /** Merged tokens equal to the unmerged SLoPe model's (of N + 1). */
+  tokensEqual: number; tokensTotal: number;
+  /** max |logits merged − unmerged| over prompt + tokens, and relative to max |logit|. */
+  maxAbsLogitDiff: number; relLogitDiff: number;
+}
+
+const argmax = (a: ArrayLike<number>): number => { let b = 0; for (let i = 1; i < a.length; i++) if (a[i]! > a[b]!) b = i; return b; };
+const ids = (a: readonly number[]): ws.Tensor => ws.tensor(Int32Array.from(a), [1, a.length]);
+
+/** The last row of forwardCached's logits for `tokens`, read back. */
+async function stepRow(model: GPT, tokens: number[], cache: KVCache): Promise<Float32Array> {
+  const idx = ids(tokens);
+  const logits = forwardCached(model, idx, cache);
+  idx.dispose();
+  const last = logits.narrow(1, tokens.length - 1, 1);
+  logits.dispose();
+  const row = (await last.toArray()) as Float32Array;
+  last.dispose();
+  return row;
+}
+
+/** Greedy decode as generate() does it: prompt (untimed), then N timed steps. Returns the N + 1 tokens and the steps' ms. */
+async function decodeLoop(model: GPT, prompt: number[], n: number): Promise<{ tokens: number[]; ms: number }> {
+  const cache = new KVCache(model);
+  try {
+    const tokens = [argmax(await stepRow(model, prompt, cache))];
+    const t0 = now();
+    for (let i = 0; i < n; i++) tokens.push(argmax(await stepRow(model, [tokens.at(-1)!], cache)));
+    return { tokens, ms: now() - t0 };
+  } finally {
+    cache.dispose();
+  }
+}
+
+/** The same N positions with no readback: every step submitted, one forced completion. Returns ms. */
+async function decodeGpu(model: GPT, prompt: number[], n: number, token: number): Promise<number> {
+  const ctx = ws.gpu();
+  const cache = new KVCache(model);
+  try {
+    const idx = ids(prompt);
+    forwardCached(model, idx, cache).dispose();
+    idx.dispose();
+    await ctx.sync();
+    const one = ids([token]);
+    const t0 = now();
+    for (let i = 0; i < n; i++) forwardCached(model, one, cache).dispose();
+    await ctx.sync();
+    const ms = now() - t0;
+    one.dispose();
+    return ms;
+  } finally {
+    cache.dispose();
+  }
+}
+
+/** Logits [P + N + 1 − 1 positions, vocab] of the whole sequence in one forward, read back. */
+async function sequenceLogits(model: GPT, seq: number[]): Promise<Float32Array> {
+  const cache = new KVCache(model);
+  const idx = ids(seq);
+  const logits = forwardCached(model, idx, cache);
+  idx.dispose();
+  const out = (await logits.toArray()) as Float32Array;
+  logits.dispose();
+  cache.dispose();
+  return out;
+}
+
+async function measure(model: GPT, prompt: number[], o: { tokens: number; reps: number; warmupMs: number }) {
+  model.eval();
+  // warm-up: whole generate() calls (compiles the pipelines; the H200 idles at a low clock)
+  const t0 = now();
+  let reference: number[] = [];
+  do reference = await generate(model, prompt, { maxNewTokens: o.tokens + 1, temperature: 0 });
+  while (now() - t0 < o.warmupMs);
+  const loop: number[] = [], gpu: number[] = [];
+  let tokens: number[] = [];
+  for (let r = 0; r < o.reps; r++) {
+    const d = await decodeLoop(model, prompt, o.tokens);
+    loop.push(d.ms / o.tokens);
+    tokens = d.tokens;
+    gpu.push((await decodeGpu(model, prompt, o.tokens, reference[0]!)) / o.tokens);
+  }
+  const matches = tokens.length === reference.length && tokens.every((t, i) => t === reference[i]);
+  return { loop, gpu, tokens: reference, matches };
+}
+
+async function runConfig(name: ConfigName, f: { vocab: number; prompt: number; tokens: number; reps: number; warmupMs: number; rankFraction: number; seed: number }) {
+  const c = CONFIGS[name];
+  if (f.prompt + f.tokens + 1 > c.blockSize) throw new Error(`${name}: --prompt ${f.prompt} + --tokens ${f.tokens} + 1 pass blockSize ${c.blockSize}`);
+  const ctx = ws.gpu();
+  ctx.pool.trim();
+  const model = new GPT({ vocabSize: f.vocab, blockSize: c.blockSize, nLayer: c.nLayer, nHead: c.nHead, nEmbd: c.nEmbd, dropout: 0, seed: f.seed });
+  const pr = randomF32(f.prompt, f.seed + 7);
+  const prompt = Array.from(pr, (u) => Math.min(f.vocab - 1, Math.floor(((u + 1) / 2) * f.vocab)));
+  const o = { tokens: f.tokens, reps: f.reps, warmupMs: f.warmupMs };
+  const results = new Map<Variant, Awaited<ReturnType<typeof measure>> & { rank: number }>();
+  const log = (v: Variant) => {
+    const r = results.get(v)!;
+    console.log(`${name} ${v}${r.rank ? ` (r = ${r.rank})` : ""}: loop ${median(r.loop).toFixed(3)} ms/token, gpu ${median(r.gpu).toFixed(3)} ms/token` +
+      ` (reps: ${r.loop.map((x) => x.toFixed(2)).join(" ")} | ${r.gpu.map((x) => x.toFixed(2)).join(" ")})`);
+  };
+
+  results.set("dense", { ...(await measure(model, prompt, o)), rank: 0 });
+  log("dense");
+
+  pruneModel(model, { compress: true });
+  const rank = Math.max(1, Math.round(f.rankFraction * c.nEmbd));
+  addLazyAdapters(model, { rank, seed: f.seed + 11 });
+  let k = 0;
+  for (const [, m] of model.namedModules()) {
+    if (!(m instanceof SparseLinear) || !m.adapter) continue;
+    const R = m.adapter.R;
+    const vals = randomF32(R.size, f.seed + 100 + k++);
+    for (let i = 0; i < vals.length; i++) vals[i]! *= 0.02;
+    ctx.launcher.upload(R.buffer(), vals);
+  }
+  results.set("slope-unmerged", { ...(await measure(model, prompt, o)), rank });
+  log("slope-unmerged");
+  const seq = [...prompt, ...results.get("slope-unmerged")!.tokens.slice(0, -1)];
+  const before = await sequenceLogits(model, seq);
+
+  mergeAdapters(model);
+  results.set("slope-merged", { ...(await measure(model, prompt, o)), rank });
+  log("slope-merged");
+  const after = await sequenceLogits(model, seq);
+
+  let maxAbs = 0, maxLogit = 0;
+  for (let i = 0; i < before.length; i++) { maxAbs = Math.max(maxAbs, Math.abs(after[i]! - before[i]!)); maxLogit = Math.max(maxLogit, Math.abs(before[i]!)); }
+  const un = results.get("slope-unmerged")!.tokens, me = results.get("slope-merged")!.tokens;
+  const guard: Guard = {
+    config: name,
+    loopMatchesGenerate: Object.fromEntries([...results].map(([v, r]) => [v, r.matches])) as Record<Variant, boolean>,
+    tokensEqual: un.filter((t, i) => t === me[i]).length, tokensTotal: un.length,
+    maxAbsLogitDiff: maxAbs, relLogitDiff: maxAbs / Math.max(maxLogit, 1e-30),
+  };
+  console.log(`${name} guard: merged greedy tokens equal the unmerged SLoPe model's ${guard.tokensEqual}/${guard.tokensTotal}; ` +
+    `max |Δlogits| ${maxAbs.toExponential(2)} (${guard.relLogitDiff.toExponential(2)} of max |logit| ${maxLogit.toFixed(3)}) over ${seq.length} positions; ` +
+    `timed loop = generate(): ${Object.entries(guard.loopMatchesGenerate).map(([v, b]) => `${v} ${b ? "yes" : "NO"}`).join(", ")}`);
+
+  const dense = results.get("dense")!;
+  const rows: Row[] = [...results].map(([variant, r]) => {
+    const loopMs = median(r.loop), gpuMs = median(r.gpu);
+    return {
+      config: name, variant, ...c, vocabSize: f.vocab, rank: r.rank, prompt: f.prompt, tokens: f.tokens,
+      loopMsPerToken: loopMs, loopTokensPerS: 1000 / loopMs, loopRepsMs: r.loop,
+      gpuMsPerToken: gpuMs, gpuTokensPerS: 1000 / gpuMs, gpuRepsMs: r.gpu,
+      loopSpeedup: median(dense.loop) / loopMs, gpuSpeedup: median(dense.gpu) / gpuMs,
+    };
+  });
+  model.dispose();
+  ctx.pool.trim();
+  return { rows, guard };
+}
+
+async function main(): Promise<void> {
+  const f = await flags({
+    configs: { type: "string", default: "gpt2" },
+    /** 65: the char-level corpus (bench/train.ts's gpt2 row); 50304: GPT-2's padded BPE vocabulary. */
+    vocab: { type: "string", default: "65" },
+    prompt: { type: "string", default: "16" },
+    tokens: { type: "string", default: "64" },
+    reps: { type: "string", default: "5" },
+    "rank-fraction": { type: "string", default: "0.015625" },
+    seed: { type: "string", default: "1" },
+    warmup: { type: "string", default: "1000" },
+    json: { type: "string" },
+    /** CI smoke run: the tiny config (2 × 64), a prompt of 4, 4 tokens, 2 reps, 200 ms warm-up. */
+    quick: { type: "boolean", default: false },
+  });
+  const configs = (f.quick ? "tiny" : f.configs).split(",").filter(Boolean) as ConfigName[];
+  for (const c of configs) if (!(c in CONFIGS)) throw new Error(`--configs: unknown config ${c}; one of ${Object.keys(CONFIGS).join(", ")}`);
+  const int = (name: string, v: string, min: number) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} ${v}: an integer ≥ ${min}`);
+    return n;
+  };
+  const o = {
+    vocab: int("vocab", f.vocab, 2),
+    prompt: int("prompt", f.quick ? "4" : f.prompt, 1), tokens: int("tokens", f.quick ? "4" : f.tokens, 1),
+    reps: int("reps", f.quick ? "2" : f.reps, 1), warmupMs: int("warmup", f.quick ? "200" : f.warmup, 0),
+    rankFraction: Number(f["rank-fraction"]), seed: int("seed", f.seed, 0),
+  };
+  if (!(o.rankFraction > 0 && o.rankFraction <= 1)) throw new Error(`--rank-fraction ${f["rank-fraction"]}: a fraction in (0, 1]`);
+  const { gpu, engine } = await runtimeGpu({ dawnToggles: f["dawn-toggles"] });
+  const ctx = await ws.init({ gpu });
+  console.log(`engine: ${engine}; adapter: ${ctx.info.adapterName}; configs ${configs.join(", ")}; vocab ${o.vocab}; ` +
+    `prompt ${o.prompt}, ${o.tokens} decode steps, ${o.reps} reps, warm-up ${o.warmupMs} ms; rank ${(o.rankFraction * 100).toFixed(2)}% of nEmbd`);
+  const rows: Row[] = [], guards: Guard[] = [];
+  for (const name of configs) {
+    const r = await runConfig(name, o);
+    rows.push(...r.rows);
+    guards.push(r.guard);
+  }
+
+  console.log(`\n| config | model | ms/token (readback each) | tokens/s | × dense | GPU ms/token (no readback) | tokens/s | × dense |  (${engine})`);
+  console.log("|---|---|---|---|---|---|---|---|");
+  for (const r of rows) {
+    console.log(`| ${r.config} (${r.nLayer}×${r.nEmbd}, V ${r.vocabSize}) | ${r.variant}${r.rank ? ` r=${r.rank}` : ""} | ${r.loopMsPerToken.toFixed(3)} | ${r.loopTokensPerS.toFixed(1)} | ` +
+      `${r.loopSpeedup.toFixed(2)}× | ${r.gpuMsPerToken.toFixed(3)} | ${r.gpuTokensPerS.toFixed(1)} | ${r.gpuSpeedup.toFixed(2)}× |`);
+  }
+  if (f.json) {
+    await writeText(f.json, JSON.stringify({ bench: "decode", date: new Date().toISOString(), engine, adapter: ctx.info.adapterName, options: o, rows, guards }, null, 1));
+    console.log(`wrote ${f.json}`);
+  }
+  // the guard fails the run after the table is out: a wrong merged model's speed means nothing
+  // (differing tokens with agreeing logits are a near-tie of a random model: a warning, not a failure)
+  for (const g of guards) if (g.tokensEqual !== g.tokensTotal) console.log(`warning: ${g.config}: merged and unmerged greedy tokens differ (${g.tokensEqual}/${g.tokensTotal}) though their logits agree to ${g.relLogitDiff.toExponential(1)}: a near-tie`);
+  const bad = guards.filter((g) => g.relLogitDiff > 1e-3 || !Object.values(g.loopMatchesGenerate).every(Boolean));
+  if (bad.length) throw new Error(`decode guard failed for ${bad.map((g) => g.config).join(", ")}: the merged model does not decode as the unmerged one (see the guard lines)`);
+}
+
+await main();
+exit();
