@@ -114,11 +114,11 @@ test("matrix-unit kernels' generated code: workgroup memory as sgSharedBytes cou
   console.log(`checked the generated code of ${checked} matrix-unit kernel layouts`);
 });
 
-interface Case { M: number; K: number; N: number; tA?: boolean; tB?: boolean; bias?: boolean; gelu?: boolean; aux?: boolean; dtype?: "f32" | "f16"; batch?: number; seed?: number }
+interface Case { M: number; K: number; N: number; tA?: boolean; tB?: boolean; bias?: boolean; gelu?: boolean; aux?: boolean; dtype?: "f32" | "f16"; out?: "f32" | "f16"; batch?: number; seed?: number }
 
 /** One product through the emulated kernel of `tile`, against float64. */
 async function emulated(name: SgTileName, c: Case): Promise<void> {
-  const tA = !!c.tA, tB = !!c.tB, dtype = c.dtype ?? "f32", nb = c.batch ?? 1, seed = c.seed ?? 1;
+  const tA = !!c.tA, tB = !!c.tB, dtype = c.dtype ?? "f32", outType = c.out ?? dtype, nb = c.batch ?? 1, seed = c.seed ?? 1;
   const { M, K, N } = c;
   const bt = nb > 1 ? [nb] : [];
   const a = toF16(randArr([...bt, ...(tA ? [K, M] : [M, K])], seed)), b = toF16(randArr([...bt, ...(tB ? [N, K] : [K, N])], seed + 1));
@@ -128,18 +128,18 @@ async function emulated(name: SgTileName, c: Case): Promise<void> {
   const e = c.gelu ? map(geluTanh, z) : z;
   const vec = (tA ? M : K) % 4 === 0 && (tB ? K : N) % 4 === 0 && N % 4 === 0;
   const t = tileOf(name);
-  const k = sgMatmulKernel({ ...variant(name), transA: tA, transB: tB, bias: !!bias, act: c.gelu ? "gelu" : "none", aux: !!c.aux, inType: dtype, outType: dtype, vec });
+  const k = sgMatmulKernel({ ...variant(name), transA: tA, transB: tB, bias: !!bias, act: c.gelu ? "gelu" : "none", aux: !!c.aux, inType: dtype, outType, vec });
   const kernel = { ...k, key: `emulated:${k.key}`, code: emulateSubgroupMatrices(k.code, 32) };
   const mk = (x: Arr) => ws.tensor(Float32Array.from(x.data), x.shape, { dtype });
   const A = mk(a), B = mk(b), Bias = bias ? mk(bias) : null;
-  const C = Tensor.empty([...bt, M, N], dtype, "matmul"), Z = c.aux ? Tensor.empty([...bt, M, N], dtype, "matmul") : null;
+  const C = Tensor.empty([...bt, M, N], outType, "matmul"), Z = c.aux ? Tensor.empty([...bt, M, N], outType, "matmul") : null;
   const bufs = [A.buffer("matmul"), B.buffer("matmul"), C.buffer("matmul")];
   if (Bias) bufs.push(Bias.buffer("matmul"));
   if (Z) bufs.push(Z.buffer("matmul"));
   const { bm, bn } = sgTileExtent(t);
   gpu().launcher.dispatch(kernel, bufs, [Math.ceil(N / bn), Math.ceil(M / bm), nb], emulatedParams([M, N, K, nb > 1 ? M * K : 0, nb > 1 ? K * N : 0, M * N], 32));
-  const tol = dtype === "f16" ? 2e-3 : 1e-5;
-  const msg = `${name} emulated ${dtype} ${nb > 1 ? `${nb}×` : ""}${M}x${K}x${N}${tA ? " Aᵀ" : ""}${tB ? " Bᵀ" : ""}${bias ? " +bias" : ""}${c.gelu ? " gelu" : ""}`;
+  const tol = outType === "f16" ? 2e-3 : 1e-5;
+  const msg = `${name} emulated ${dtype}→${outType} ${nb > 1 ? `${nb}×` : ""}${M}x${K}x${N}${tA ? " Aᵀ" : ""}${tB ? " Bᵀ" : ""}${bias ? " +bias" : ""}${c.gelu ? " gelu" : ""}`;
   assertClose(await C.toArray(), e.data, { rtol: Math.max(tol, 1e-4), atol: 1e-4 * Math.sqrt(K) + tol, msg });
   if (Z) assertClose(await Z.toArray(), z.data, { rtol: Math.max(tol, 1e-4), atol: 1e-4 * Math.sqrt(K) + tol, msg: `${msg} (pre-activation)` });
   for (const x of [A, B, Bias, C, Z]) x?.dispose();
@@ -150,7 +150,7 @@ async function emulated(name: SgTileName, c: Case): Promise<void> {
 const EMU = { needs: ["shader-f16" as const], runtimes: ["deno" as const] };
 const twoStage = tileNames.filter((n) => tileOf(n).stages === 2);
 
-test("matrix-unit kernels, emulated (Deno only: compile time): every double-buffered tile, row-major A and Bᵀ (vec4, f32, bias + gelu) and Aᵀ with B (scalar, f16, pre-activation), odd and even K-step counts, batched", async () => {
+test("matrix-unit kernels, emulated (Deno only: compile time): every double-buffered tile, row-major A and Bᵀ (vec4, f32, bias + gelu) and Aᵀ with B (scalar, f16, pre-activation; vec4 f16→f32 batched as split-K), odd and even K-step counts, batched", async () => {
   assert(twoStage.length > 0, "SG_TILES has double-buffered tiles");
   for (const [t, name] of twoStage.entries()) {
     const bk = tileOf(name).bk ?? SG_BK;
@@ -158,6 +158,8 @@ test("matrix-unit kernels, emulated (Deno only: compile time): every double-buff
     for (const K of [72, 300, bk, 2 * bk]) await emulated(name, { M: 132, K, N: 136, tB: true, bias: true, gelu: true, seed: 10 * t + K });
     await emulated(name, { M: 67, K: 72, N: 68, tB: true, bias: true, gelu: true, batch: 2, seed: 5 });
     for (const [M, K, N] of [[67, 33, 129], [17, 1, 5], [150, 50, 260]] as const) await emulated(name, { M, K, N, tA: true, aux: true, dtype: "f16", seed: 20 * t + K });
+    // The split-K weight-gradient layout: Aᵀ·B over a batch of K slices, f16 in, f32 partials out (vec4).
+    await emulated(name, { M: 132, K: 72, N: 136, tA: true, batch: 3, dtype: "f16", out: "f32", seed: 30 + t });
   }
 }, EMU);
 
