@@ -5,6 +5,9 @@
 // turns on f16). PyTorch's figures for the same shapes come from bench/torch/matmul.py.
 //
 //   node .bench-dist/matmul-units.mjs [--sizes 2048,4096,8192] [--json out.json] [--batch-ms 250]
+//        [--tiles 128x256s8,128x128s4d2,...] (a subset of the compiled tiles; all by default)
+//        [--no-robustness] (Dawn's disable_robustness toggle: no index clamping in any shader — an
+//        unsafe measurement of what the clamps on every staging load/store cost; never the library's default)
 import * as ws from "../src/index.ts";
 import { setMatmulTile } from "../src/ops/matmul.ts";
 import { SG_TILES, type SgTile, type SgTileName, sgMatmulKernel } from "../shaders/matmul-subgroup.wgsl.ts";
@@ -14,7 +17,8 @@ import { parseArgs } from "node:util";
 
 const { values } = parseArgs({
   args: argv(),
-  options: { sizes: { type: "string", default: "2048,4096,8192" }, json: { type: "string" }, "batch-ms": { type: "string", default: "250" }, diagnose: { type: "boolean", default: false } },
+  options: { sizes: { type: "string", default: "2048,4096,8192" }, json: { type: "string" }, "batch-ms": { type: "string", default: "250" }, diagnose: { type: "boolean", default: false },
+    tiles: { type: "string" }, "no-robustness": { type: "boolean", default: false } },
 });
 const sizes = values.sizes!.split(",").map(Number);
 const batchMs = Number(values["batch-ms"]);
@@ -22,13 +26,19 @@ const batchMs = Number(values["batch-ms"]);
 const pkg = "webgpu";
 const { create, globals } = (await import(pkg)) as { create: (f: string[]) => GPU; globals: Record<string, unknown> };
 Object.assign(globalThis, globals);
-const dawn = create(ws.dawnFlags({ matrixUnits: true }));
+const flags = ws.dawnFlags({ matrixUnits: true });
+const dawn = create(values["no-robustness"] ? flags.map((f) => f.startsWith("enable-dawn-features=") ? `${f},disable_robustness` : f) : flags);
 const ctx = await ws.init({ gpu: dawn, matrixUnits: true });
 const mu = ctx.matrixUnits;
 const configs = ctx.info.subgroupMatrixConfigs.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`);
 console.log(`adapter ${ctx.info.adapterName}; features ${[...ctx.features].join(", ")}`);
 console.log(`subgroup sizes ${ctx.info.subgroupMinSize}-${ctx.info.subgroupMaxSize}; configs ${configs.join(", ") || "none"}`);
 console.log(`matrix-unit tiles: ${mu.tiles.join(", ") || "none"}; note: ${mu.note}`);
+const wanted = values.tiles?.split(",");
+for (const t of wanted ?? []) if (!(t in SG_TILES)) throw new Error(`--tiles: unknown tile ${t}; one of ${Object.keys(SG_TILES).join(", ")}`);
+/** The compiled tiles this run measures. */
+const tiles = mu.tiles.filter((t) => !wanted || wanted.includes(t));
+if (wanted) console.log(`measuring ${tiles.join(", ") || "none"} (not compiled here: ${wanted.filter((t) => !mu.tiles.includes(t as SgTileName)).join(", ") || "none"})`);
 
 /** --diagnose: compile every tile × subgroup-index form × prefetch and print the compiler's messages. */
 const diagnosis: Record<string, string> = {};
@@ -73,7 +83,7 @@ const rows: Row[] = [];
 const errors: Record<string, string> = {};
 const checks: Record<string, number> = {};
 ws.setFloat32MatmulPrecision("medium");
-for (const t of mu.tiles) for (const d of ["f32", "f16"] as const) {
+for (const t of tiles) for (const d of ["f32", "f16"] as const) {
   try { checks[`${t} ${d}`] = await check(t, d); } catch (e) { errors[`check ${t} ${d}`] = String((e as Error).stack ?? e); }
 }
 console.log(`checks (max rel. error vs float64 of f16-rounded inputs): ${JSON.stringify(checks)}`);
@@ -82,7 +92,7 @@ for (const N of sizes) {
   const A = ws.tensor(randomF32(N * N, 3), [N, N]), B = ws.tensor(randomF32(N * N, 4), [N, N]);
   const A16 = A.to("f16"), B16 = B.to("f16");
   const variants: [string, () => void][] = [["f32 shader cores (auto)", () => { ws.setFloat32MatmulPrecision("highest"); setMatmulTile(null); }]];
-  for (const t of mu.tiles) {
+  for (const t of tiles) {
     variants.push([`${t} f32 in`, () => { ws.setFloat32MatmulPrecision("medium"); setMatmulTile(t); }]);
     variants.push([`${t} f16 in`, () => { ws.setFloat32MatmulPrecision("medium"); setMatmulTile(t); }]);
   }
@@ -111,7 +121,7 @@ for (const N of sizes) {
 if (values.json) {
   await writeText(values.json, JSON.stringify({
     bench: "matmul-units", date: new Date().toISOString(), adapter: ctx.info.adapterName, configs,
-    subgroupSize: [ctx.info.subgroupMinSize, ctx.info.subgroupMaxSize], tiles: mu.tiles, sgSyntax: mu.sgSyntax, note: mu.note, diagnosis, checks, rows, errors,
+    subgroupSize: [ctx.info.subgroupMinSize, ctx.info.subgroupMaxSize], tiles: mu.tiles, measured: tiles, robustness: !values["no-robustness"], sgSyntax: mu.sgSyntax, note: mu.note, diagnosis, checks, rows, errors,
   }, null, 1));
 }
 void dawn;
