@@ -15,7 +15,7 @@
 // The config table repeats bench/train.ts's CONFIGS (that file runs when imported).
 //
 //   deno run -A bench/decode.ts [--configs gpt2,small,mid] [--vocab 65] [--prompt 16] [--tokens 64]
-//        [--reps 5] [--rank-fraction 0.015625] [--seed 1] [--warmup MS] [--quick] [--json FILE]
+//        [--reps 5] [--rank-fraction 0.015625] [--seed 1] [--warmup MS] [--profile] [--quick] [--json FILE]
 //   node .bench-dist/decode.mjs ... [--dawn-toggles]      (after npm run bench:build)
 //   npm run bench:browser -- decode ...                   (Chromium through Playwright)
 import * as ws from "../src/index.ts";
@@ -44,6 +44,8 @@ interface Row {
   gpuMsPerToken: number; gpuTokensPerS: number; gpuRepsMs: number[];
   /** dense ms / this ms (1 for dense). */
   loopSpeedup: number; gpuSpeedup: number;
+  /** --profile: one decode position's GPU time per op and kernel family. */
+  profile?: { totalMs: number; dispatches: number; byOp: unknown; byFamily: unknown };
 }
 
 interface Guard {
@@ -105,6 +107,17 @@ async function decodeGpu(model: GPT, prompt: number[], n: number, token: number)
   }
 }
 
+/** A GPU profile (per op and kernel) of one decode position after the prompt. */
+async function profileStep(model: GPT, prompt: number[], token: number): Promise<ws.Profile> {
+  const cache = new KVCache(model);
+  const idx = ids(prompt), one = ids([token]);
+  forwardCached(model, idx, cache).dispose();
+  await ws.gpu().sync();
+  const p = await ws.profile(() => forwardCached(model, one, cache).dispose());
+  idx.dispose(); one.dispose(); cache.dispose();
+  return p;
+}
+
 /** Logits [P + N + 1 − 1 positions, vocab] of the whole sequence in one forward, read back. */
 async function sequenceLogits(model: GPT, seq: number[]): Promise<Float32Array> {
   const cache = new KVCache(model);
@@ -117,7 +130,7 @@ async function sequenceLogits(model: GPT, seq: number[]): Promise<Float32Array> 
   return out;
 }
 
-async function measure(model: GPT, prompt: number[], o: { tokens: number; reps: number; warmupMs: number }) {
+async function measure(model: GPT, prompt: number[], o: { tokens: number; reps: number; warmupMs: number; profile: boolean }) {
   model.eval();
   // warm-up: whole generate() calls (compiles the pipelines; the H200 idles at a low clock)
   const t0 = now();
@@ -133,10 +146,11 @@ async function measure(model: GPT, prompt: number[], o: { tokens: number; reps: 
     gpu.push((await decodeGpu(model, prompt, o.tokens, reference[0]!)) / o.tokens);
   }
   const matches = tokens.length === reference.length && tokens.every((t, i) => t === reference[i]);
-  return { loop, gpu, tokens: reference, matches };
+  const profile = o.profile ? await profileStep(model, prompt, reference[0]!) : null;
+  return { loop, gpu, tokens: reference, matches, profile };
 }
 
-async function runConfig(name: ConfigName, f: { vocab: number; prompt: number; tokens: number; reps: number; warmupMs: number; rankFraction: number; seed: number }) {
+async function runConfig(name: ConfigName, f: { vocab: number; prompt: number; tokens: number; reps: number; warmupMs: number; rankFraction: number; seed: number; profile: boolean }) {
   const c = CONFIGS[name];
   if (f.prompt + f.tokens + 1 > c.blockSize) throw new Error(`${name}: --prompt ${f.prompt} + --tokens ${f.tokens} + 1 pass blockSize ${c.blockSize}`);
   const ctx = ws.gpu();
@@ -144,12 +158,13 @@ async function runConfig(name: ConfigName, f: { vocab: number; prompt: number; t
   const model = new GPT({ vocabSize: f.vocab, blockSize: c.blockSize, nLayer: c.nLayer, nHead: c.nHead, nEmbd: c.nEmbd, dropout: 0, seed: f.seed });
   const pr = randomF32(f.prompt, f.seed + 7);
   const prompt = Array.from(pr, (u) => Math.min(f.vocab - 1, Math.floor(((u + 1) / 2) * f.vocab)));
-  const o = { tokens: f.tokens, reps: f.reps, warmupMs: f.warmupMs };
+  const o = { tokens: f.tokens, reps: f.reps, warmupMs: f.warmupMs, profile: f.profile };
   const results = new Map<Variant, Awaited<ReturnType<typeof measure>> & { rank: number }>();
   const log = (v: Variant) => {
     const r = results.get(v)!;
     console.log(`${name} ${v}${r.rank ? ` (r = ${r.rank})` : ""}: loop ${median(r.loop).toFixed(3)} ms/token, gpu ${median(r.gpu).toFixed(3)} ms/token` +
       ` (reps: ${r.loop.map((x) => x.toFixed(2)).join(" ")} | ${r.gpu.map((x) => x.toFixed(2)).join(" ")})`);
+    if (r.profile) console.log(`\nprofile of one ${name} ${v} decode position (${ws.gpu().info.adapterName}):\n${r.profile.table({ top: 15 })}\n`);
   };
 
   results.set("dense", { ...(await measure(model, prompt, o)), rank: 0 });
@@ -197,6 +212,7 @@ async function runConfig(name: ConfigName, f: { vocab: number; prompt: number; t
       loopMsPerToken: loopMs, loopTokensPerS: 1000 / loopMs, loopRepsMs: r.loop,
       gpuMsPerToken: gpuMs, gpuTokensPerS: 1000 / gpuMs, gpuRepsMs: r.gpu,
       loopSpeedup: median(dense.loop) / loopMs, gpuSpeedup: median(dense.gpu) / gpuMs,
+      ...(r.profile ? { profile: { totalMs: r.profile.totalMs, dispatches: r.profile.dispatches, byOp: r.profile.summary("op"), byFamily: r.profile.summary("family") } } : {}),
     };
   });
   model.dispose();
@@ -216,6 +232,8 @@ async function main(): Promise<void> {
     seed: { type: "string", default: "1" },
     warmup: { type: "string", default: "1000" },
     json: { type: "string" },
+    /** Also print a GPU profile (per op) of one decode position of each model. */
+    profile: { type: "boolean", default: false },
     /** CI smoke run: the tiny config (2 × 64), a prompt of 4, 4 tokens, 2 reps, 200 ms warm-up. */
     quick: { type: "boolean", default: false },
   });
@@ -230,7 +248,7 @@ async function main(): Promise<void> {
     vocab: int("vocab", f.vocab, 2),
     prompt: int("prompt", f.quick ? "4" : f.prompt, 1), tokens: int("tokens", f.quick ? "4" : f.tokens, 1),
     reps: int("reps", f.quick ? "2" : f.reps, 1), warmupMs: int("warmup", f.quick ? "200" : f.warmup, 0),
-    rankFraction: Number(f["rank-fraction"]), seed: int("seed", f.seed, 0),
+    rankFraction: Number(f["rank-fraction"]), seed: int("seed", f.seed, 0), profile: f.profile,
   };
   if (!(o.rankFraction > 0 && o.rankFraction <= 1)) throw new Error(`--rank-fraction ${f["rank-fraction"]}: a fraction in (0, 1]`);
   const { gpu, engine } = await runtimeGpu({ dawnToggles: f["dawn-toggles"] });

@@ -31,6 +31,7 @@
 #   train-chunks  small + gpt2 dense mixed-f16 with the attention backward's chunk budget at 128 and 256 MiB
 #   sparse-now  bench/sparse.ts at d = 768, 2048, M = 4096 (spmm, vector-wise, sddmm with split-K against the dense dYᵀX)
 #   decode      bench/decode.ts: whole-GPT decode (KV cache, batch 1, greedy), dense against merged SLoPe r = 1.56%, gpt2 and small, Dawn
+#   decode-profile  the same at gpt2, 2 reps, with a GPU profile of one decode position per model (where the time goes)
 #   train-now / torch-now  bench/train.ts small + gpt2 (dense, SLoPe; f32, mixed-f16) and PyTorch's figures for them
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -103,6 +104,7 @@ for s in "$@"; do
       for mib in 128 256; do sec "train-chunks-$mib" 40 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense --precision mixed-f16 --attn-chunk-mib $mib --batches 3 --json "$out/train-dawn-chunks-$mib.json"; done ;;
     sparse-now) sec sparse-now 90 node .bench-dist/sparse.mjs --d 768,2048 --m 4096 --warmup 200 --batch-ms 150 --json "$out/spmm-dawn.json" ;;
     decode) sec decode 90 node .bench-dist/decode.mjs --dawn-toggles --configs gpt2,small --json "$out/decode-dawn.json" ;;
+    decode-profile) sec decode-profile 60 node .bench-dist/decode.mjs --dawn-toggles --configs gpt2 --reps 2 --profile --json "$out/decode-dawn-profile.json" ;;
     profile-mixed) sec profile-mixed 60 node .bench-dist/train.mjs --dawn-toggles --configs small --modes dense,slope --precision mixed-f16 --profile --trace-dir "$out/traces" --batches 3 --json "$out/train-dawn-profile-mixed.json" ;;
     *) echo "unknown section $s" ;;
   esac
