@@ -33,13 +33,15 @@ function variant(name: SgTileName, o: Partial<SgMatmulVariant> = {}): SgMatmulVa
   };
 }
 
-/** Every layout a tile is built in: transposes × vec4/scalar × f32/f16 in and out, and the 2:4 B where it applies. */
+/** Every layout a tile is built in: transposes × vec4/scalar × f32/f16 in and out, the 2:4 B where it applies, split-K's f16→f32. */
 function* layouts(name: SgTileName): Generator<SgMatmulVariant> {
   const t = tileOf(name);
   for (const transA of [false, true]) for (const transB of [false, true]) for (const vec of [false, true]) for (const io of ["f32", "f16"] as const) {
     yield variant(name, { transA, transB, vec, inType: io, outType: io, aux: vec, act: vec ? "gelu" : "relu" });
     if (transB && (t.bk ?? SG_BK) === 32 && (t.stages ?? 1) === 1) yield variant(name, { transA, transB, vec, inType: io, outType: io, sparseB: true, act: "none" });
   }
+  // split-K's partials: f16 in, f32 out, Aᵀ·B
+  for (const vec of [false, true]) yield variant(name, { transA: true, transB: false, vec, inType: "f16", outType: "f32", bias: false, act: "none" });
 }
 
 /** The text of the K loop: from `for (var k0` to its closing brace. */
