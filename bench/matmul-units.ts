@@ -45,7 +45,7 @@ const diagnosis: Record<string, string> = {};
 if (values.diagnose) {
   const device = ctx.info.device;
   for (const name of Object.keys(SG_TILES) as SgTileName[]) for (const prefetch of [true, false]) for (const sgSyntax of ["majorness", "bool"] as const) {
-    if (!prefetch && (SG_TILES[name] as SgTile).stages === 2) continue; // two stages always prefetch: the same code
+    if (!prefetch && ((SG_TILES[name] as SgTile).stages === 2 || (SG_TILES[name] as SgTile).f16Staging)) continue; // these always prefetch
     const k = sgMatmulKernel({ ...SG_TILES[name], transA: false, transB: true, bias: true, act: "gelu", aux: false, inType: "f32", outType: "f32", vec: true, subgroupSize: mu.subgroupSize || 32, prefetch, sgSyntax });
     device.pushErrorScope("validation");
     const module = device.createShaderModule({ label: k.key, code: k.code });

@@ -13,7 +13,8 @@
 //   is multiplied (costs registers; measured per tile). With `stages: 2` (the …d2 tiles) there are
 //   two such buffers: the next slice is fetched into f16 registers before this slice's products
 //   and stored into the other buffer after them — one barrier per K step instead of two, and
-//   twice the operand memory (sgSharedBytes counts both).
+//   twice the operand memory (sgSharedBytes counts both). Those registers are f16 (rounded at the
+//   fetch, so f16 operands are copied as they are); `f16Staging` stages a one-stage kernel so too.
 // - Results go through a small f32 scratch per subgroup so the epilogue (bias, ReLU/GELU, the
 //   pre-activation for backward, bounds checks for any M, N) is ordinary per-element code.
 // Subgroup-matrix builtins want subgroup-uniform offsets; with several subgroups per workgroup the
@@ -41,6 +42,12 @@ export interface SgTile {
    * twice the operand memory; `prefetch` is implied).
    */
   stages?: 1 | 2;
+  /**
+   * One-stage kernels staged as the two-stage ones are: f16 registers (half the registers; an f16
+   * operand never goes through f32) and each invocation's tile position computed once. Implies
+   * `prefetch`. (Two-stage kernels always stage this way.)
+   */
+  f16Staging?: boolean;
   /** Fetch the next K slice into registers during this one's products (default true); off where the registers would spill. */
   prefetch?: boolean;
 }
@@ -73,6 +80,8 @@ export const SG_TILES = {
   "128x128s8k16d2": { sgm: 4, sgn: 2, fm: 2, fn: 4, bk: 16, stages: 2 },
   /** 128x256s8 double-buffered 16 deep (32 deep would need 60 KiB): the fastest tile's shape, one barrier per 16 of K. */
   "128x256s8k16d2": { sgm: 2, sgn: 4, fm: 4, fn: 4, bk: 16, stages: 2 },
+  /** 128x256s8 as it is (one stage, two barriers per K step) but with the f16 staging registers: what the staging rewrite alone gives. */
+  "128x256s8h": { sgm: 2, sgn: 4, fm: 4, fn: 4, f16Staging: true },
 } as const satisfies Record<string, SgTile>;
 export type SgTileName = keyof typeof SG_TILES;
 
@@ -254,14 +263,14 @@ export const sgMatmulKernel = kernelFamily("matmul_sgmat", (v: SgMatmulVariant) 
   ]);
 
   // op(A) tile: bm rows (m) × bk (k). Stored [m][k] (A row-major) or [k][m] (A stored transposed).
-  const A = v.transA
+  const A1 = v.transA
     ? operand("ra", "A", "As", bk, bm, threads, v.vec, { outer: "$k", inner: "row0" }, { outer: "K", inner: "M" }, "M", "aBase")
     : operand("ra", "A", "As", bm, bk, threads, v.vec, { outer: "row0", inner: "$k" }, { outer: "M", inner: "K" }, "K", "aBase");
   // op(B) tile: bk (k) × bn (n). Stored [k][n] (B row-major) or [n][k] (B stored transposed).
   const dense = v.transB
     ? operand("rb", "B", "Bs", bn, bk, threads, v.vec, { outer: "col0", inner: "$k" }, { outer: "N", inner: "K" }, "K", "bBase")
     : operand("rb", "B", "Bs", bk, bn, threads, v.vec, { outer: "$k", inner: "col0" }, { outer: "K", inner: "N" }, "N", "bBase");
-  const B = v.sparseB ? { decl: "", fetch: () => "", store: sparseStage(bn, threads, bk + PAD) } : dense;
+  const B1 = v.sparseB ? { decl: "", fetch: () => "", store: sparseStage(bn, threads, bk + PAD) } : dense;
   const { aSize, bSize, lda, ldb } = sgStageLayout(v, v.transA, v.transB);
   // Double-buffered staging (stages 2): the same tiles, f16 registers, stores into either buffer.
   const A2 = v.transA
@@ -270,6 +279,10 @@ export const sgMatmulKernel = kernelFamily("matmul_sgmat", (v: SgMatmulVariant) 
   const B2 = v.transB
     ? operand2("rb", "B", "Bs", bn, bk, threads, v.vec, I, { outer: "col0", inner: "$k" }, { outer: "N", inner: "K" }, "K", "bBase")
     : operand2("rb", "B", "Bs", bk, bn, threads, v.vec, I, { outer: "$k", inner: "col0" }, { outer: "K", inner: "N" }, "N", "bBase");
+  if (v.f16Staging && (stages !== 1 || v.sparseB || !v.prefetch)) throw new Error("sgMatmulKernel: f16Staging is for one-stage dense kernels with prefetch");
+  // The one-stage kernel's staging: as it was, or (f16Staging) the two-stage kernels' into stage 0.
+  const A = v.f16Staging ? { ...A2, store: A2.store("0u") } : A1;
+  const B = v.f16Staging ? { ...B2, store: B2.store("0u") } : B1;
   // Offsets (in halves) of the 16×16 operand matrices of this subgroup at k step kk (with two
   // stages, within the stage buffer at aCur / bCur: derived from k0, uniform like the rest).
   const a0 = stages === 2 ? "aCur + " : "", b0 = stages === 2 ? "bCur + " : "";
@@ -342,6 +355,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let sr = (sg / ${v.sgn}u) * ${v.fm * 16}u;
   let sc = (sg % ${v.sgn}u) * ${v.fn * 16}u;
 #if ${stages === 1}
+#if ${!!v.f16Staging}
+  ${A2.setup}
+  ${B2.setup}
+#endif
   ${A.decl}
   ${B.decl}
   ${accs.map((c) => `var ${c} = ${Res}();`).join(" ")}

@@ -86,7 +86,7 @@ export function spmmRaw(x: Tensor, s: SparseLike, bias: Tensor | null, rows: num
   const small = path === "small" || (path === "auto" && rows <= SPMM_SMALL_MAX_ROWS);
   const mu = gpu().matrixUnits;
   const sgName = path === "auto" && !small && !opts.expandTile && s.n === 2 && s.m === 4
-    ? chooseMatrixUnitTile(rows, dOut, K, 1, dtype, mu.tiles.filter((t) => ((SG_TILES[t] as SgTile).bk ?? 32) === 32 && ((SG_TILES[t] as SgTile).stages ?? 1) === 1)) : null;
+    ? chooseMatrixUnitTile(rows, dOut, K, 1, dtype, mu.tiles.filter((t) => ((SG_TILES[t] as SgTile).bk ?? 32) === 32 && ((SG_TILES[t] as SgTile).stages ?? 1) === 1 && !(SG_TILES[t] as SgTile).f16Staging)) : null;
   if (sgName) {
     const t = SG_TILES[sgName] as SgTile;
     const vec = K % 4 === 0 && dOut % 4 === 0;

@@ -38,7 +38,7 @@ function* layouts(name: SgTileName): Generator<SgMatmulVariant> {
   const t = tileOf(name);
   for (const transA of [false, true]) for (const transB of [false, true]) for (const vec of [false, true]) for (const io of ["f32", "f16"] as const) {
     yield variant(name, { transA, transB, vec, inType: io, outType: io, aux: vec, act: vec ? "gelu" : "relu" });
-    if (transB && (t.bk ?? SG_BK) === 32 && (t.stages ?? 1) === 1) yield variant(name, { transA, transB, vec, inType: io, outType: io, sparseB: true, act: "none" });
+    if (transB && (t.bk ?? SG_BK) === 32 && (t.stages ?? 1) === 1 && !t.f16Staging) yield variant(name, { transA, transB, vec, inType: io, outType: io, sparseB: true, act: "none" });
   }
   // split-K's partials: f16 in, f32 out, Aᵀ·B
   for (const vec of [false, true]) yield variant(name, { transA: true, transB: false, vec, inType: "f16", outType: "f32", bias: false, act: "none" });
@@ -150,10 +150,10 @@ async function emulated(name: SgTileName, c: Case): Promise<void> {
 // Each emulated layout is a pipeline of its own, ~5 s to compile under lavapipe (later shapes of
 // the same layout are fast): Deno only, for CI time, and a few layouts per tile.
 const EMU = { needs: ["shader-f16" as const], runtimes: ["deno" as const] };
-const twoStage = tileNames.filter((n) => tileOf(n).stages === 2);
+const twoStage = tileNames.filter((n) => tileOf(n).stages === 2 || tileOf(n).f16Staging);
 
-test("matrix-unit kernels, emulated (Deno only: compile time): every double-buffered tile, row-major A and Bᵀ (vec4, f32, bias + gelu) and Aᵀ with B (scalar, f16, pre-activation; vec4 f16→f32 batched as split-K), odd and even K-step counts, batched", async () => {
-  assert(twoStage.length > 0, "SG_TILES has double-buffered tiles");
+test("matrix-unit kernels, emulated (Deno only: compile time): every double-buffered or f16-staged tile, row-major A and Bᵀ (vec4, f32, bias + gelu) and Aᵀ with B (scalar, f16, pre-activation; vec4 f16→f32 batched as split-K), odd and even K-step counts, batched", async () => {
+  assert(twoStage.length > 1, "SG_TILES has double-buffered and f16-staged tiles");
   for (const [t, name] of twoStage.entries()) {
     const bk = tileOf(name).bk ?? SG_BK;
     // K = 72: 3 stages of 32 / 5 of 16 (the last partial); 300: ~10 / 19; one exact stage; 2·bk: an even count.
