@@ -16,6 +16,8 @@
 #   suite       the whole Node suite on the GPU with the matrix units on (WEBSLOPE_DAWN_FLAGS=matrix)
 #   kernels     bench/matmul.ts (webslope only) and bench/sparse.ts, Dawn: the refactor's 3% check
 #   suite-units the matrix-unit cases of the suite only
+#   units-new   bench/matmul-units.ts on the double-buffered / f16-staged tiles and the two they derive from (not the whole sweep)
+#   units-norobust  the same few tiles with Dawn's disable_robustness (unsafe: what index clamping costs; never the default)
 #   sparse-units bench/sparse.ts --units (2:4 on the matrix units against dense on the matrix units)
 #   old-vs-new  matmul and spmm from the pre-refactor commit's bundle (.bench-old) and today's, alternated
 #   attention   bench/attention.ts: fused flash attention (fused and chunked backward; chunk budgets 128/256 MiB, causal panels of 512/1024 rows) against the unfused path, Dawn
@@ -54,16 +56,18 @@ for s in "$@"; do
     train) sec train 200 node .bench-dist/train.mjs --dawn-toggles --configs tiny,mid,small,gpt2 --modes dense,slope --json "$out/train-dawn.json" ;;
     profile) sec profile 120 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense,slope --profile --trace-dir "$out" --batches 3 --json "$out/train-dawn-profile.json" ;;
     torch) sec torch 200 python3 bench/torch/gpt.py --configs tiny,mid,small,gpt2 --precisions fp32,tf32,bf16 --json "$out/train-torch.json" ;;
-    units-diag) sec units-diag 120 node .bench-dist/matmul-units.mjs --diagnose --sizes 4096 --json "$out/matmul-units-diag.json" ;;
+    units-diag) sec units-diag 150 node .bench-dist/matmul-units.mjs --diagnose --sizes 4096 --json "$out/matmul-units-diag.json" ;;
     units)
-      sec units 150 node .bench-dist/matmul-units.mjs --json "$out/matmul-units-dawn.json"
+      sec units 240 node .bench-dist/matmul-units.mjs --json "$out/matmul-units-dawn.json"
       sec units-torch 60 python3 bench/torch/matmul.py --json "$out/matmul-torch.json" ;;
     suite) sec suite 150 env WEBSLOPE_DAWN_FLAGS=matrix node --test .test-dist/node/suite.test.mjs ;;
     kernels)
       sec matmul 90 node .bench-dist/matmul.mjs --peers none --sizes 1024,2048,4096,8192 --json "$out/matmul-dawn.json"
       sec matmul-again 90 node .bench-dist/matmul.mjs --peers none --sizes 1024,2048,4096,8192 --json "$out/matmul-dawn-again.json"
       sec sparse 120 node .bench-dist/sparse.mjs --json "$out/spmm-dawn.json" ;;
-    suite-units) sec suite-units 90 env WEBSLOPE_DAWN_FLAGS=matrix node --test --test-name-pattern="matrix units|compiled shader" .test-dist/node/suite.test.mjs ;;
+    units-new) sec units-new 150 node .bench-dist/matmul-units.mjs --tiles 128x256s8,128x128s4,128x128s4d2,128x128s8d2,128x128s8k16d2,128x256s8k16d2,128x256s8h --json "$out/matmul-units-new.json" ;;
+    units-norobust) sec units-norobust 120 node .bench-dist/matmul-units.mjs --no-robustness --tiles 128x256s8,128x128s4,128x128s4d2,128x256s8h --sizes 2048,8192 --json "$out/matmul-units-norobust.json" ;;
+    suite-units) sec suite-units 150 env WEBSLOPE_DAWN_FLAGS=matrix node --test --test-name-pattern="matrix units|compiled shader" .test-dist/node/suite.test.mjs ;;
     sparse-units) sec sparse-units 120 node .bench-dist/sparse.mjs --units --d 768,2048 --m 4096 --json "$out/spmm-dawn-units.json" ;;
     old-vs-new) # the refactor's speed check: the pre-refactor bundle (.bench-old, built from 5f43fbe) and today's, alternated in one call
       for i in 1 2; do
