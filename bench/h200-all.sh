@@ -30,6 +30,8 @@
 #   val-slope   bench/h200-val.sh slope: small, 5,000 steps, SLoPe r = 0 and r = 6.25% adapters, PyTorch parity + torchrun (needs .cli-dist, .data)
 #   val-dense   bench/h200-val.sh dense: the same dense
 #   profile-mixed  one profiled small step in mixed-f16, dense and SLoPe
+#   suite-units-rest  the gated matrix-unit cases but the every-tile one (it alone took 126 s with 13 tiles)
+#   train-last  small + gpt2 dense mixed-f16 at the defaults (a quick check of the tile and chunk choices)
 #   train-chunks  small + gpt2 dense mixed-f16 with the attention backward's chunk budget at 128 and 256 MiB
 #   sparse-now  bench/sparse.ts at d = 768, 2048, M = 4096 (spmm, vector-wise, sddmm with split-K against the dense dYᵀX)
 #   decode      bench/decode.ts: whole-GPT decode (KV cache, batch 1, greedy), dense against merged SLoPe r = 1.56%, gpt2 and small, Dawn
@@ -109,6 +111,8 @@ for s in "$@"; do
     sparse-now) sec sparse-now 90 node .bench-dist/sparse.mjs --d 768,2048 --m 4096 --warmup 200 --batch-ms 150 --json "$out/spmm-dawn.json" ;;
     decode) sec decode 90 node .bench-dist/decode.mjs --dawn-toggles --configs gpt2,small --json "$out/decode-dawn.json" ;;
     decode-profile) sec decode-profile 60 node .bench-dist/decode.mjs --dawn-toggles --configs gpt2 --reps 2 --profile --json "$out/decode-dawn-profile.json" ;;
+    suite-units-rest) sec suite-units-rest 120 env WEBSLOPE_DAWN_FLAGS=matrix node --test --test-name-pattern="matrix units: [^e]|mixed-f16 on the matrix units|compiled shader" .test-dist/node/suite.test.mjs ;;
+    train-last) sec train-last 60 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense --precision mixed-f16 --batches 3 --json "$out/train-dawn-last.json" ;;
     profile-mixed) sec profile-mixed 60 node .bench-dist/train.mjs --dawn-toggles --configs small --modes dense,slope --precision mixed-f16 --profile --trace-dir "$out/traces" --batches 3 --json "$out/train-dawn-profile-mixed.json" ;;
     *) echo "unknown section $s" ;;
   esac

@@ -23,8 +23,13 @@ export const NO_MATRIX_UNITS: MatrixUnits = { tiles: [], subgroupSize: 0, sgSynt
  * 128x256s8 117 / 109 / 86 TFLOP/s at N = 8192 / 4096 / 2048, 256x128s8 114 / 104 / 86,
  * 128x128s4 94 / 93 / 85, 128x128s8 98 / 91 / 81, 128x64s4 87 / 81 / 74, 64x64s4 86 / 78 / 70,
  * 128x128s4k64 88 / 87 / 76, 64x64s1 41 / 41 / 40. The chooser takes the first that still fills the GPU.
- * The double-buffered tiles (…d2) and 128x256s8h are not measured yet: they sit after the measured ones but
- * before 64x64s1, which stays last (the chooser's fallback when 64x64s4 is missing).
+ * Measured since (bench/results/2026-12-02/g-matmul-units-new.json, f32 / f16 in, N = 2048 / 4096 / 8192):
+ * the double-buffered tiles (…d2) are slower everywhere (128x128s4d2 36 / 36 / 36 f32 in, 128x128s8d2
+ * 56 / 60 / 60, 128x256s8k16d2 66 / 77 / 76; the doubled workgroup memory and staging registers cost
+ * more occupancy than the saved barrier gains): they stay for benchmarks only, after the rest.
+ * 128x256s8h (f16 staging registers) wins with f16 operands (104 / 92 / 97 against 90 / 94 / 98),
+ * so the chooser puts it first for f16 (src/ops/raw/precision.ts). 64x64s1 stays last (the
+ * chooser's fallback when 64x64s4 is missing).
  */
 const ORDER: SgTileName[] = ["128x256s8", "256x128s8", "128x128s4", "128x128s8", "128x64s4", "64x64s4", "128x128s4k64",
   "128x128s4d2", "128x128s8d2", "128x128s8k16d2", "128x256s8k16d2", "128x256s8h", "64x64s1"];

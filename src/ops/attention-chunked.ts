@@ -12,7 +12,7 @@
 // k and v prefix are gathered into contiguous f32 scratch (either layout, any dtype), dQ scattered
 // back per panel and dK, dV per chunk (shaders/attention-chunked.wgsl.ts). Nothing of size T×T
 // outlives a panel: the transient of a head is chunkBytesPerHead, and c is the most heads whose
-// transient fits the byte budget (setAttentionChunkBytes, default 64 MiB). The products go through
+// transient fits the byte budget (setAttentionChunkBytes, default 128 MiB). The products go through
 // matmulRaw, so setFloat32MatmulPrecision("medium") puts them on the matrix units.
 // dQ, dK and dV are small outputs (c·rows×D) with a long reduction: at T = 1024 a panel's dQ is
 // 4·c workgroups of the 64×64 tile reducing over up to 1024 keys, too few for a big GPU. So the
@@ -31,13 +31,18 @@ import {
 import { matmulRaw } from "./matmul.ts";
 import { fdt, grid1d } from "./util.ts";
 
-/** The default transient budget of one chunk: 64 MiB (8 heads of T = 1024, D = 64 in four causal panels). */
-export const DEFAULT_ATTENTION_CHUNK_BYTES = 64 * 2 ** 20;
+/**
+ * The default transient budget of one chunk: 128 MiB. Measured on the H200 (mixed-f16 steps,
+ * bench/results/2026-12-02/g-train-dawn-chunks-*.json): against 64 MiB, small 32.9 against 38.6 ms
+ * and gpt2 143 against 170 ms, with the same peak (the forward's activations stay the peak at these
+ * shapes); 256 MiB was 34.2 and 135 ms.
+ */
+export const DEFAULT_ATTENTION_CHUNK_BYTES = 128 * 2 ** 20;
 let chunkBytes = DEFAULT_ATTENTION_CHUNK_BYTES;
 
 /**
  * Sets the byte budget of one chunk of the chunked attention backward (how many heads' scores and
- * probabilities are live at once); null restores the default 64 MiB. Larger chunks fill a big GPU
+ * probabilities are live at once); null restores the default 128 MiB. Larger chunks fill a big GPU
  * better (the dQ/dK/dV products are c·T×D outputs) at the cost of peak memory.
  */
 export function setAttentionChunkBytes(bytes: number | null): void {

@@ -239,7 +239,7 @@ test("attention backward settings: bad modes and budgets are refused and change 
   await assertThrows(() => setAttentionBackward("nope" as AttentionBackward), ws.ValueError, "setAttentionBackward");
   await assertThrows(() => ws.setAttentionChunkBytes(-1), ws.ValueError, "setAttentionChunkBytes");
   await assertThrows(() => ws.setAttentionChunkBytes(Number.NaN), ws.ValueError, "setAttentionChunkBytes");
-  assertEquals(getAttentionChunkBytes(), 64 * 2 ** 20);
+  assertEquals(getAttentionChunkBytes(), 128 * 2 ** 20);
   // a budget below one head: auto falls back to the fused kernels, explicit chunked still runs one head per chunk
   const shape = [3, 9, 4];
   const [qa, ka, va] = qkvArrs(shape, 191);
