@@ -27,8 +27,10 @@ export const NO_MATRIX_UNITS: MatrixUnits = { tiles: [], subgroupSize: 0, sgSynt
  * the double-buffered tiles (…d2) are slower everywhere (128x128s4d2 36 / 36 / 36 f32 in, 128x128s8d2
  * 56 / 60 / 60, 128x256s8k16d2 66 / 77 / 76; the doubled workgroup memory and staging registers cost
  * more occupancy than the saved barrier gains): they stay for benchmarks only, after the rest.
- * 128x256s8h (f16 staging registers) wins with f16 operands (104 / 92 / 97 against 90 / 94 / 98),
- * so the chooser puts it first for f16 (src/ops/raw/precision.ts). 64x64s1 stays last (the
+ * 128x256s8h (f16 staging registers) wins with f16 operands at N = 2048 (104 against 90; 92 / 97
+ * against 94 / 98 above), but preferring it for f16 products, with one workgroup per SM counted as
+ * a full grid, made the mixed-f16 small training step 38.2 ms against 32.9 (h-train-dawn-last.json
+ * against g-train-dawn-chunks-128.json): the chooser keeps this order. 64x64s1 stays last (the
  * chooser's fallback when 64x64s4 is missing).
  */
 const ORDER: SgTileName[] = ["128x256s8", "256x128s8", "128x128s4", "128x128s8", "128x64s4", "64x64s4", "128x128s4k64",

@@ -35,17 +35,9 @@ export function chooseMatrixUnitTile(M: number, N: number, K: number, nb: number
   if (dtype === "f32" && f32Precision === "highest") return null;
   if (M * N * K * nb < MU_MIN_WORK) return null;
   const grid = (t: SgTileName) => { const { bm, bn } = sgTileExtent(SG_TILES[t]); return Math.ceil(M / bm) * Math.ceil(N / bn) * nb; };
-  // f16 operands: the f16-staged 128×256 tile first (H200, f16 in: 104 / 92 / 97 TFLOP/s at
-  // N = 2048 / 4096 / 8192 against 128x256s8's 90 / 94 / 98); f32 operands keep the probe's order
-  // (there it is slower: 72 / 89 / 89 against 86 / 100 / 116; bench/results/2026-12-02/g-*).
-  const order = dtype === "f16" && available.includes("128x256s8h") ? ["128x256s8h" as const, ...available.filter((t) => t !== "128x256s8h")] : available;
-  for (const t of order) if (grid(t) >= MU_BIG_GRID) return t;
+  for (const t of available) if (grid(t) >= MU_BIG_GRID) return t;
   return available.includes("64x64s4") ? "64x64s4" : available[available.length - 1]!;
 }
 
-/**
- * Products of at least this many workgroups of a tile keep every SM of a big GPU busy: at
- * N = 2048 the 128×256 tile's 128 workgroups (on 132 SMs) beat 128×128's 256 (H200: 86 / 90
- * against 81 / 79 TFLOP/s, f32 / f16 in), so one per SM is enough.
- */
-const MU_BIG_GRID = 128;
+/** Products of at least this many workgroups of a tile keep every SM of a big GPU busy. */
+const MU_BIG_GRID = 192;
