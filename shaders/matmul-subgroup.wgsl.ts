@@ -144,16 +144,22 @@ const XYZW = ["x", "y", "z", "w"] as const;
  * `src` (row stride `ld`, valid extents `outerLim` × `innerLim`, origin `o0`, `i0`) and written to
  * workgroup array `dst` with row stride inner + PAD.
  */
-function operand(name: string, src: string, dst: string, outer: number, inner: number, threads: number, vec: boolean,
-  origin: { outer: string; inner: string }, lim: { outer: string; inner: string }, ld: string, base: string) {
+/**
+ * How one operand tile is cut into per-invocation chunks (a vec4 or a scalar each) and the named
+ * staging registers that hold them, of element type `el` — shared by operand() and operand2().
+ */
+function stagingChunks(name: string, outer: number, inner: number, threads: number, vec: boolean, el: "f32" | "f16") {
   const per = vec ? 4 : 1;
   const chunks = (outer * inner) / per;
   const n = Math.ceil(chunks / threads);
-  const full = chunks % threads === 0;
-  const rowChunks = inner / per;
-  const T = vec ? "vec4<f32>" : "f32";
+  const T = vec ? `vec4<${el}>` : el;
   const regs = range(n).map((i) => `${name}${i}`);
-  const decl = regs.map((r) => `var ${r}: ${T};`).join(" ");
+  return { per, chunks, n, full: chunks % threads === 0, rowChunks: inner / per, T, regs, decl: regs.map((r) => `var ${r}: ${T};`).join(" ") };
+}
+
+function operand(name: string, src: string, dst: string, outer: number, inner: number, threads: number, vec: boolean,
+  origin: { outer: string; inner: string }, lim: { outer: string; inner: string }, ld: string, base: string) {
+  const { per, chunks, n, full, rowChunks, T, regs, decl } = stagingChunks(name, outer, inner, threads, vec, "f32");
   const fetch = (k: string) => range(n).map((i) => {
     const c = `(tid + ${i * threads}u)`;
     const body = [
@@ -186,14 +192,7 @@ function operand(name: string, src: string, dst: string, outer: number, inner: n
  */
 function operand2(name: string, src: string, dst: string, outer: number, inner: number, threads: number, vec: boolean, inType: "f32" | "f16",
   origin: { outer: string; inner: string }, lim: { outer: string; inner: string }, ld: string, base: string) {
-  const per = vec ? 4 : 1;
-  const chunks = (outer * inner) / per;
-  const n = Math.ceil(chunks / threads);
-  const full = chunks % threads === 0;
-  const rowChunks = inner / per;
-  const T = vec ? "vec4<f16>" : "f16";
-  const regs = range(n).map((i) => `${name}${i}`);
-  const decl = regs.map((r) => `var ${r}: ${T};`).join(" ");
+  const { per, chunks, n, full, rowChunks, T, regs, decl } = stagingChunks(name, outer, inner, threads, vec, "f16");
   // Chunk i of this invocation is tid + i·threads; where threads is a multiple of a row's chunks it
   // sits `i · threads / rowChunks` rows below the first, in the same column.
   const hoist = threads % rowChunks === 0;
