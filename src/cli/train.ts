@@ -125,6 +125,10 @@ async function run(argv: string[], io: CliIO): Promise<number> {
       if (s.adapterRank !== undefined || s.adapterRankFraction !== undefined) {
         throw new UsageError(`--adapter-rank: ${ckpt}'s run already has lazy adapters (${s.adapterRank !== undefined ? `rank ${s.adapterRank}` : `fraction ${s.adapterRankFraction}`}); leave --adapter-rank out`);
       }
+      const entry = Math.floor((s.adapterAt ?? 0.99) * info.trainerOptions.totalSteps);
+      if (info.step > entry) {
+        throw new UsageError(`--adapter-rank: ${ckpt} is at step ${info.step}, past the adapters' entry step ${entry}; add them to a checkpoint saved at or before step ${entry} (--until ${entry})`);
+      }
       saved.slope = { ...s, ...adapterFlag(f["adapter-rank"]) };
     }
     const p = precision ?? saved.precision ?? "f32";

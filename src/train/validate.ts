@@ -4,6 +4,7 @@
 // allocated or the model is touched.
 import { ShapeError, ValueError } from "../errors.ts";
 import type { GPT } from "../nn/gpt.ts";
+import { resolveRank } from "../nn/lowrank-adapter.ts";
 import { checkNumber, checkOptional } from "../validate.ts";
 import type { Corpus } from "./corpus.ts";
 import type { GenerateOptions } from "./generate.ts";
@@ -41,6 +42,12 @@ export function checkTrainer(model: GPT, corpus: Corpus, opts: TrainerOptions): 
     checkOptional(op, "slope.adapterRank", s.adapterRank, { integer: true, min: 1 });
     checkOptional(op, "slope.adapterRankFraction", s.adapterRankFraction, { above: 0, max: 1 });
     checkOptional(op, "slope.adapterAt", s.adapterAt, { min: 0, max: 1 });
+    // Every sparse layer of a GPT block has min(d_in, d_out) = nEmbd: check the rank now, not at
+    // the adapters' entry step 99% into the run (and before pruneModel touches the model).
+    if (s.adapterRank !== undefined || s.adapterRankFraction !== undefined) {
+      const d = model.config.nEmbd;
+      resolveRank(op, d, d, s.adapterRank !== undefined ? { rank: s.adapterRank } : { rankFraction: s.adapterRankFraction, hiddenSize: d });
+    }
   }
   const T = model.config.blockSize;
   if (corpus.train.length < T + 2) {

@@ -47,14 +47,17 @@ test("CLI: train --config tiny end to end (metrics JSONL, checkpoints), --until 
     const noAdapters = args(join(dir, "c")).filter((x, i, all) => x !== "--adapter-rank" && all[i - 1] !== "--adapter-rank");
     assertEquals(await train([...noAdapters, "--until", "7"], c.io), 0, c.o.err);
     assertEquals(await train(["--resume", "--adapter-rank", "4", "--data", data, "--out", join(dir, "c"), "--checkpoint-every", "4", "--eval-every", "4", "--eval-batches", "1"], c.io), 0, c.o.err);
+    const c0 = capture();
+    assertEquals(await train([...args(join(dir, "c0")).filter((x, i, all) => x !== "--adapter-rank" && all[i - 1] !== "--adapter-rank")], c0.io), 0, c0.o.err);
     const linesC = (await fs.readFile(join(dir, "c", "metrics.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
     assertEquals(linesC.map((l) => l.loss).join(), lines.map((l) => l.loss).join(), "adapters added on resume: the losses of the run started with them");
     assertEquals(JSON.parse(await fs.readFile(join(dir, "c", "summary.json"), "utf8")).mode, "slope", "a resumed SLoPe run says slope");
-    for (const [argv, frag] of [
+    for (const [argv, frag, out] of [
       [["--resume", "--adapter-rank", "4"], "already has lazy adapters"], [["--resume", "--mode", "dense"], "differs from"],
-    ] as [string[], string][]) {
+      [["--resume", "--adapter-rank", "4"], "past the adapters' entry step 7", "c0"],
+    ] as [string[], string, string?][]) {
       const e = capture();
-      assertEquals(await train([...argv, "--data", data, "--out", join(dir, "b")], e.io), 2, `exit code of ${argv.join(" ")}`);
+      assertEquals(await train([...argv, "--data", data, "--out", join(dir, out ?? "b")], e.io), 2, `exit code of ${argv.join(" ")}`);
       assert(e.o.err.includes(frag), `"${frag}" in: ${e.o.err}`);
     }
 

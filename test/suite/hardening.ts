@@ -236,7 +236,7 @@ test("bad input to the op front-ends: typed errors naming the op and the value, 
   assert(ws.memoryStats().liveBytes >= before.liveBytes, "accounting intact");
 });
 
-test("Trainer, Corpus and generate validate their options and the token ids they can see", async () => {
+test("Trainer, Corpus and generate validate their options (adapter ranks too) and the token ids they can see", async () => {
   const text = "abcabcabd ".repeat(8);
   const tok = new CharTokenizer(text);
   const corpus = new Corpus(tok.encode(text));
@@ -248,6 +248,9 @@ test("Trainer, Corpus and generate validate their options and the token ids they
   refuses(() => new Trainer(model, corpus, { batchSize: 2, totalSteps: 0 }), ws.ValueError, "totalSteps", "got 0");
   refuses(() => new Trainer(model, corpus, { batchSize: 2, totalSteps: 5, lr: NaN }), ws.ValueError, "lr", "NaN");
   refuses(() => new Trainer(model, corpus, { batchSize: 2, totalSteps: 5, slope: { adapterAt: 2 } }), ws.ValueError, "slope.adapterAt");
+  // an adapter rank the layers cannot take is refused at construction, not 99% into the run
+  refuses(() => new Trainer(model, corpus, { batchSize: 2, totalSteps: 5, slope: { adapterRank: 9 } }), ws.ShapeError, "Trainer", "rank 9", "= 8");
+  refuses(() => new Trainer(model, corpus, { batchSize: 2, totalSteps: 5, slope: { adapterRankFraction: 0.01 } }), ws.ShapeError, "Trainer", "0.01 × hidden 8");
   refuses(() => new Trainer(model, new Corpus(tok.encode("abc")), { batchSize: 2, totalSteps: 5 }), ws.ShapeError, "train split", "blockSize");
   refuses(() => new Corpus([1, 2] as unknown as Int32Array), ws.ValueError, "Corpus", "Int32Array");
   refuses(() => new Corpus(tok.encode(text), { valFraction: 1 }), ws.ValueError, "valFraction");
