@@ -38,6 +38,13 @@ const ROW_INDEX = `let idx = linearIndex(wid, nwg, lid);
   let t = pu(20u) + r % rows;
   let bh = pu(17u) + r / rows;`;
 
+/** The shared head of the per-row gather and scatter kernels: helpers and main up to the row's (bh, t, d). */
+const ROW_MAIN = `${ATTN_COMMON}
+${linearIndexFn(CHUNK_WORKGROUP)}
+@compute @workgroup_size(${CHUNK_WORKGROUP})
+fn main(${MAIN_ARGS}) {
+  ${ROW_INDEX}`;
+
 /** idx → (chunk head, query i, key j) of a panel's [c, pieces, rows, keys/pieces] scores; bh is the global head. */
 const SCORE_INDEX = `let idx = linearIndex(wid, nwg, lid);
   if (idx >= pu(18u)) { return; }
@@ -66,11 +73,7 @@ export const attentionChunkGatherKernel = kernelFamily("attentionChunkGather", (
   ]);
   const code = wgsl`${enables(dtype)}
 ${g.decls}
-${ATTN_COMMON}
-${linearIndexFn(CHUNK_WORKGROUP)}
-@compute @workgroup_size(${CHUNK_WORKGROUP})
-fn main(${MAIN_ARGS}) {
-  ${ROW_INDEX}
+${ROW_MAIN}
   let ro = inRow(bh, t) + d;
 #if ${qg}
   let av = f32(a[pu(5u) + ro]);
@@ -98,11 +101,7 @@ export const attentionChunkScatterKernel = kernelFamily("attentionChunkScatter",
   ]);
   const code = wgsl`${enables(dtype)}
 ${g.decls}
-${ATTN_COMMON}
-${linearIndexFn(CHUNK_WORKGROUP)}
-@compute @workgroup_size(${CHUNK_WORKGROUP})
-fn main(${MAIN_ARGS}) {
-  ${ROW_INDEX}
+${ROW_MAIN}
   let piece = rows * D;
   let first = (r / rows) * ${split}u * piece + (t - pu(20u)) * D + d;
   dst[pu(${5 + which}u) + inRow(bh, t) + d] = ${dtype}(${sum(split, (i) => `src[first + ${i}u * piece]`)});
