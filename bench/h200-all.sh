@@ -36,6 +36,8 @@
 #   sparse-now  bench/sparse.ts at d = 768, 2048, M = 4096 (spmm, vector-wise, sddmm with split-K against the dense dYᵀX)
 #   decode      bench/decode.ts: whole-GPT decode (KV cache, batch 1, greedy), dense against merged SLoPe r = 1.56%, gpt2 and small, Dawn
 #   decode-profile  the same at gpt2, 2 reps, with a GPU profile of one decode position per model (where the time goes)
+#   mu-shapes   bench/matmul-shapes.ts: every matrix-unit product of one mixed-f16 small and gpt2 step (and square N), timed with every tile: the chooser's data
+#   sparse-decode  bench/sparse.ts at d = 768, 2048, M = 8 and 1 (the decode goal's shapes), Dawn
 #   train-now / torch-now  bench/train.ts small + gpt2 (dense, SLoPe; f32, mixed-f16) and PyTorch's figures for them
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -114,6 +116,8 @@ for s in "$@"; do
     suite-units-rest) sec suite-units-rest 120 env WEBSLOPE_DAWN_FLAGS=matrix node --test --test-name-pattern="matrix units: [^e]|mixed-f16 on the matrix units|compiled shader" .test-dist/node/suite.test.mjs ;;
     train-last) sec train-last 60 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense --precision mixed-f16 --batches 3 --json "$out/train-dawn-last.json" ;;
     profile-mixed) sec profile-mixed 60 node .bench-dist/train.mjs --dawn-toggles --configs small --modes dense,slope --precision mixed-f16 --profile --trace-dir "$out/traces" --batches 3 --json "$out/train-dawn-profile-mixed.json" ;;
+    mu-shapes) sec mu-shapes 330 node .bench-dist/matmul-shapes.mjs --configs small,gpt2 --json "$out/matmul-shapes.json" ;;
+    sparse-decode) sec sparse-decode 90 node .bench-dist/sparse.mjs --d 768,2048 --m 8,1 --warmup 200 --batch-ms 150 --json "$out/spmm-decode-dawn.json" ;;
     *) echo "unknown section $s" ;;
   esac
 done
