@@ -6,10 +6,12 @@
 //
 //   node .bench-dist/matmul-units.mjs [--sizes 2048,4096,8192] [--json out.json] [--batch-ms 250]
 //        [--tiles 128x256s8,128x128s4d2,...] (a subset of the compiled tiles; all by default)
+//        [--mu-rule 192:0,128:0.85] (the chooser's own pick under each rule, f32 and f16 in: see setMatrixUnitRule)
 //        [--no-robustness] (Dawn's disable_robustness toggle: no index clamping in any shader — an
 //        unsafe measurement of what the clamps on every staging load/store cost; never the library's default)
 import * as ws from "../src/index.ts";
-import { setMatmulTile } from "../src/ops/matmul.ts";
+import { chooseMatrixUnitTile } from "../src/ops/raw/precision.ts";
+import { setMatmulTile, setMatrixUnitRule } from "../src/ops/matmul.ts";
 import { SG_TILES, type SgTile, type SgTileName, sgMatmulKernel } from "../shaders/matmul-subgroup.wgsl.ts";
 import { randomF32, tflops, timeBatches } from "./timing.ts";
 import { argv, exit, writeText } from "./env.ts";
@@ -18,7 +20,7 @@ import { parseArgs } from "node:util";
 const { values } = parseArgs({
   args: argv(),
   options: { sizes: { type: "string", default: "2048,4096,8192" }, json: { type: "string" }, "batch-ms": { type: "string", default: "250" }, diagnose: { type: "boolean", default: false },
-    tiles: { type: "string" }, "no-robustness": { type: "boolean", default: false } },
+    tiles: { type: "string" }, "no-robustness": { type: "boolean", default: false }, "mu-rule": { type: "string", default: "192:0" } },
 });
 const sizes = values.sizes!.split(",").map(Number);
 const batchMs = Number(values["batch-ms"]);
@@ -92,6 +94,15 @@ for (const N of sizes) {
   const A = ws.tensor(randomF32(N * N, 3), [N, N]), B = ws.tensor(randomF32(N * N, 4), [N, N]);
   const A16 = A.to("f16"), B16 = B.to("f16");
   const variants: [string, () => void][] = [["f32 shader cores (auto)", () => { ws.setFloat32MatmulPrecision("highest"); setMatmulTile(null); }]];
+  // The chooser's own pick under each --mu-rule ("bigGrid:minFill"), as ws.matmul makes it.
+  for (const r of values["mu-rule"]!.split(",").filter(Boolean)) for (const d of ["f32", "f16"] as const) {
+    const [bigGrid, minFill] = r.split(":").map(Number);
+    const rule = { bigGrid: bigGrid!, minFill: minFill ?? 0 };
+    setMatrixUnitRule(rule);
+    const pick = chooseMatrixUnitTile(N, N, N, 1, d, mu.tiles);
+    variants.push([`auto (rule ${r}: ${pick}) ${d} in`, () => { ws.setFloat32MatmulPrecision("medium"); setMatmulTile(null); setMatrixUnitRule(rule); }]);
+  }
+  setMatrixUnitRule(null);
   for (const t of tiles) {
     variants.push([`${t} f32 in`, () => { ws.setFloat32MatmulPrecision("medium"); setMatmulTile(t); }]);
     variants.push([`${t} f16 in`, () => { ws.setFloat32MatmulPrecision("medium"); setMatmulTile(t); }]);
@@ -115,6 +126,7 @@ for (const N of sizes) {
     }
   }
   setMatmulTile(null);
+  setMatrixUnitRule(null);
   ws.setFloat32MatmulPrecision("highest");
   for (const t of [A, B, A16, B16]) t.dispose();
 }

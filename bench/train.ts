@@ -13,13 +13,14 @@
 //
 //   deno run -A bench/train.ts [--configs tiny,mid,small,gpt2] [--modes dense,slope] [--precision f32,mixed-f16] [--quick]
 //        [--profile] [--trace-dir DIR] [--json FILE] [--data PATH] [--warmup MS] [--batch-ms MS]
-//        [--attn-backward auto|fused|chunked] [--attn-chunk-mib MIB]
+//        [--attn-backward auto|fused|chunked] [--attn-chunk-mib MIB] [--mu-rule 192:0,192:0.85] (matrix-unit tile rules, one run each)
 //   node .bench-dist/train.mjs ... [--dawn-toggles]      (after npm run bench:build)
 //   npm run bench:browser -- train ...                    (Chromium through Playwright)
 import * as ws from "../src/index.ts";
 import { GPT, type GPTConfig } from "../src/nn/index.ts";
 import { CharTokenizer, Corpus, type Precision, Trainer } from "../src/train/index.ts";
 import { DTYPE_BYTES } from "../src/dtype.ts";
+import { setMatrixUnitRule } from "../src/ops/matmul.ts";
 import { exit, flags, isBrowser, readText, runtimeGpu, writeText } from "./env.ts";
 import { QUICK_TIMING, type Timing, timeBatches } from "./timing.ts";
 
@@ -58,6 +59,8 @@ export interface TrainRow {
   modelStateBytes: number;
   /** Bytes of the parameters and of their gradients as tensors; the rest of the model state is optimizer (and SLoPe) state. */
   weightBytes: number;
+  /** --mu-rule: the matrix-unit tile rule of this run ("bigGrid:minFill"). */
+  muRule?: string;
   gradBytes: number;
   optimizerBytes: number;
   /** peakBytes − modelStateBytes: what a step holds on top of the model state. */
@@ -84,6 +87,8 @@ const SPEC = {
   /** The attention backward (auto, fused, chunked) and the chunked one's budget in MiB (src/ops/attention-chunked.ts). */
   "attn-backward": { type: "string", default: "auto" },
   "attn-chunk-mib": { type: "string" },
+  /** mixed-f16: matrix-unit tile rules to compare, "bigGrid:minFill" each (setMatrixUnitRule), e.g. 192:0,192:0.85; the default rule when absent. */
+  "mu-rule": { type: "string" },
 } as const;
 
 const bytesOf = (t: ws.Tensor): number => t.size * DTYPE_BYTES[t.dtype];
@@ -190,12 +195,19 @@ async function main(): Promise<void> {
   console.log(`corpus: ${data.source}; configs ${configs.join(", ")}; modes ${modes.join(", ")}; warm-up ${o.warmupMs} ms, ` +
     `${o.batches} batches of ~${o.batchMs} ms (≥ ${o.minItems} steps)`);
   const rows: TrainRow[] = [];
-  for (const name of configs) for (const mode of modes) for (const p of precisions) rows.push(await run(name, mode, p, data, o));
+  const rules = f["mu-rule"] ? f["mu-rule"].split(",").map((r) => { const [bigGrid, minFill] = r.split(":").map(Number); return { bigGrid: bigGrid!, minFill: minFill ?? 0 }; }) : [null];
+  for (const name of configs) for (const mode of modes) for (const p of precisions) for (const rule of p === "mixed-f16" ? rules : [null]) {
+    setMatrixUnitRule(rule);
+    if (rule) console.log(`matrix-unit rule: grid ≥ ${rule.bigGrid}, fill ≥ ${rule.minFill}`);
+    const row = await run(name, mode, p, data, o);
+    rows.push(rule ? { ...row, muRule: `${rule.bigGrid}:${rule.minFill}` } : row);
+  }
+  setMatrixUnitRule(null);
 
   console.log(`\n| config | mode | precision | step ms | tokens/s | peak MB | model state MB | activations MB | params |  (${engine})`);
   console.log("|---|---|---|---|---|---|---|---|---|");
   for (const r of rows) {
-    console.log(`| ${r.config} (${r.nLayer}×${r.nEmbd}, T ${r.blockSize}, B ${r.batchSize}) | ${r.mode} | ${r.precision}${r.precision !== "f32" && !r.matrixUnits ? " (f32 matmuls)" : ""} | ${r.stepMs.toFixed(2)} | ${Math.round(r.tokensPerS)} | ` +
+    console.log(`| ${r.config} (${r.nLayer}×${r.nEmbd}, T ${r.blockSize}, B ${r.batchSize}) | ${r.mode} | ${r.precision}${r.precision !== "f32" && !r.matrixUnits ? " (f32 matmuls)" : ""}${r.muRule ? ` rule ${r.muRule}` : ""} | ${r.stepMs.toFixed(2)} | ${Math.round(r.tokensPerS)} | ` +
       `${mb(r.peakBytes)} | ${mb(r.modelStateBytes)} | ${mb(r.activationBytes)} | ${(r.params / 1e6).toFixed(2)}M |`);
   }
   if (f.json) {

@@ -33,7 +33,7 @@ export const NO_MATRIX_UNITS: MatrixUnits = { tiles: [], subgroupSize: 0, sgSynt
  * against g-train-dawn-chunks-128.json): the chooser keeps this order. 64x64s1 stays last (the
  * chooser's fallback when 64x64s4 is missing).
  */
-const ORDER: SgTileName[] = ["128x256s8", "256x128s8", "128x128s4", "128x128s8", "128x64s4", "64x64s4", "128x128s4k64",
+export const TILE_ORDER: readonly SgTileName[] = ["128x256s8", "256x128s8", "128x128s4", "128x128s8", "128x64s4", "64x64s4", "128x128s4k64",
   "128x128s4d2", "128x128s8d2", "128x128s8k16d2", "128x256s8k16d2", "128x256s8h", "64x64s1"];
 
 /** A tile's workgroup memory at its largest layout (the transposes change the padded axis). */
@@ -55,7 +55,7 @@ export async function probeMatrixUnits(info: DeviceInfo): Promise<MatrixUnits> {
   const notes: string[] = [];
   let sgSyntax: SgSyntax | null = null;
   const maxShared = device.limits.maxComputeWorkgroupStorageSize;
-  for (const name of ORDER) {
+  for (const name of TILE_ORDER) {
     const need = sgSharedBytesMax(SG_TILES[name]);
     if (need > maxShared) { notes.push(`${name}: needs ${need} bytes of workgroup memory, over this device's ${maxShared}`); continue; }
     // Newest spelling first; the older ones stay for older Dawn builds (npm webgpu pins one).

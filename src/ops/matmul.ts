@@ -16,7 +16,7 @@ import { matmulKernel, matmulSharedBytes } from "../../shaders/matmul.wgsl.ts";
 import { SG_TILES, type SgTile, type SgTileName, sgMatmulKernel, sgSharedBytes, sgTileExtent } from "../../shaders/matmul-subgroup.wgsl.ts";
 import { expandRaw } from "./raw/copy.ts";
 import { chooseMatrixUnitTile } from "./raw/precision.ts";
-export { getFloat32MatmulPrecision, type MatmulPrecision, setFloat32MatmulPrecision } from "./raw/precision.ts";
+export { getFloat32MatmulPrecision, getMatrixUnitRule, type MatmulPrecision, type MatrixUnitRule, setFloat32MatmulPrecision, setMatrixUnitRule } from "./raw/precision.ts";
 import { mapOp } from "./raw/map.ts";
 import { reduceInto, reduceRaw, sumToShape } from "./raw/reduce.ts";
 import { broadcastShapes, checkLive, numel, sameShape } from "./util.ts";

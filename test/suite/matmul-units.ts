@@ -7,7 +7,9 @@
 import * as ws from "../../src/index.ts";
 import { fromHalfBits, toHalfBits } from "../../src/dtype.ts";
 import { SG_TILES, type SgTileName } from "../../shaders/matmul-subgroup.wgsl.ts";
-import { setMatmulSplitK, setMatmulTile } from "../../src/ops/matmul.ts";
+import { getMatrixUnitRule, setMatmulSplitK, setMatmulTile, setMatrixUnitRule } from "../../src/ops/matmul.ts";
+import { chooseMatrixUnitTile } from "../../src/ops/raw/precision.ts";
+import { TILE_ORDER } from "../../src/gpu/matrix-units.ts";
 import { assert, assertClose, assertEquals } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
 import { type Arr, geluTanh, map, matmul as cpuMatmul, randArr } from "../ref/cpu.ts";
@@ -117,3 +119,37 @@ test("matrix units: 2:4 spmm decoded to f16 tiles on subgroup matrices, odd shap
     ws.setFloat32MatmulPrecision(prev);
   }
 }, NEEDS);
+
+test("matrix-unit tile chooser: the fill bound skips tiles mostly padding; grid bound; bad rules refused (pure logic, every adapter)", () => {
+  const all = TILE_ORDER; // init()'s preference order, as if every tile compiled
+  const prev = ws.getFloat32MatmulPrecision();
+  ws.setFloat32MatmulPrecision("medium");
+  try {
+    // A 256×64 attention product over 156 heads: 128×256 covers it at a quarter useful work.
+    setMatrixUnitRule({ bigGrid: 192, minFill: 0 });
+    assertEquals(chooseMatrixUnitTile(256, 64, 128, 156, "f16", all), "128x256s8");
+    setMatrixUnitRule({ bigGrid: 192, minFill: 0.85 });
+    assertEquals(chooseMatrixUnitTile(256, 64, 128, 156, "f16", all), "128x64s4");
+    // 16384×384: 128×256 is 3/4 useful, 256×128 is whole and has 64·3 = 192 workgroups.
+    assertEquals(chooseMatrixUnitTile(16384, 384, 1536, 1, "f32", all), "256x128s8");
+    // N = 2048 square: 128 workgroups of 128×256 are under the 192 bound, over a bound of 128.
+    assertEquals(chooseMatrixUnitTile(2048, 2048, 2048, 1, "f16", all), "128x128s4");
+    setMatrixUnitRule({ bigGrid: 128, minFill: 0.85 });
+    assertEquals(chooseMatrixUnitTile(2048, 2048, 2048, 1, "f16", all), "128x256s8");
+    // Nothing fills the GPU: the small general tile.
+    assertEquals(chooseMatrixUnitTile(64, 64, 4096, 1, "f16", all), "64x64s4");
+    // "highest" keeps f32 off the matrix units whatever the rule.
+    ws.setFloat32MatmulPrecision("highest");
+    assertEquals(chooseMatrixUnitTile(4096, 4096, 4096, 1, "f32", all), null);
+    for (const bad of [{ bigGrid: 0, minFill: 0.5 }, { bigGrid: 1.5, minFill: 0 }, { bigGrid: 192, minFill: 1.5 }, { bigGrid: 192, minFill: Number.NaN }]) {
+      let err: unknown = null;
+      try { setMatrixUnitRule(bad); } catch (e) { err = e; }
+      assert(err instanceof ws.ValueError && /setMatrixUnitRule/.test(String(err)), `rule ${JSON.stringify(bad)} refused with a ValueError, got ${String(err)}`);
+    }
+    // A refused rule changed nothing.
+    assertEquals(getMatrixUnitRule().bigGrid, 128);
+  } finally {
+    setMatrixUnitRule(null);
+    ws.setFloat32MatmulPrecision(prev);
+  }
+});

@@ -29,15 +29,42 @@ export function getFloat32MatmulPrecision(): MatmulPrecision {
 /** Below this many multiply-adds a product is launch-bound and stays on the shader-core kernel. */
 const MU_MIN_WORK = 1 << 18;
 
+/**
+ * How the chooser picks a matrix-unit tile: the first tile of the measured preference order
+ * (src/gpu/matrix-units.ts) whose grid has at least `bigGrid` workgroups (enough to keep every SM
+ * of a big GPU busy) and whose tiles are at least `minFill` useful work — M·N over the area of
+ * the tiles covering it. Without the fill bound a 128×256 tile covers a 256×64 attention product
+ * with three quarters of its multiply-adds on padding.
+ */
+export interface MatrixUnitRule {
+  bigGrid: number;
+  minFill: number;
+}
+export const DEFAULT_MATRIX_UNIT_RULE: Readonly<MatrixUnitRule> = { bigGrid: 192, minFill: 0 };
+let muRule: MatrixUnitRule = { ...DEFAULT_MATRIX_UNIT_RULE };
+
+/** Sets the tile chooser's rule (benchmarks; null restores the default). */
+export function setMatrixUnitRule(r: MatrixUnitRule | null): void {
+  if (r !== null && !(Number.isInteger(r.bigGrid) && r.bigGrid >= 1 && Number.isFinite(r.minFill) && r.minFill >= 0 && r.minFill <= 1)) {
+    throw new ValueError("setMatrixUnitRule", `rule ${JSON.stringify(r)} needs an integer bigGrid ≥ 1 and minFill in [0, 1], or null for the default`);
+  }
+  muRule = r ? { ...r } : { ...DEFAULT_MATRIX_UNIT_RULE };
+}
+
+export function getMatrixUnitRule(): Readonly<MatrixUnitRule> {
+  return muRule;
+}
+
 /** The matrix-unit tile for an M×N output (nb products) among those that compiled, or null. */
 export function chooseMatrixUnitTile(M: number, N: number, K: number, nb: number, dtype: "f32" | "f16", available: readonly SgTileName[]): SgTileName | null {
   if (!available.length) return null;
   if (dtype === "f32" && f32Precision === "highest") return null;
   if (M * N * K * nb < MU_MIN_WORK) return null;
-  const grid = (t: SgTileName) => { const { bm, bn } = sgTileExtent(SG_TILES[t]); return Math.ceil(M / bm) * Math.ceil(N / bn) * nb; };
-  for (const t of available) if (grid(t) >= MU_BIG_GRID) return t;
+  const fits = (t: SgTileName) => {
+    const { bm, bn } = sgTileExtent(SG_TILES[t]);
+    const gm = Math.ceil(M / bm), gn = Math.ceil(N / bn);
+    return gm * gn * nb >= muRule.bigGrid && (M * N) / (gm * bm * gn * bn) >= muRule.minFill;
+  };
+  for (const t of available) if (fits(t)) return t;
   return available.includes("64x64s4") ? "64x64s4" : available[available.length - 1]!;
 }
-
-/** Products of at least this many workgroups of a tile keep every SM of a big GPU busy. */
-const MU_BIG_GRID = 192;
