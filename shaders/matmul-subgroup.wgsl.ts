@@ -105,8 +105,9 @@ export interface SgMatmulVariant extends SgTile {
   sgSyntax: SgSyntax;
   /**
    * B is a 2:4 Sparse24 [N, K] (shaders/sparse24.wgsl.ts: values [N, K/2], one u32 mask word per 32
-   * columns) read as op(B) = Sᵀ: each K step decodes a row's mask word once into 32 f16 halves in
-   * workgroup memory (zeros where pruned) — the spmm of the training path on the matrix units.
+   * columns) read as op(B) = Sᵀ: each K step's mask words and values are fetched into registers in
+   * the prefetch slot (sparseOperand) and decoded into 32 f16 halves per row in workgroup memory
+   * (zeros where pruned) — the spmm of the training path on the matrix units.
    * Needs transB and bk = 32 (one mask word per row per stage).
    */
   sparseB?: boolean;
@@ -218,23 +219,36 @@ function operand2(name: string, src: string, dst: string, outer: number, inner: 
 }
 
 /**
- * Stages rows col0 … col0 + bn of a 2:4 B for the K slice at k0: one mask word and its 16 values
- * per row, decoded into 32 halves of Bs (row stride ld). Params [6] = mask words per row, [7] =
- * values per row. Rows past N and columns past K decode to zeros (their mask bits are 0).
+ * Staging of a 2:4 B (rows col0 … col0 + bn, the K slice at k): each row's mask word and its 16
+ * values are fetched into named registers — in the K loop's prefetch slot, like a dense operand,
+ * so their latency hides behind the previous slice's products — and decoded into 32 halves of Bs
+ * (row stride ld, zeros where pruned) at the store. Where the workgroup has more invocations than
+ * the tile has rows, a row is cut into P parts of 8/P groups, so every invocation fetches. Params
+ * [6] = mask words per row, [7] = values per row. Rows past N and columns past K decode to zeros
+ * (their mask bits are 0, and values past the row read as 0).
  */
-function sparseStage(bn: number, threads: number, ld: number): string {
-  const groups = range(8).map((g) => `      { let b0 = (word >> ${g * 4}u) & 15u; let b1 = b0 & (b0 - 1u); var q = vec4<f16>(0.0);
-        if (b0 != 0u && s0 + ${2 * g}u < vpr) { q[countTrailingZeros(b0)] = f16(B[vb + ${2 * g}u]); }
-        if (b1 != 0u && s0 + ${2 * g + 1}u < vpr) { q[countTrailingZeros(b1)] = f16(B[vb + ${2 * g + 1}u]); }
-        Bs[dst + ${g * 4}u] = q.x; Bs[dst + ${g * 4 + 1}u] = q.y; Bs[dst + ${g * 4 + 2}u] = q.z; Bs[dst + ${g * 4 + 3}u] = q.w; }`).join("\n");
-  return `for (var e = tid; e < ${bn}u; e = e + ${threads}u) {
-      let n = col0 + e; let w = k0 / 32u; let dst = e * ${ld}u;
-      let ws = pu(6u); let vpr = pu(7u);
-      var word = 0u;
-      if (n < N && w < ws) { word = mbits[n * ws + w]; }
-      let s0 = w * 16u; let vb = n * vpr + s0;
-${groups}
-    }`;
+function sparseOperand(bn: number, threads: number, ld: number, I: "f32" | "f16") {
+  const P = Math.min(8, 2 ** Math.floor(Math.log2(Math.max(1, threads / bn))));
+  const G = 8 / P, items = bn * P, n = Math.ceil(items / threads), full = items % threads === 0;
+  const place = (i: number) => `let it = tid + ${i * threads}u; let e = it / ${P}u; let p = it % ${P}u;`;
+  const vals = (i: number) => range(2 * G).map((j) => `sv${i}_${j}`);
+  const decl = range(n).map((i) => `var sw${i}: u32; ${vals(i).map((r) => `var ${r}: ${I};`).join(" ")}`).join("\n  ");
+  const fetch = (k: string) => range(n).map((i) => `{ ${place(i)}
+      let nn = col0 + e; let w = ${k} / 32u; let wpr = pu(6u); let vpr = pu(7u);
+      sw${i} = 0u; ${vals(i).map((r) => `${r} = ${I}(0.0);`).join(" ")}
+      if (nn < N && w < wpr${full ? "" : ` && it < ${items}u`}) {
+        sw${i} = mbits[nn * wpr + w]${G < 8 ? ` >> (p * ${4 * G}u)` : ""};
+        let s0 = w * 16u + p * ${2 * G}u; let vb = nn * vpr + s0;
+        ${vals(i).map((r, j) => `if (s0 + ${j}u < vpr) { ${r} = B[vb + ${j}u]; }`).join("\n        ")}
+      } }`).join("\n    ");
+  const store = range(n).map((i) => `{ ${place(i)} let dst = e * ${ld}u + p * ${4 * G}u;
+      ${full ? "" : `if (it < ${items}u) `}{
+${range(G).map((g) => `        { let b0 = (sw${i} >> ${g * 4}u) & 15u; let b1 = b0 & (b0 - 1u); var q = vec4<f16>(0.0);
+          if (b0 != 0u) { q[countTrailingZeros(b0)] = f16(sv${i}_${2 * g}); }
+          if (b1 != 0u) { q[countTrailingZeros(b1)] = f16(sv${i}_${2 * g + 1}); }
+          Bs[dst + ${g * 4}u] = q.x; Bs[dst + ${g * 4 + 1}u] = q.y; Bs[dst + ${g * 4 + 2}u] = q.z; Bs[dst + ${g * 4 + 3}u] = q.w; }`).join("\n")}
+      } }`).join("\n    ");
+  return { decl, fetch, store };
 }
 
 /**
@@ -269,7 +283,7 @@ export const sgMatmulKernel = kernelFamily("matmul_sgmat", (v: SgMatmulVariant) 
   const dense = v.transB
     ? operand("rb", "B", "Bs", bn, bk, threads, v.vec, { outer: "col0", inner: "$k" }, { outer: "N", inner: "K" }, "K", "bBase")
     : operand("rb", "B", "Bs", bk, bn, threads, v.vec, { outer: "$k", inner: "col0" }, { outer: "K", inner: "N" }, "N", "bBase");
-  const B1 = v.sparseB ? { decl: "", fetch: () => "", store: sparseStage(bn, threads, bk + PAD) } : dense;
+  const B1 = v.sparseB ? sparseOperand(bn, threads, bk + PAD, I) : dense;
   const { aSize, bSize, lda, ldb } = sgStageLayout(v, v.transA, v.transB);
   // Double-buffered staging (stages 2): the same tiles, f16 registers, stores into either buffer.
   const A2 = v.transA

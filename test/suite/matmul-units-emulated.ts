@@ -19,6 +19,7 @@ import { assert, assertClose, assertEquals } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
 import { emulateSubgroupMatrices, emulatedParams, findCalls } from "../lib/sgmat-emulate.ts";
 import { type Arr, geluTanh, map, matmul as cpuMatmul, randArr } from "../ref/cpu.ts";
+import { applyMask, nmMask } from "../ref/sparse.ts";
 
 const H200_WORKGROUP_BYTES = 49152;
 const toF16 = (a: Arr): Arr => map((v) => fromHalfBits(toHalfBits(v)), a);
@@ -167,4 +168,35 @@ test("matrix-unit kernels, emulated (Deno only: compile time): every double-buff
 
 test("matrix-unit kernels, emulated (Deno only: compile time): the emulation itself, on 128x128s4 as it passes on the H200", async () => {
   await emulated("128x128s4", { M: 67, K: 72, N: 70, tB: true, bias: true, gelu: true, seed: 3 });
+}, EMU);
+
+/** One 2:4 spmm (Y = X·Sᵀ + b, S compressed) through the emulated sparse-B kernel of `tile`, against the masked-dense float64 product. */
+async function emulatedSparse(name: SgTileName, c: { M: number; K: number; N: number; dtype: "f32" | "f16"; bias: boolean; seed: number }): Promise<void> {
+  const { compress24 } = await import("../../src/sparse/index.ts");
+  const { M, K, N, dtype } = c;
+  const x = toF16(randArr([M, K], c.seed)), w = toF16(randArr([N, K], c.seed + 1)), b = c.bias ? toF16(randArr([N], c.seed + 2)) : null;
+  let e = cpuMatmul(x, applyMask(w, nmMask(w, 2, 4)), false, true);
+  if (b) e = map((v, bb) => v + bb, e, b);
+  const mk = (a: Arr) => ws.tensor(Float32Array.from(a.data), a.shape, { dtype });
+  const X = mk(x), W = mk(w), Bias = b ? mk(b) : null;
+  const S = compress24(W);
+  const vec = K % 4 === 0 && N % 4 === 0;
+  const t = tileOf(name);
+  const k = sgMatmulKernel({ ...variant(name), transA: false, transB: true, bias: !!b, act: "none", aux: false, inType: dtype, outType: dtype, vec, sparseB: true });
+  const kernel = { ...k, key: `emulated:${k.key}`, code: emulateSubgroupMatrices(k.code, 32) };
+  const C = Tensor.empty([M, N], dtype, "matmul");
+  const bufs = [X.buffer("matmul"), S.values.buffer("matmul"), S.meta.buffer("matmul"), C.buffer("matmul")];
+  if (Bias) bufs.push(Bias.buffer("matmul"));
+  const { bm, bn } = sgTileExtent(t);
+  gpu().launcher.dispatch(kernel, bufs, [Math.ceil(N / bn), Math.ceil(M / bm), 1], emulatedParams([M, N, K, 0, 0, 0, Math.ceil(K / 32), K / 2], 32));
+  const tol = dtype === "f16" ? 2e-3 : 1e-5;
+  assertClose(await C.toArray(), e.data, { rtol: Math.max(tol, 1e-4), atol: 1e-4 * Math.sqrt(K) + tol, msg: `${name} emulated 2:4 ${dtype} ${M}x${K}x${N}${b ? " +bias" : ""}` });
+  for (const a of [X, W, Bias, C, S.values, S.meta]) a?.dispose();
+}
+
+test("matrix-unit kernels, emulated (Deno only: compile time): the 2:4 B staged through prefetch registers — a row per invocation (128x256s8), rows in two parts (256x128s8, f16, scalar), two rows per invocation without prefetch (64x64s1); partial K slices, rows past N", async () => {
+  await emulatedSparse("128x256s8", { M: 132, K: 100, N: 136, dtype: "f32", bias: true, seed: 61 });
+  await emulatedSparse("128x256s8", { M: 40, K: 36, N: 300, dtype: "f32", bias: true, seed: 62 });
+  await emulatedSparse("256x128s8", { M: 260, K: 260, N: 70, dtype: "f16", bias: true, seed: 63 });
+  await emulatedSparse("64x64s1", { M: 67, K: 68, N: 65, dtype: "f32", bias: true, seed: 64 });
 }, EMU);
