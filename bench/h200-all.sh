@@ -38,6 +38,8 @@
 #   decode-profile  the same at gpt2, 2 reps, with a GPU profile of one decode position per model (where the time goes)
 #   mu-shapes   bench/matmul-shapes.ts: every matrix-unit product of one mixed-f16 small and gpt2 step (and square N), timed with every tile: the chooser's data
 #   sparse-decode  bench/sparse.ts at d = 768, 2048, M = 8 and 1 (the decode goal's shapes), Dawn
+#   train-rules  small + gpt2, dense and SLoPe, mixed-f16, under three matrix-unit tile rules (--mu-rule bigGrid:minFill)
+#   units-rules  bench/matmul-units.ts: the chooser's pick under the same rules, and six tiles forced, N = 2048, 4096, 8192
 #   train-now / torch-now  bench/train.ts small + gpt2 (dense, SLoPe; f32, mixed-f16) and PyTorch's figures for them
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -118,6 +120,8 @@ for s in "$@"; do
     profile-mixed) sec profile-mixed 60 node .bench-dist/train.mjs --dawn-toggles --configs small --modes dense,slope --precision mixed-f16 --profile --trace-dir "$out/traces" --batches 3 --json "$out/train-dawn-profile-mixed.json" ;;
     mu-shapes) sec mu-shapes 330 node .bench-dist/matmul-shapes.mjs --configs small,gpt2 --json "$out/matmul-shapes.json" ;;
     sparse-decode) sec sparse-decode 90 node .bench-dist/sparse.mjs --d 768,2048 --m 8,1 --warmup 200 --batch-ms 150 --json "$out/spmm-decode-dawn.json" ;;
+    train-rules) sec train-rules 150 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense,slope --precision mixed-f16 --mu-rule 192:0,192:0.85,128:0.85 --batches 3 --json "$out/train-dawn-rules.json" ;;
+    units-rules) sec units-rules 110 node .bench-dist/matmul-units.mjs --mu-rule 192:0,192:0.85,128:0.85 --tiles 128x256s8,256x128s8,128x128s4,128x128s8,128x64s4,128x256s8h --json "$out/matmul-units-rules.json" ;;
     *) echo "unknown section $s" ;;
   esac
 done
