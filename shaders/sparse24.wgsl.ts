@@ -104,6 +104,44 @@ fn main(${MAIN_ARGS}) {
 });
 
 /**
+ * Gather at the kept positions: values[r, g·N + t] = dense[r, group g's t-th kept column] (added
+ * to values with `accumulate`), 0 for a slot its group does not use — the compressed form of
+ * M ⊙ D for a dense D of the same dtype. sddmm on the matrix units (src/sparse/sddmm.ts) takes the
+ * dense dYᵀX from the matmul and this. One invocation per value.
+ * Bindings: dense (read), meta (read u32), values (rw). Params: [0]=rows [1]=cols [2]=words/row [3]=values/row.
+ */
+export const gatherKeptKernel = kernelFamily("sp_gather_kept", (n: number, m: number, dtype: SpDType, accumulate: boolean) => {
+  const g = bindGroup([
+    { name: "dense", access: "read", type: `array<${dtype}>` },
+    { name: "mbits", access: "read", type: "array<u32>" },
+    { name: "values", access: "rw", type: `array<${dtype}>` },
+  ]);
+  const code = wgsl`${enables(dtype)}
+${g.decls}
+${nmConsts(n, m)}
+${linearIndexFn(SP_WORKGROUP)}
+@compute @workgroup_size(${SP_WORKGROUP})
+fn main(${MAIN_ARGS}) {
+  let idx = linearIndex(wid, nwg, lid);
+  let rows = pu(0u); let cols = pu(1u); let vpr = pu(3u);
+  if (idx >= rows * vpr) { return; }
+  let r = idx / vpr; let q = idx % vpr;
+  let grp = q / NN; let t = q % NN;
+  var b = (mbits[r * pu(2u) + (grp * MM) / 32u] >> ((grp * MM) % 32u)) & GMASK;
+${range(n - 1).map((i) => `  if (t > ${i}u) { b = b & (b - 1u); }`).join("\n")}
+  var v = ${dtype}(0.0);
+  if (b != 0u) { v = dense[r * cols + grp * MM + countTrailingZeros(b)]; }
+#if ${accumulate}
+  values[idx] = values[idx] + v;
+#else
+  values[idx] = v;
+#endif
+}
+`;
+  return { code, group: g };
+});
+
+/**
  * The double-pruned transpose. W is dOut×dIn, N:M along dIn (values, meta); W_RC^T is dIn×dOut,
  * N:M along dOut: for column i of W and each group of M consecutive rows, keep the top-N of
  * |W_R[o, i]| (an entry pruned in W counts as 0, ties keep the lower o), intersected with W's

@@ -181,3 +181,47 @@ test("mixed-f16 on the matrix units: a step's matmuls run as matmul_sgmat dispat
   assertClose(more, moreF, { rtol: 3e-2, msg: "ten steps" });
   mixed.trainer.dispose(); mixed.model.dispose(); ref.trainer.dispose(); ref.model.dispose();
 }, NEEDS);
+
+test("sddmm method \"matmul\" (dense dYᵀX through the matmul front-end, then the kept entries gathered) equals M⊙(dYᵀX) in float64, overwriting and accumulating, 3-D inputs", async () => {
+  const { compress24, sddmm } = await import("../../src/sparse/index.ts");
+  const { randArr, matmul } = await import("../ref/cpu.ts");
+  const { nmMask, gather } = await import("../ref/sparse.ts");
+  const { fromArr } = await import("../ref/convert.ts");
+  for (const [rows, K, dOut, seed] of [[67, 100, 33, 1], [300, 36, 130, 2]] as const) {
+    const w = randArr([dOut, K], seed), dY = randArr([rows, dOut], seed + 10), x = randArr([rows, K], seed + 20);
+    const s = compress24(fromArr(w));
+    const ref = gather(matmul(dY, x, true, false), nmMask(w, 2, 4), 2, 4);
+    // 3-D [1, rows, ·] like a layer's activations.
+    const dY3 = ws.tensor(Float32Array.from(dY.data), [1, rows, dOut]), x3 = ws.tensor(Float32Array.from(x.data), [1, rows, K]);
+    const g = sddmm(dY3, x3, s, { method: "matmul" });
+    assertEquals(g.shape, s.values.shape as number[]);
+    assertClose(await g.toArray(), ref, { rtol: 1e-4, atol: 1e-5, msg: `matmul sddmm ${rows}x${K}x${dOut}` });
+    sddmm(dY3, x3, s, { method: "matmul", out: g, accumulate: true });
+    assertClose(await g.toArray(), ref.map((v) => 2 * v), { rtol: 1e-4, atol: 2e-5, msg: `matmul sddmm accumulated ${rows}x${K}x${dOut}` });
+    for (const t of [g, dY3, x3, s.values, s.meta]) t.dispose();
+  }
+});
+
+test("mixed-f16 on the matrix units: sddmm's automatic method is the matmul one, within f16 rounding of float64", async () => {
+  const { compress24, sddmm } = await import("../../src/sparse/index.ts");
+  const { sddmmUsesMatmul } = await import("../../src/sparse/sddmm.ts");
+  const { randArr, matmul } = await import("../ref/cpu.ts");
+  const { nmMask, gather } = await import("../ref/sparse.ts");
+  const { fromArr } = await import("../ref/convert.ts");
+  const prev = ws.getFloat32MatmulPrecision();
+  ws.setFloat32MatmulPrecision("medium");
+  try {
+    const [rows, K, dOut] = [2048, 384, 192];
+    assert(sddmmUsesMatmul(rows, dOut, K, "f32"), "a 2048-row weight gradient goes through the matrix units");
+    const w = randArr([dOut, K], 5), dY = randArr([rows, dOut], 6), x = randArr([rows, K], 7);
+    const s = compress24(fromArr(w));
+    const g = sddmm(fromArr(dY), fromArr(x), s);
+    const ref = gather(matmul(dY, x, true, false), nmMask(w, 2, 4), 2, 4);
+    assertClose(await g.toArray(), ref, { rtol: 2e-2, atol: 2e-2 * Math.sqrt(rows) / 8, msg: "sddmm on the matrix units" });
+    const keys = ws.gpu().pipelines.all().map((p) => p.kernel.key);
+    assert(keys.some((k) => k.startsWith("sp_gather_kept")) && keys.some((k) => k.startsWith("matmul_sgmat")), "the gather and a matrix-unit product ran");
+    for (const t of [g, s.values, s.meta]) t.dispose();
+  } finally {
+    ws.setFloat32MatmulPrecision(prev);
+  }
+}, { needs: ["chromium-experimental-subgroup-matrix", "shader-f16"] });

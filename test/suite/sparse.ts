@@ -328,7 +328,7 @@ for (const [pattern, n, m] of PATTERNS) {
       const { s, mR } = sparseWeight(dOut, K, 110 + i, n, m);
       const x = rand32([rows, K], 120 + i), dY = rand32([rows, dOut], 130 + i);
       const ref = gather(matmul(dY, x, true, false), mR, n, m);
-      const variants: SddmmOptions[] = [{ method: "dense-tile", tile: "64x64" }, { method: "dense-tile", tile: "128x128" }, { method: "gather" }];
+      const variants: SddmmOptions[] = [{ method: "dense-tile", tile: "64x64" }, { method: "dense-tile", tile: "128x128" }, { method: "gather" }, { method: "matmul" }];
       for (const opts of variants) {
         const g = ws.tidy(() => sddmm(fromArr(dY), fromArr(x), s, opts));
         assertEquals(g.shape, s.values.shape as number[]);
