@@ -13,14 +13,19 @@
 // --chunk-mib 32,128,256 also times the chunked backward under each of these chunk budgets (MiB;
 // the default row uses the default 64 MiB); --panel-rows 512,1024 with causal row panels of these
 // many rows (the default: ~T/4 from T = 512 on; T rows = no panels). --precision medium runs the GEMMs on the matrix units
-// (with init's matrixUnits; setFloat32MatmulPrecision; in Node add --dawn-toggles for Dawn's feature).
+// (with init's matrixUnits; setFloat32MatmulPrecision; in Node add --dawn-toggles for Dawn's feature),
+// and with it the forward too (shaders/attention-subgroup.wgsl.ts, head dims that are multiples of
+// 16): every row then runs the matrix-unit forward, and one more row, "… shader-core fwd", runs the
+// f32 fused forward (setAttentionMatrixUnits(false)) in the same run; --units-tiles 4x32,2x32,1x16
+// adds a row per matrix-unit forward tile (nsub × keys of ATTENTION_UNITS_TILES' shape).
 //
-//   deno run -A bench/attention.ts [--configs small,gpt2] [--quick] [--dropout 0.1] [--tiles 0,1,2] [--chunk-mib 32,128] [--panel-rows 512,1024] [--precision medium] [--dawn-toggles] [--json out.json]
+//   deno run -A bench/attention.ts [--configs small,gpt2] [--quick] [--dropout 0.1] [--tiles 0,1,2] [--chunk-mib 32,128] [--panel-rows 512,1024] [--precision medium] [--units-tiles 4x32,2x32] [--dawn-toggles] [--json out.json]
 //   npm run bench:build && node .bench-dist/attention.mjs [same flags]
 //   npm run bench:browser -- attention [same flags]     (Chromium, bench/browser/)
 import * as ws from "../src/index.ts";
 import { unfusedCausalAttention } from "../src/nn/transformer.ts";
-import { setAttentionTiles } from "../src/ops/attention.ts";
+import { setAttentionMatrixUnits, setAttentionTiles, setAttentionUnitsTile } from "../src/ops/attention.ts";
+import type { AttentionUnitsTile } from "../shaders/attention-subgroup.wgsl.ts";
 import { setAttentionChunkBytes, setAttentionPanelOverride } from "../src/ops/attention-chunked.ts";
 import { ATTENTION_TILES } from "../shaders/attention.wgsl.ts";
 import { exit, flags, runtimeGpu, writeText } from "./env.ts";
@@ -43,7 +48,7 @@ type Attn = (qkv: ws.Tensor) => ws.Tensor;
 async function main(): Promise<void> {
   const f = await flags({
     configs: { type: "string" }, quick: { type: "boolean", default: false }, dropout: { type: "string", default: "0" }, tiles: { type: "string" }, json: { type: "string" },
-    "chunk-mib": { type: "string" }, "panel-rows": { type: "string" }, precision: { type: "string", default: "highest" },
+    "chunk-mib": { type: "string" }, "panel-rows": { type: "string" }, precision: { type: "string", default: "highest" }, "units-tiles": { type: "string" },
   });
   const quick = f.quick;
   const names = (f.configs ?? (quick ? "tiny" : "small,gpt2")).split(",");
@@ -53,7 +58,12 @@ async function main(): Promise<void> {
   const ctx = await ws.init({ gpu, matrixUnits: precision !== "highest" });
   ws.setFloat32MatmulPrecision(precision);
   console.log(`engine: ${engine}; adapter: ${ctx.info.adapterName}; dropout ${pDrop}; matmul precision ${precision}` +
-    (precision !== "highest" ? ` (matrix units: ${ctx.matrixUnits.tiles.join(", ") || ctx.matrixUnits.note})` : ""));
+    (precision !== "highest" ? ` (matrix units: ${ctx.matrixUnits.tiles.join(", ") || ctx.matrixUnits.note}; attention forward ${ctx.matrixUnits.attention ? "on them" : "not on them"})` : ""));
+  const unitsTiles: AttentionUnitsTile[] = (f["units-tiles"] ? f["units-tiles"].split(",") : []).map((s) => {
+    const [nsub, keys] = s.split("x").map(Number);
+    if (![1, 2, 4, 8].includes(nsub!) || ![16, 32, 64].includes(keys!)) throw new Error(`--units-tiles: ${s} is not NSUBxKEYS (nsub 1/2/4/8, keys 16/32/64)`);
+    return { nsub, keys } as AttentionUnitsTile;
+  });
   const timing = quick ? QUICK_TIMING : { warmupMs: 1000 };
   const rows: Row[] = [];
   for (const name of names) {
@@ -64,27 +74,35 @@ async function main(): Promise<void> {
     const gy = ws.tensor(randomF32(B * T * C, 2), [B, T, C]);
     const fused: Attn = (x) => ws.qkvAttention(x, H, { causal: true, dropoutP: pDrop, backward: "fused" });
     const chunked: Attn = (x) => ws.qkvAttention(x, H, { causal: true, dropoutP: pDrop, backward: "chunked" });
-    // [name, attention, tile set forced, chunk budget in MiB (null: default), compared with fused, causal panel rows (null: automatic)]
-    const impls: [string, Attn, number | null, number | null, boolean, number | null][] = [
-      ["fused", fused, null, null, true, null], ["fused fwd + chunked bwd", chunked, null, null, false, null],
-      ["unfused", (x) => unfusedCausalAttention(x, H, pDrop), null, null, true, null],
+    // [name, attention, tile set forced, chunk budget in MiB (null: default), compared with fused, causal panel rows (null: automatic),
+    //  matrix-unit forward: "off" (the shader-core forward), a tile forced, or null (the automatic choice)]
+    type Units = "off" | AttentionUnitsTile | null;
+    const impls: [string, Attn, number | null, number | null, boolean, number | null, Units][] = [
+      ["fused", fused, null, null, true, null, null], ["fused fwd + chunked bwd", chunked, null, null, false, null, null],
+      ["unfused", (x) => unfusedCausalAttention(x, H, pDrop), null, null, true, null, null],
     ];
+    if (precision !== "highest" && ctx.matrixUnits.attention && D % 16 === 0) {
+      impls.push(["shader-core fwd + chunked bwd", chunked, null, null, false, null, "off"]);
+      for (const t of unitsTiles) impls.push([`units fwd ${t.nsub}x${t.keys} + chunked bwd`, chunked, null, null, false, null, t]);
+    }
     for (const t of f.tiles ? f.tiles.split(",").map(Number) : []) {
       const ts = ATTENTION_TILES[t];
       if (!ts) throw new Error(`--tiles: no tile set ${t}; 0..${ATTENTION_TILES.length - 1}`);
-      impls.push([`fused tiles ${t} (fwd ${ts.fwdRows}×${ts.fwdKeys}, dq ${ts.dqRows}×${ts.dqKeys}, dkv ${ts.dkvKeys}×${ts.dkvRows})`, fused, t, null, false, null]);
+      impls.push([`fused tiles ${t} (fwd ${ts.fwdRows}×${ts.fwdKeys}, dq ${ts.dqRows}×${ts.dqKeys}, dkv ${ts.dkvKeys}×${ts.dkvRows})`, fused, t, null, false, null, null]);
     }
     for (const mib of f["chunk-mib"] ? f["chunk-mib"].split(",").map(Number) : []) {
       if (!(mib > 0)) throw new Error(`--chunk-mib: ${mib} is not a positive number of MiB`);
-      impls.push([`fused fwd + chunked bwd, ${mib} MiB chunks`, chunked, null, mib, false, null]);
+      impls.push([`fused fwd + chunked bwd, ${mib} MiB chunks`, chunked, null, mib, false, null, null]);
     }
     for (const rows of f["panel-rows"] ? f["panel-rows"].split(",").map(Number) : []) {
       if (!(rows >= 1)) throw new Error(`--panel-rows: ${rows} is not a row count`);
-      impls.push([`fused fwd + chunked bwd, panels of ${rows} rows`, chunked, null, null, false, rows]);
+      impls.push([`fused fwd + chunked bwd, panels of ${rows} rows`, chunked, null, null, false, rows, null]);
     }
     const outs: Float32Array[] = [];
     const grads = new Map<string, Float32Array>();
-    for (const [impl, attn, tiles, mib, compare, panel] of impls) {
+    for (const [impl, attn, tiles, mib, compare, panel, units] of impls) {
+      setAttentionMatrixUnits(units !== "off");
+      setAttentionUnitsTile(units === "off" ? null : units);
       setAttentionTiles(tiles === null ? null : ATTENTION_TILES[tiles]!);
       setAttentionChunkBytes(mib === null ? null : mib * 2 ** 20);
       setAttentionPanelOverride(panel);
@@ -126,6 +144,8 @@ async function main(): Promise<void> {
       setAttentionTiles(null);
       setAttentionChunkBytes(null);
       setAttentionPanelOverride(null);
+      setAttentionMatrixUnits(true);
+      setAttentionUnitsTile(null);
       ctx.pool.trim();
     }
     if (outs.length === 2) {

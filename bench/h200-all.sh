@@ -22,6 +22,8 @@
 #   old-vs-new  matmul and spmm from the pre-refactor commit's bundle (.bench-old) and today's, alternated
 #   attention   bench/attention.ts: fused flash attention (fused and chunked backward; chunk budgets 128/256 MiB, causal panels of 512/1024 rows) against the unfused path, Dawn
 #   attention-mu  the same at gpt2 with the chunked backward's products on the matrix units (precision medium)
+#   attention-mu-fwd  bench/attention.ts at small and gpt2, precision medium: the forward on the matrix units (every row; tiles 4x32, 2x32)
+#                 next to the f32 shader-core forward ("shader-core fwd + chunked bwd"), then the mixed-f16 train step small + gpt2 dense
 #   train-attn  bench/train.ts dense small and gpt2 with the fused attention backward, and gpt2 with 128 MiB chunks (the default train section runs the chunked one at 64 MiB)
 #   precision   bench/precision.ts: mid config, 2,000 steps, seed 1, f32 vs mixed-f16, validation loss of both (issue 8's 1% goal)
 #   train-mixed bench/train.ts with --precision f32,mixed-f16: tokens/s of mixed precision next to f32, every config
@@ -83,6 +85,9 @@ for s in "$@"; do
       sec sparse-old 90 node .bench-old/sparse.mjs --d 768,1024 --json "$out/spmm-old.json"
       sec sparse-new 90 node .bench-dist/sparse.mjs --d 768,1024 --json "$out/spmm-new.json" ;;
     attention) sec attention 180 node .bench-dist/attention.mjs --chunk-mib 128,256 --panel-rows 512,1024 --json "$out/attention-dawn.json" ;;
+    attention-mu-fwd)
+      sec attention-mu-fwd 180 node .bench-dist/attention.mjs --dawn-toggles --precision medium --configs small,gpt2 --units-tiles 4x32,2x32 --json "$out/attention-dawn-mu-fwd.json"
+      sec attention-mu-fwd-train 150 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense --precision mixed-f16 --json "$out/train-dawn-mu-fwd.json" ;;
     attention-mu) sec attention-mu 120 node .bench-dist/attention.mjs --dawn-toggles --precision medium --configs gpt2 --json "$out/attention-dawn-mu.json" ;;
     train-attn)
       sec train-attn-fused 150 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense --attn-backward fused --json "$out/train-attn-fused.json"

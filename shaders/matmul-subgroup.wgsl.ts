@@ -114,6 +114,30 @@ export interface SgMatmulVariant extends SgTile {
 }
 export type SgSyntax = "majorness" | "bool";
 
+/** The subgroup-matrix types every matrix-unit kernel uses: f16 operands, f32 results, 16×16×16. */
+export const SG_LEFT = "subgroup_matrix_left<f16, 16, 16>";
+export const SG_RIGHT = "subgroup_matrix_right<f16, 16, 16>";
+export const SG_RESULT = "subgroup_matrix_result<f32, 16, 16>";
+
+/**
+ * A subgroupMatrixLoad of matrix type `T` from workgroup array pointer `src` at element `off`
+ * (row stride `ld`), spelled as this compiler accepts (`syntax`, chosen at init by
+ * src/gpu/matrix-units.ts): majorness as a template argument, or the older bool argument.
+ * The one place the builtin's spelling lives (the matmul and attention kernels share it).
+ */
+export function sgLoad(syntax: SgSyntax, T: string, src: string, off: string, colMajor: boolean, ld: string): string {
+  return syntax === "majorness"
+    ? `subgroupMatrixLoad<${T}, ${colMajor ? "col_major" : "row_major"}>(${src}, ${off}, ${ld})`
+    : `subgroupMatrixLoad<${T}>(${src}, ${off}, ${colMajor}, ${ld})`;
+}
+
+/** A subgroupMatrixStore of matrix `value` into `dst` at element `off` (row stride `ld`), spelled as sgLoad. */
+export function sgStore(syntax: SgSyntax, dst: string, off: string, value: string, colMajor: boolean, ld: string): string {
+  return syntax === "majorness"
+    ? `subgroupMatrixStore<${colMajor ? "col_major" : "row_major"}>(${dst}, ${off}, ${value}, ${ld})`
+    : `subgroupMatrixStore(${dst}, ${off}, ${value}, ${colMajor}, ${ld})`;
+}
+
 /** K depth of one workgroup-memory stage (two 16-deep matrix steps). */
 export const SG_BK = 32;
 const PAD = 8;
@@ -301,14 +325,10 @@ export const sgMatmulKernel = kernelFamily("matmul_sgmat", (v: SgMatmulVariant) 
   const a0 = stages === 2 ? "aCur + " : "", b0 = stages === 2 ? "bCur + " : "";
   const offA = (i: number, kk: number) => a0 + (v.transA ? `${kk * lda}u + sr + ${i * 16}u` : `(sr + ${i * 16}u) * ${lda}u + ${kk}u`);
   const offB = (j: number, kk: number) => b0 + (v.transB ? `(sc + ${j * 16}u) * ${ldb}u + ${kk}u` : `${kk * ldb}u + sc + ${j * 16}u`);
-  const L = "subgroup_matrix_left<f16, 16, 16>", R = "subgroup_matrix_right<f16, 16, 16>", Res = "subgroup_matrix_result<f32, 16, 16>";
+  const L = SG_LEFT, R = SG_RIGHT, Res = SG_RESULT;
   const accs = range(v.fm).flatMap((i) => range(v.fn).map((j) => `c${i}_${j}`));
-  const load = (T: string, src: string, off: string, colMajor: boolean, ld: number) => v.sgSyntax === "majorness"
-    ? `subgroupMatrixLoad<${T}, ${colMajor ? "col_major" : "row_major"}>(${src}, ${off}, ${ld}u)`
-    : `subgroupMatrixLoad<${T}>(${src}, ${off}, ${colMajor}, ${ld}u)`;
-  const store = (c: string) => v.sgSyntax === "majorness"
-    ? `subgroupMatrixStore<row_major>(&scratch, sg * 256u, ${c}, 16u)`
-    : `subgroupMatrixStore(&scratch, sg * 256u, ${c}, false, 16u)`;
+  const load = (T: string, src: string, off: string, colMajor: boolean, ld: number) => sgLoad(v.sgSyntax, T, src, off, colMajor, `${ld}u`);
+  const store = (c: string) => sgStore(v.sgSyntax, "&scratch", "sg * 256u", c, false, "16u");
   const mma = range(bk / 16).map((s) => s * 16).map((kk) => [
     ...range(v.fm).map((i) => `let a${i} = ${load(L, "&As", offA(i, kk), v.transA, lda)};`),
     ...range(v.fn).map((j) => `let b${j} = ${load(R, "&Bs", offB(j, kk), v.transB, ldb)};`),

@@ -2,7 +2,11 @@
 // init(): the feature, f16 and an f16→f32 16×16×16 configuration must be offered, and the kernels
 // must actually compile — the feature is experimental and its WGSL surface still moves, so each
 // tile variant is compiled inside an error scope and only those that pass are used. Nothing here
-// runs when the feature is absent; matmuls then stay on the shader-core kernels.
+// runs when the feature is absent; matmuls then stay on the shader-core kernels. The fused
+// attention forward's matrix-unit kernel (shaders/attention-subgroup.wgsl.ts) is compiled the
+// same way once a matmul tile has: `attention` says whether the attention op may use it.
+import { ATTENTION_UNITS_TILES, attentionUnitsForwardKernel, attentionUnitsSharedBytes } from "../../shaders/attention-subgroup.wgsl.ts";
+import type { Kernel } from "../../shaders/kernel.ts";
 import { type SgSyntax, type SgTile, type SgTileName, sgMatmulKernel, sgSharedBytes, SG_TILES } from "../../shaders/matmul-subgroup.wgsl.ts";
 import { type DeviceInfo, SUBGROUP_MATRIX } from "./device.ts";
 
@@ -12,11 +16,13 @@ export interface MatrixUnits {
   readonly subgroupSize: number;
   /** The load/store spelling this compiler accepted. */
   readonly sgSyntax: SgSyntax;
+  /** The fused attention forward's matrix-unit kernel compiled here (src/ops/attention.ts uses it then). */
+  readonly attention: boolean;
   /** Why the matrix units are not used, or the compiler's warnings when they are. */
   readonly note: string;
 }
 
-export const NO_MATRIX_UNITS: MatrixUnits = { tiles: [], subgroupSize: 0, sgSyntax: "majorness", note: "not asked for: init({ matrixUnits: true })" };
+export const NO_MATRIX_UNITS: MatrixUnits = { tiles: [], subgroupSize: 0, sgSyntax: "majorness", attention: false, note: "not asked for: init({ matrixUnits: true })" };
 
 /**
  * Preference order, measured on the H200 (bench/results/h200-matmul-units-dawn.json, f32 operands):
@@ -64,20 +70,8 @@ export async function probeMatrixUnits(info: DeviceInfo): Promise<MatrixUnits> {
     for (const syntax of forms) {
       if (sgSyntax && syntax !== sgSyntax) continue;
       const k = sgMatmulKernel({ ...SG_TILES[name], transA: false, transB: true, bias: true, act: "gelu", aux: false, inType: "f32", outType: "f32", vec: true, subgroupSize, prefetch: (SG_TILES[name] as SgTile).prefetch ?? true, sgSyntax: syntax });
-      device.pushErrorScope("validation");
-      const module = device.createShaderModule({ label: k.key, code: k.code });
-      let failed: string | null = null;
-      try {
-        await device.createComputePipelineAsync({ label: k.key, layout: "auto", compute: { module, entryPoint: "main" } });
-      } catch (e) {
-        failed = (e as Error).message;
-      }
-      const scoped = await device.popErrorScope();
-      if (scoped) failed = failed ?? scoped.message;
-      const msgs = (await module.getCompilationInfo?.())?.messages ?? [];
-      // The compiler's own messages say why; the pipeline error only says the module was invalid.
-      const errs = msgs.filter((m) => m.type === "error").map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join("; ");
-      if (failed) { tried.push(`${syntax}: ${(errs || failed).slice(0, 500)}`); continue; }
+      const { failed, msgs } = await compiles(device, k);
+      if (failed) { tried.push(`${syntax}: ${failed.slice(0, 500)}`); continue; }
       tiles.push(name);
       sgSyntax = syntax;
       const warns = new Set(msgs.map((m) => `${m.type}: ${m.message.split("\n")[0]}`));
@@ -86,5 +80,33 @@ export async function probeMatrixUnits(info: DeviceInfo): Promise<MatrixUnits> {
     }
     if (tried.length) notes.push(`${name}: ${tried.join(" / ")}`);
   }
-  return { tiles, subgroupSize, sgSyntax: sgSyntax ?? "majorness", note: notes.join(" | ") || "ok" };
+  // The attention forward: one variant (f32 in, head dim 64, causal) at the largest tile that fits.
+  let attention = false;
+  const at = subgroupSize >= 16 ? ATTENTION_UNITS_TILES.find((t) => attentionUnitsSharedBytes(t, 64) <= maxShared) : undefined;
+  if (sgSyntax && at) {
+    const k = attentionUnitsForwardKernel({ ...at, dtype: "f32", D: 64, causal: true, dropout: false, subgroupSize, sgSyntax });
+    const { failed, msgs } = await compiles(device, k);
+    attention = !failed;
+    if (failed) notes.push(`attention: ${failed.slice(0, 500)}`);
+    else if (msgs.length) notes.push(`attention compiled (${[...new Set(msgs.map((m) => `${m.type}: ${m.message.split("\n")[0]}`))].join("; ").slice(0, 200)})`);
+  }
+  return { tiles, subgroupSize, sgSyntax: sgSyntax ?? "majorness", attention, note: notes.join(" | ") || "ok" };
+}
+
+/** Compiles kernel `k` into a pipeline inside a validation error scope: the compiler's error (null when it compiled) and its messages. */
+async function compiles(device: GPUDevice, k: Kernel): Promise<{ failed: string | null; msgs: readonly GPUCompilationMessage[] }> {
+  device.pushErrorScope("validation");
+  const module = device.createShaderModule({ label: k.key, code: k.code });
+  let failed: string | null = null;
+  try {
+    await device.createComputePipelineAsync({ label: k.key, layout: "auto", compute: { module, entryPoint: "main" } });
+  } catch (e) {
+    failed = (e as Error).message;
+  }
+  const scoped = await device.popErrorScope();
+  if (scoped) failed = failed ?? scoped.message;
+  const msgs = (await module.getCompilationInfo?.())?.messages ?? [];
+  // The compiler's own messages say why; the pipeline error only says the module was invalid.
+  const errs = msgs.filter((m) => m.type === "error").map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join("; ");
+  return { failed: failed ? errs || failed : null, msgs };
 }

@@ -13,6 +13,12 @@
 // even though it writes and reads the scores of each chunk. On a CPU
 // rasterizer (lavapipe, SwiftShader) memory passes and dispatches cost more than arithmetic and
 // the fused kernels win (tiny config, lavapipe: 2.0 vs 9.4 ms), so "auto" keeps them there.
+// The forward runs on the matrix units (shaders/attention-subgroup.wgsl.ts: subgroup matrices,
+// f16 operands, f32 softmax and accumulation) exactly when init found them and the attention
+// kernel compiled there (gpu().matrixUnits.attention), the product may round to f16 (f16 inputs,
+// or an f32 matmul precision below "highest", as the Trainer's "mixed-f16" sets) and the head dim
+// is a multiple of 16 up to UNITS_MAX_HEAD_DIM; otherwise the f32 shader-core kernel. Both write
+// the same O and logsumexp, so either backward follows either forward.
 // Registers its rules.
 import { record } from "../autograd/graph.ts";
 import type { AttentionAttrs, AttentionGeometry as Geometry, OpSaved } from "../autograd/ops.ts";
@@ -27,7 +33,12 @@ import {
   ATTENTION_TILES, ROWDOT_WORKGROUP, type AttentionTiles, attentionBackwardKVKernel, attentionBackwardQKernel,
   attentionForwardKernel, attentionRowDotKernel, attentionSharedBytes,
 } from "../../shaders/attention.wgsl.ts";
+import {
+  ATTENTION_UNITS_TILES, type AttentionUnitsTile, UNITS_MAX_HEAD_DIM, attentionUnitsForwardKernel, attentionUnitsSharedBytes,
+} from "../../shaders/attention-subgroup.wgsl.ts";
+import type { Kernel } from "../../shaders/kernel.ts";
 import { checkChunkFits, chunkHeads, chunkedBackwardRaw } from "./attention-chunked.ts";
+import { getFloat32MatmulPrecision } from "./raw/precision.ts";
 import { checkFloat, checkLive, numel, sameShape } from "./util.ts";
 
 export interface AttentionOptions {
@@ -96,12 +107,74 @@ function grid(op: string, blocks: number, BH: number): [number, number, number] 
 type F = "f32" | "f16";
 const fdt = (t: Tensor): F => (t.dtype === "f16" ? "f16" : "f32");
 
+let unitsAllowed = true;
+let unitsTileOverride: AttentionUnitsTile | null = null;
+
+/**
+ * false keeps the forward on the f32 shader-core kernel even where it would run on the matrix
+ * units (benchmarks compare the two in one run); true (the default) restores the rule.
+ */
+export function setAttentionMatrixUnits(on: boolean): void {
+  unitsAllowed = on;
+}
+
+/** Forces one tile of the matrix-unit forward (ATTENTION_UNITS_TILES; benchmarks, tests); null restores the choice. */
+export function setAttentionUnitsTile(t: AttentionUnitsTile | null): void {
+  if (t && !([1, 2, 4, 8].includes(t.nsub) && [16, 32, 64].includes(t.keys))) {
+    throw new ValueError("setAttentionUnitsTile", `tile ${JSON.stringify(t)} needs nsub in 1, 2, 4, 8 and keys in 16, 32, 64`);
+  }
+  unitsTileOverride = t;
+}
+
+/**
+ * How tests run the matrix-unit forward on adapters without the feature: its kernel rewritten
+ * (test/lib/sgmat-emulate.ts) for subgroups of `subgroupSize`, and its params extended.
+ */
+export interface AttentionUnitsEmulation {
+  subgroupSize: number;
+  kernel(k: Kernel): Kernel;
+  params(p: number[]): number[];
+}
+let emulation: AttentionUnitsEmulation | null = null;
+
+/** Tests only: where the adapter has no matrix units, route the matrix-unit forward through `e`; null ends it. */
+export function emulateAttentionMatrixUnits(e: AttentionUnitsEmulation | null): void {
+  emulation = e;
+}
+
+/** The matrix-unit forward's tile for this call, or null for the shader-core kernel (see the header). */
+function unitsTileFor(op: string, D: number, dtype: F): AttentionUnitsTile | null {
+  if (!unitsAllowed) return null;
+  const g = gpu();
+  if (!emulation && !g.matrixUnits.attention) return null;
+  if (dtype === "f32" && getFloat32MatmulPrecision() === "highest") return null;
+  if (D % 16 !== 0 || D > UNITS_MAX_HEAD_DIM) return null;
+  const max = g.limits.maxComputeWorkgroupStorageSize;
+  if (unitsTileOverride) {
+    const b = attentionUnitsSharedBytes(unitsTileOverride, D);
+    if (b > max) throw new ResourceLimitError(op, `matrix-unit attention tile ${JSON.stringify(unitsTileOverride)} needs ${b} bytes of workgroup memory at head dim ${D}, over the adapter's ${max}; use a smaller one`);
+    return unitsTileOverride;
+  }
+  return ATTENTION_UNITS_TILES.find((t) => attentionUnitsSharedBytes(t, D) <= max) ?? null;
+}
+
 /** Runs the forward kernel: O (shape `outShape`) and the logsumexp [B·H, T]. */
 function forwardRaw(op: string, q: Tensor, k: Tensor, v: Tensor, outShape: readonly number[], a: AttentionAttrs): [Tensor, Tensor] {
   const g = a.geo;
+  const ut = g.BH * g.T === 0 ? null : unitsTileFor(op, g.D, fdt(q)); // before allocating: a refusal leaves nothing
   const out = Tensor.empty(outShape, q.dtype, op);
   const lse = Tensor.empty([g.BH, g.T], "f32", op);
   if (g.BH * g.T === 0) return [out, lse];
+  if (ut) {
+    const mu = gpu().matrixUnits;
+    const variant = { ...ut, dtype: fdt(q), D: g.D, causal: a.causal, dropout: a.p > 0 };
+    const kernel = emulation
+      ? emulation.kernel(attentionUnitsForwardKernel({ ...variant, subgroupSize: emulation.subgroupSize, sgSyntax: "majorness" }))
+      : attentionUnitsForwardKernel({ ...variant, subgroupSize: mu.subgroupSize, sgSyntax: mu.sgSyntax });
+    gpu().launcher.dispatch(kernel, [q.buffer(op), k.buffer(op), v.buffer(op), out.buffer(op), lse.buffer(op)],
+      grid(op, Math.ceil(g.T / (16 * ut.nsub)), g.BH), emulation ? emulation.params(params(a)) : params(a));
+    return [out, lse];
+  }
   const t = tilesFor(op, g.D);
   gpu().launcher.dispatch(attentionForwardKernel(fdt(q), g.D, t.fwdRows, t.fwdKeys, a.causal, a.p > 0),
     [q.buffer(op), k.buffer(op), v.buffer(op), out.buffer(op), lse.buffer(op)],

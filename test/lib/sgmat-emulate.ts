@@ -1,7 +1,9 @@
 // Runs a subgroup-matrix kernel where the feature is missing (lavapipe, SwiftShader): rewrites its
 // WGSL so that each invocation of an emulated subgroup (tid / subgroupSize) holds its share of
-// each 16×16 result, as the hardware does — a left or right operand is its place in As / Bs
-// (offset, stride, majorness), read when it is multiplied; a multiply-accumulate sums 16 products
+// each 16×16 result, as the hardware does — a left or right operand is its place in a workgroup
+// array (which array, offset, stride, majorness), read when it is multiplied: the matmul reads its
+// left operands from As and right ones from Bs, the attention forward (shaders/
+// attention-subgroup.wgsl.ts) from Qs / Ps and Ks / Vs; a multiply-accumulate sums 16 products
 // per held element; a store writes the held elements. The rest of the kernel (staging, its barriers and stage
 // buffers, bounds, offsets, the epilogue) runs as generated, so its logic is checked against the
 // float64 reference on any adapter; only the builtins' own semantics are modelled, as the kernels
@@ -70,8 +72,16 @@ export function emulatedParams(params: readonly number[], subgroupSize: number):
   return p;
 }
 
-/** The emulating rewrite of a kernel built by sgMatmulKernel (majorness spelling) for subgroups of `subgroupSize`. */
-export function emulateSubgroupMatrices(code: string, subgroupSize: number): string {
+/**
+ * The emulating rewrite of a subgroup-matrix kernel (sgMatmulKernel, attentionUnitsForwardKernel;
+ * majorness spelling) for subgroups of `subgroupSize`. Its main() must take
+ * `@builtin(local_invocation_index) tid: u32` last, or followed only by `@builtin(subgroup_id) sgid: u32`.
+ * With `halfAsF32` (adapters without shader-f16, such as lavapipe under Deno) a kernel whose
+ * storage is f32 and whose only f16 are its workgroup arrays and scalar f16(…) conversions runs
+ * with those arrays in f32 and each conversion rounding to the nearest f16 (pack2x16float), so
+ * it computes what it computes with f16 arrays.
+ */
+export function emulateSubgroupMatrices(code: string, subgroupSize: number, o: { halfAsF32?: boolean } = {}): string {
   const sizes = new Map([...code.matchAll(/var<workgroup> (\w+): array<(\w+), (\d+)>;/g)].map((m) => [m[1]!, { type: m[2]!, n: Number(m[3]) }]));
   const per = 256 / subgroupSize;
   if (!Number.isInteger(per)) throw new Error(`emulateSubgroupMatrices: subgroups of ${subgroupSize} do not divide a 16×16 matrix`);
@@ -80,6 +90,9 @@ export function emulateSubgroupMatrices(code: string, subgroupSize: number): str
     if (!sizes.has(name) || (want && name !== want)) throw new Error(`emulateSubgroupMatrices: ${ptr} is not a workgroup array this emulation reads there`);
     return name;
   };
+  // The workgroup arrays operands are loaded from, numbered: an operand carries its array's number.
+  const operandArrays: string[] = [];
+  const idOf = (name: string) => { if (!operandArrays.includes(name)) operandArrays.push(name); return operandArrays.indexOf(name); };
   // Element (r, c) of a matrix at offset `off`: row-major off + r·ld + c, column-major off + c·ld + r.
   const at = (m: string, r: string, c: string) => `${m}.off + select(${r} * ${m}.ld + ${c}, ${c} * ${m}.ld + ${r}, ${m}.col)`;
   // A left / right operand is where it lies in As / Bs, read when multiplied: the kernels store
@@ -88,15 +101,16 @@ export function emulateSubgroupMatrices(code: string, subgroupSize: number): str
     const ty = c.template[0]!, major = c.template[1]!;
     const left = ty.startsWith("subgroup_matrix_left");
     if (!left && !ty.startsWith("subgroup_matrix_right")) throw new Error(`emulateSubgroupMatrices: loads of ${ty} are not emulated`);
-    arrayOf(c.args[0]!, left ? "As" : "Bs");
-    return `${left ? "SgA" : "SgB"}(${c.args[1]}, ${c.args[2]}, ${major === "col_major"})`;
+    const arr = arrayOf(c.args[0]!);
+    if (sizes.get(arr)!.type !== "f16") throw new Error(`emulateSubgroupMatrices: operand array ${arr} is not f16`);
+    return `${left ? "SgA" : "SgB"}(${idOf(arr)}u, ${c.args[1]}, ${c.args[2]}, ${major === "col_major"})`;
   });
   const stores = new Set<string>();
   out = replaceCalls(out, "subgroupMatrixStore", (c) => {
     const arr = arrayOf(c.args[0]!), major = c.template[0]!;
     const { n, type } = sizes.get(arr)!;
     stores.add(`fn sgStore_${arr}_${major}(off: u32, m: SgC, ld: u32) {
-  let s = SgA(off, ld, ${major === "col_major"});
+  let s = SgA(0u, off, ld, ${major === "col_major"});
   for (var q = 0u; q < sgPer(); q = q + 1u) {
     let i = sgLane * ${per}u + q;
     let e = ${at("s", "(i / 16u)", "(i % 16u)")};
@@ -113,14 +127,19 @@ export function emulateSubgroupMatrices(code: string, subgroupSize: number): str
   if (/subgroup_matrix|subgroupMatrix|subgroup_id/.test(out) || !out.includes("sgLane = tid")) throw new Error("emulateSubgroupMatrices: a subgroup-matrix form this emulation does not know is left");
   const nan = "bitcast<f32>(0x7fc00000u)";
   const read = (arr: string, e: string) => `select(${nan}, f32(${arr}[min(${e}, ${sizes.get(arr)!.n - 1}u)]), ${e} < ${sizes.get(arr)!.n}u)`;
+  const readFn = `fn sgRead(arr: u32, e: u32) -> f32 {
+${operandArrays.map((a, i) => `  if (arr == ${i}u) { return ${read(a, "e")}; }`).join("\n")}
+  return ${nan};
+}`;
   const lib = `// Emulated subgroup matrices: lane sgLane of a subgroup holds result elements sgLane·${per} … +${per - 1}.
-struct SgA { off: u32, ld: u32, col: bool }
-struct SgB { off: u32, ld: u32, col: bool }
+struct SgA { arr: u32, off: u32, ld: u32, col: bool }
+struct SgB { arr: u32, off: u32, ld: u32, col: bool }
 struct SgC { v: array<f32, ${per}> }
 var<private> sgLane: u32;
 // The loop bounds come from the params block (emulatedParams), so that the shader compiler does
 // not unroll every product's loops (lavapipe took ~20 s per kernel when it did).
 fn sgPer() -> u32 { return pu(${EMU_PARAM}u); }
+${readFn}
 fn sgMma(a: SgA, b: SgB, c: SgC) -> SgC {
   var r = c;
   for (var q = 0u; q < sgPer(); q = q + 1u) {
@@ -128,7 +147,7 @@ fn sgMma(a: SgA, b: SgB, c: SgC) -> SgC {
     var s = 0.0;
     for (var k = 0u; k < sgPer() * ${subgroupSize / 16}u; k = k + 1u) {
       let ea = ${at("a", "row", "k")}; let eb = ${at("b", "k", "col")};
-      s = s + ${read("As", "ea")} * ${read("Bs", "eb")};
+      s = s + sgRead(a.arr, ea) * sgRead(b.arr, eb);
     }
     r.v[q] = r.v[q] + s;
   }
@@ -137,5 +156,12 @@ fn sgMma(a: SgA, b: SgB, c: SgC) -> SgC {
 ${[...stores].join("\n")}
 `;
   const f = out.indexOf("\nfn ");
-  return out.slice(0, f + 1) + lib + out.slice(f + 1);
+  out = out.slice(0, f + 1) + lib + out.slice(f + 1);
+  if (!o.halfAsF32) return out;
+  out = out.replace(/^enable f16;\n/m, "").replace(/var<workgroup> (\w+): array<f16, /g, "var<workgroup> $1: array<f32, ").replace(/\bf16\(/g, "sgHalf(");
+  if (/\bf16\b/.test(out)) throw new Error("emulateSubgroupMatrices: halfAsF32 needs a kernel whose f16 are workgroup arrays and scalar f16(…) conversions only");
+  const g = out.indexOf("\nfn ");
+  return `${out.slice(0, g + 1)}// f16 rounding without shader-f16 (halfAsF32).
+fn sgHalf(x: f32) -> f32 { return unpack2x16float(pack2x16float(vec2<f32>(x, 0.0))).x; }
+${out.slice(g + 1)}`;
 }

@@ -15,6 +15,22 @@ test("every compiled shader variant reports no errors or warnings in getCompilat
     ws.layerNorm(x, null, null).permute([1, 0]).max(1);
     spmm(x, compress24(w), null);
   });
+  // The matrix-unit attention forward (where init found it): f32 at medium precision and f16, causal, full and dropout.
+  if (g.matrixUnits.attention) {
+    const prev = ws.getFloat32MatmulPrecision();
+    ws.setFloat32MatmulPrecision("medium");
+    try {
+      ws.tidy(() => {
+        const qkv = ws.randn([2, 9, 3 * 32], { seed: 3 });
+        ws.qkvAttention(qkv, 2, { causal: true });
+        ws.qkvAttention(qkv, 2, { causal: false, dropoutP: 0.1 });
+        ws.qkvAttention(qkv.to("f16"), 2, { causal: true });
+      });
+    } finally {
+      ws.setFloat32MatmulPrecision(prev);
+    }
+    assert(g.pipelines.all().some((p) => p.kernel.key.startsWith("attention_sgmat")), "the matrix-unit attention forward compiled no pipeline");
+  }
   const pipelines = g.pipelines.all();
   assert(pipelines.length >= 10, `expected the suite to have compiled many variants, found ${pipelines.length}`);
   const bad: string[] = [];

@@ -9,6 +9,8 @@ import "./matmul-units-emulated.ts";
 import "./nn.ts";
 import "./attention.ts";
 import "./attention-chunked.ts";
+import "./attention-units.ts";
+import "./attention-units-emulated.ts";
 import "./runtime.ts";
 import "./errors.ts";
 import "./hardening.ts";
