@@ -4,7 +4,7 @@
 // ("decode" at M ≤ 16, "expand" / the matrix units above); at M ≤ 16 the older "small" kernel
 // too; above, the vector-wise 2:4 pattern (compressVector, --block rows per mask) and the weight
 // gradient: dense dYᵀX, per-element sddmm (its automatic tile and split-K, and with
-// --sddmm-split / --sddmm-tiles a sweep of forced ones) and sddmmVector. We report ms,
+// --sddmm-split / --sddmm-tiles a sweep of forced ones) and sddmmVector (its automatic split). We report ms,
 // dense-equivalent TFLOP/s, speedups over dense, and for decode the weight bytes read per second.
 //
 //   deno run -A bench/sparse.ts [--d 768,1024,2048,4096] [--m 4096,8] [--shapes dxd,3dxd,4dxd,dx4d] [--block 128] [--json out.json]
@@ -17,6 +17,7 @@
 import * as ws from "../src/index.ts";
 import { compress24, compressVector, decompress24, sddmm, sddmmVector, spmm, spmmVector, type SddmmTile } from "../src/sparse/index.ts";
 import { sddmmPlan } from "../src/sparse/sddmm.ts";
+import { sddmmVectorPlan } from "../src/sparse/vector24.ts";
 import { exit, flags, runtimeGpu, writeText } from "./env.ts";
 import { QUICK_TIMING, randomF32, type TimingOptions, tflops, timeBatches } from "./timing.ts";
 
@@ -30,6 +31,8 @@ interface Row {
   denseDwMs?: number; sddmmMs?: number; sddmmSpeedup?: number; sddmmVectorMs?: number; sddmmVectorSpeedup?: number;
   /** sddmm's automatic choice, e.g. "64x64, split 16 × 1024 rows". */
   sddmmPlan?: string;
+  /** sddmmVector's automatic tile and split, as sddmmPlan. */
+  sddmmVectorPlan?: string;
   /** --sddmm-split sweep: ms per "tile/sS" (tile "auto" unless --sddmm-tiles; forced split S, the slices actually dispatched can be fewer at small M). */
   sddmmSweepMs?: Record<string, number>;
 }
@@ -126,6 +129,8 @@ async function main(): Promise<void> {
           }
         }
         r.sddmmVectorMs = (await time(() => sddmmVector(dY, X, V, { block }))).medianMs;
+        const vplan = sddmmVectorPlan(M, dOut, K, block);
+        r.sddmmVectorPlan = `${vplan.tile}, ${vplan.slices > 1 ? `split ${vplan.slices} × ${vplan.sliceRows} rows` : "no split"}`;
         r.sddmmSpeedup = r.denseDwMs / r.sddmmMs;
         r.sddmmVectorSpeedup = r.denseDwMs / r.sddmmVectorMs;
         dY.dispose();
@@ -134,7 +139,7 @@ async function main(): Promise<void> {
       console.log(`d=${d} ${shape} M=${M}: dense ${r.denseMs.toFixed(4)} ms (${r.denseTflops.toFixed(2)} TFLOP/s), 2:4 ${r.sparseMs.toFixed(4)} ms (${r.sparseTflopsEq.toFixed(2)} dense-eq TFLOP/s) → ${r.speedup.toFixed(2)}×` +
         (M <= 16 ? `; small kernel ${r.smallMs!.toFixed(4)} ms → ${r.smallSpeedup!.toFixed(2)}×; weight bytes/s dense ${r.denseWeightGBs.toFixed(0)} GB/s, 2:4 ${r.sparseWeightGBs.toFixed(0)} GB/s`
           : `; vector-wise ${r.vectorMs!.toFixed(4)} ms → ${r.vectorSpeedup!.toFixed(2)}×; dW dense ${r.denseDwMs!.toFixed(4)} ms, sddmm (${r.sddmmPlan}) ${r.sddmmMs!.toFixed(4)} ms → ${r.sddmmSpeedup!.toFixed(2)}×` +
-            (r.sddmmSweepMs ? ` [${Object.entries(r.sddmmSweepMs).map(([k, v]) => `${k} ${v.toFixed(4)} ms`).join(", ")}]` : "") + `, sddmmVector → ${r.sddmmVectorSpeedup!.toFixed(2)}×`));
+            (r.sddmmSweepMs ? ` [${Object.entries(r.sddmmSweepMs).map(([k, v]) => `${k} ${v.toFixed(4)} ms`).join(", ")}]` : "") + `, sddmmVector (${r.sddmmVectorPlan}) ${r.sddmmVectorMs!.toFixed(4)} ms → ${r.sddmmVectorSpeedup!.toFixed(2)}×`));
       X.dispose();
     }
     W.dispose(); b.dispose(); S.dispose(); V.dispose();

@@ -14,6 +14,7 @@
 // sddmm  dValues = (dYᵀ·X_gathered) per block, a dense GEMM whose output is the values layout
 //        itself; the gathered column of each invocation's B elements is loop-invariant (decoded
 //        once, before the K loop). Tiles of 16·tm output rows, so blk is a multiple of those too.
+//        Split-K over the rows as the per-element sddmm when the grid is small (sddmmPlan's rule).
 // Only 2:4 (two slots per group): values slot j of a row is group j/2's (j%2)-th kept column.
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
 import { GEMM_THREADS, GEMM_TILES, type GemmSpec, type GemmTileName, gemmBody, gemmShared, tileExtent, tileOperand } from "./gemm.ts";
@@ -165,21 +166,25 @@ ${gemmMain(bm, bn, "let M = pu(0u); let KX = pu(1u); let N = pu(2u); let ws = pu
  * Bindings: dY [R, d_out] (read), X [R, KX] (read), meta (read u32), dV (rw).
  * Params: [0]=d_out [1]=K [2]=R (rows of dY and X) [3]=KX [4]=meta words/row [5]=blk.
  * `accumulate` adds into dV. Dispatch: [⌈K/bn⌉, ⌈d_out/bm⌉].
+ * `split` (split-K, as the per-element sddmm: shaders/sddmm.wgsl.ts): workgroup z reduces rows
+ * [z·slice, min((z+1)·slice, R)) into slab z of the f32 partials dV [slices, d_out, K] (then
+ * summed by sddmmSplitSumKernel); params [6]=rows per slice, dispatch z = slices.
  */
-export const vectorSddmmKernel = kernelFamily("vector_sddmm", (dtype: SpDType, accumulate: boolean, tile: VectorTile) => {
+export const vectorSddmmKernel = kernelFamily("vector_sddmm", (dtype: SpDType, accumulate: boolean, tile: VectorTile, split: boolean) => {
   const t = GEMM_TILES[VECTOR_TILES[tile]];
   const { bm, bn } = tileExtent(t);
   const bk = t.bk, per = (bn * bk) / GEMM_THREADS, step = GEMM_THREADS / bn;
+  const nS = split ? "nS + " : "";
   const g = bindGroup([
     { name: "dY", access: "read", type: `array<${dtype}>` },
     { name: "X", access: "read", type: `array<${dtype}>` },
     { name: "mbits", access: "read", type: "array<u32>" },
-    { name: "dV", access: "rw", type: `array<${dtype}>` },
+    { name: "dV", access: "rw", type: `array<${split ? "f32" : dtype}>` },
   ]);
   // A = dYᵀ: element (o, r) at dY[r·d_out + o], stored with the reduction (rows of dY) slow: k-major
   const A = tileOperand({
     prefix: "a", shared: "As", rows: bm, bk, kMajor: true, vec: false, extent: "M", row0: "row0",
-    index: (c, k) => `${k} * M + row0 + ${c}`, read: (i) => `f32(dY[${i}])`,
+    index: (c, k) => `(${nS}${k}) * M + row0 + ${c}`, read: (i) => `f32(dY[${i}])`,
   });
   // B = the gathered X: element (r, j) at X[r·KX + idx(j)]; an invocation's j is fixed (tid % bn)
   const B = {
@@ -188,21 +193,25 @@ export const vectorSddmmKernel = kernelFamily("vector_sddmm", (dtype: SpDType, a
   ${slotColumn("min(jj, N - 1u)", "col")}
   ${range(per).map((j) => `let bk${j} = tid / ${bn}u + ${j * step}u;`).join(" ")}`,
     fetch: (kk: string) => `{ let kk = ${kk};
-    ${range(per).map((j) => `br${j} = 0.0; if (bok && kk + bk${j} < K) { br${j} = f32(X[(kk + bk${j}) * KX + col]); }`).join("\n    ")} }`,
+    ${range(per).map((j) => `br${j} = 0.0; if (bok && kk + bk${j} < K) { br${j} = f32(X[(${nS}kk + bk${j}) * KX + col]); }`).join("\n    ")} }`,
     store: range(per).map((j) => `Bs[bk${j}][bc >> 2u][bc & 3u] = br${j};`).join("\n    "),
   };
+  const store = split ? (o: string, acc: string) => `dV[pz + ${o}] = ${acc}[j];`
+    : (o: string, acc: string) => `dV[${o}] = ${dtype}(${acc}[j]${accumulate ? ` + f32(dV[${o}])` : ""});`;
   const gemm: GemmSpec = {
     tile: t, a: { shared: "As", stride: bm / 4 }, b: { shared: "Bs", stride: bn / 4 + 1 }, row0: "row0", col0: "col0",
     loop: { k: "k0", bound: "K" },
     loads: { pipelined: [A, B] },
-    write: (row, col, acc) => boundedWrite(row, col, (o) => `dV[${o}] = ${dtype}(${acc}[j]${accumulate ? ` + f32(dV[${o}])` : ""});`),
+    write: (row, col, acc) => boundedWrite(row, col, (o) => store(o, acc)),
   };
+  // split: K is the slice's length (nS its first row); the loaders and the K loop are unchanged
+  const rowsK = split ? "let nS = min(wid.z * pu(6u), pu(2u)); let K = min(pu(6u), pu(2u) - nS);" : "let K = pu(2u);";
   const code = wgsl`${enables(dtype)}
 ${g.decls}
 ${gemmShared(gemm)}
 
-${gemmMain(bm, bn, "let M = pu(0u); let N = pu(1u); let K = pu(2u); let KX = pu(3u); let ws = pu(4u); let blk = pu(5u);")}
-  let mrow = (row0 / blk) * blk * ws;
+${gemmMain(bm, bn, `let M = pu(0u); let N = pu(1u); ${rowsK} let KX = pu(3u); let ws = pu(4u); let blk = pu(5u);`)}
+  let mrow = (row0 / blk) * blk * ws;${split ? "\n  let pz = wid.z * M * N;" : ""}
   ${gemmBody(gemm)}
 }
 `;

@@ -11,5 +11,5 @@ export { sddmm, type SddmmOptions } from "./sddmm.ts";
 export type { SddmmTile } from "../../shaders/sddmm.wgsl.ts";
 export type { ExpandTile } from "../../shaders/spmm.wgsl.ts";
 export { sparseLinear } from "./ops.ts";
-export { compressVector, sddmmVector, spmmVector, VECTOR_BLOCK, type VectorOptions } from "./vector24.ts";
+export { compressVector, sddmmVector, spmmVector, VECTOR_BLOCK, type VectorOptions, type VectorSddmmOptions } from "./vector24.ts";
 export type { VectorTile } from "../../shaders/vector24.wgsl.ts";

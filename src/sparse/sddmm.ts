@@ -4,7 +4,9 @@
 // layout of the optimizer state). Accumulates into an existing buffer for micro-batches.
 // Two kernels (shaders/sddmm.wgsl.ts): dense register tiles with a masked store (default) and a
 // gather kernel that does only the kept multiply-adds. Either one splits the reduction over n
-// (split-K) when its grid of output tiles is too small to fill the GPU (sddmmPlan). Where the
+// (split-K) when its grid of output tiles is too small to fill the GPU (sddmmPlan); the rule,
+// its validation and the sum of the partials (splitRows, checkSplitK, sumSplit) are shared with
+// the vector-wise sddmm (vector24.ts). Where the
 // dense product would run on the matrix units (f16, or f32 below "highest" precision with
 // init({ matrixUnits: true })), the "matmul" method is the default instead: the whole dYᵀX on the
 // matrix units (split-K included) and a gather of its kept entries — all the multiply-adds, but at
@@ -80,15 +82,40 @@ export interface SddmmOptions {
   splitK?: number;
 }
 
+/** Throws the ValueError of every split-K sddmm for a `splitK` that is not an integer in 1..MAX_FORCED_SPLIT. */
+export function checkSplitK(op: string, f: number | undefined): void {
+  if (f !== undefined && !(Number.isInteger(f) && f >= 1 && f <= MAX_FORCED_SPLIT)) {
+    throw new ValueError(op, `splitK ${f} is not an integer from 1 to ${MAX_FORCED_SPLIT}; pass 1 to turn split-K off, or leave it out for the automatic choice`);
+  }
+}
+
+/**
+ * The split of a weight gradient's reduction over `rows` rows (see SPLIT_BELOW), shared by every
+ * sddmm kernel: `grid` output-tile workgroups of one slice, slices a multiple of `step` rows (the
+ * kernel's n step), `splitK` forced or undefined for the automatic choice (validated by checkSplitK).
+ */
+export function splitRows(rows: number, grid: number, step: number, splitK: number | undefined): { slices: number; sliceRows: number } {
+  let split = splitK ?? 1;
+  if (splitK === undefined && grid < SPLIT_BELOW) {
+    while (split < MAX_SPLIT && grid * split < SPLIT_TARGET && rows >= 2 * split * MIN_SLICE) split *= 2;
+  }
+  const sliceRows = Math.ceil(Math.ceil(rows / split) / step) * step;
+  const slices = split === 1 || rows === 0 ? 1 : Math.ceil(rows / sliceRows);
+  return { slices, sliceRows: slices === 1 ? rows : sliceRows };
+}
+
+/** Sums the f32 partials [slices, count] of a split sddmm into gW (count values), adding when `accumulate`; disposes them. */
+export function sumSplit(part: Tensor, gW: Tensor, count: number, slices: number, accumulate: boolean, op: string): void {
+  gpu().launcher.dispatch(sddmmSplitSumKernel(gW.dtype as SpDType, accumulate), [part.buffer(op), gW.buffer(op)], grid1d(count, 256), [count, slices]);
+  part.dispose();
+}
+
 /**
  * The kernel, tile and split for dW of a [d_out, K] sparse matrix over `rows` rows of dY and X.
  * Throws a ValueError for a `splitK` that is not an integer in 1..MAX_FORCED_SPLIT.
  */
 export function sddmmPlan(rows: number, dOut: number, K: number, opts: SddmmOptions = {}, op = "sddmm"): SddmmPlan {
-  const f = opts.splitK;
-  if (f !== undefined && !(Number.isInteger(f) && f >= 1 && f <= MAX_FORCED_SPLIT)) {
-    throw new ValueError(op, `splitK ${f} is not an integer from 1 to ${MAX_FORCED_SPLIT}; pass 1 to turn split-K off, or leave it out for the automatic choice`);
-  }
+  checkSplitK(op, opts.splitK);
   let tile: SddmmTile | null = null, grid: number, step: number;
   if (opts.method === "gather") {
     grid = metaWords(K) * Math.ceil(dOut / SDDMM_ROWS);
@@ -99,13 +126,7 @@ export function sddmmPlan(rows: number, dOut: number, K: number, opts: SddmmOpti
     grid = Math.ceil(K / bk) * Math.ceil(dOut / bo);
     step = GEMM_TILES[SDDMM_TILES[tile]].bk;
   }
-  let split = f ?? 1;
-  if (f === undefined && grid < SPLIT_BELOW) {
-    while (split < MAX_SPLIT && grid * split < SPLIT_TARGET && rows >= 2 * split * MIN_SLICE) split *= 2;
-  }
-  const sliceRows = Math.ceil(Math.ceil(rows / split) / step) * step;
-  const slices = split === 1 || rows === 0 ? 1 : Math.ceil(rows / sliceRows);
-  return { method: opts.method === "gather" ? "gather" : "dense-tile", tile, grid, slices, sliceRows: slices === 1 ? rows : sliceRows };
+  return { method: opts.method === "gather" ? "gather" : "dense-tile", tile, grid, ...splitRows(rows, grid, step, opts.splitK) };
 }
 
 /** Whether sddmm's automatic method is "matmul": the dense dYᵀX of this shape would run on the matrix units. */
@@ -134,11 +155,7 @@ export function sddmmRaw(dY: Tensor, x: Tensor, s: SparseLike, rows: number, out
     const { bo, bk } = sddmmExtent(plan.tile);
     l.dispatch(sddmmDenseTileKernel(s.n, s.m, dtype, accumulate, plan.tile, split), bufs, [Math.ceil(s.cols / bk), Math.ceil(s.rows / bo), plan.slices], params);
   }
-  if (part) {
-    const count = s.rows * vpr;
-    l.dispatch(sddmmSplitSumKernel(dtype, accumulate), [part.buffer(op), gW.buffer(op)], grid1d(count, 256), [count, plan.slices]);
-    part.dispose();
-  }
+  if (part) sumSplit(part, gW, s.rows * vpr, plan.slices, accumulate, op);
   return gW;
 }
 

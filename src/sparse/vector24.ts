@@ -4,15 +4,17 @@
 // transpose, decompress and the decode kernel apply unchanged; spmmVector and sddmmVector are its
 // dense GEMMs over the gathered half of K (shaders/vector24.wgsl.ts). The block must be a
 // multiple of 64, the N extent of the smallest GEMM tile, so that a workgroup's outputs share one
-// block and its gather is uniform.
+// block and its gather is uniform. sddmmVector splits its reduction over the rows (split-K) by
+// the per-element sddmm's rule, validation and partial sum (sddmm.ts: splitRows).
 import { DTypeError, ShapeError, fmtShape } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
 import { Tensor } from "../tensor.ts";
-import { chooseTile } from "../../shaders/gemm.ts";
 import type { SpDType } from "../../shaders/sparse24.wgsl.ts";
 import { SP_WORKGROUP } from "../../shaders/sparse24.wgsl.ts";
+import { chooseTile, GEMM_TILES } from "../../shaders/gemm.ts";
 import { VECTOR_TILES, type VectorTile, vectorExtent, vectorPruneKernel, vectorSddmmKernel, vectorSpmmKernel, vectorStorage } from "../../shaders/vector24.wgsl.ts";
 import { checkLive, grid1d } from "../ops/util.ts";
+import { checkSplitK, splitRows, sumSplit } from "./sddmm.ts";
 import { checkCompressible, metaWords, Sparse24, type SparseLike } from "./sparse24.ts";
 
 /** Default rows per mask block of the vector-wise pattern. */
@@ -82,16 +84,41 @@ export function spmmVectorRaw(x: Tensor, s: SparseLike, bias: Tensor | null, row
   return out;
 }
 
+export interface VectorSddmmOptions extends VectorOptions {
+  /** Write into this tensor (shape of s.values) instead of a new one. */
+  out?: Tensor;
+  /** Add to `out` instead of overwriting it (gradient accumulation over micro-batches). */
+  accumulate?: boolean;
+  /**
+   * Split the reduction over the rows into this many slices (an integer 1–64; 1 = off), summed
+   * in f32. Default: automatic, the rule of the per-element sddmm (sddmm.ts, SPLIT_BELOW).
+   */
+  splitK?: number;
+}
+
+/** The tile and split of sddmmVector at one shape (slices 1 = not split). */
+export function sddmmVectorPlan(rows: number, dOut: number, K: number, block: number, opts: VectorSddmmOptions = {}, op = "sddmmVector"):
+  { tile: VectorTile; grid: number; slices: number; sliceRows: number } {
+  checkSplitK(op, opts.splitK);
+  const tile = chooseVectorTile(dOut, K / 2, block, "m", true, opts.tile);
+  const { bm, bn } = vectorExtent(tile);
+  const grid = Math.ceil(K / 2 / bn) * Math.ceil(dOut / bm);
+  return { tile, grid, ...splitRows(rows, grid, GEMM_TILES[VECTOR_TILES[tile]].bk, opts.splitK) };
+}
+
 /** dValues of a vector-wise s from dY [rows, d_out] and x [rows, K], into `out` (new when null). */
 export function sddmmVectorRaw(dY: Tensor, x: Tensor, s: SparseLike, rows: number, block: number, out: Tensor | null = null, accumulate = false,
-  opts: VectorOptions = {}, op = "sddmmVector"): Tensor {
+  opts: VectorSddmmOptions = {}, op = "sddmmVector"): Tensor {
   const K = s.cols, dOut = s.rows, vpr = K / 2, dtype = dY.dtype as SpDType;
   const gV = out ?? Tensor.empty([dOut, vpr], dtype, op);
   if (dOut === 0 || vpr === 0) return gV;
-  const tile = chooseVectorTile(dOut, vpr, block, "m", true, opts.tile);
-  const { bm, bn } = vectorExtent(tile);
-  gpu().launcher.dispatch(vectorSddmmKernel(dtype, accumulate, tile), [dY.buffer(op), x.buffer(op), s.meta.buffer(op), gV.buffer(op)],
-    [Math.ceil(vpr / bn), Math.ceil(dOut / bm)], [dOut, vpr, rows, K, metaWords(K), block]);
+  const plan = sddmmVectorPlan(rows, dOut, K, block, opts, op);
+  const split = plan.slices > 1;
+  const part = split ? Tensor.empty([plan.slices, dOut, vpr], "f32", op) : null;
+  const { bm, bn } = vectorExtent(plan.tile);
+  gpu().launcher.dispatch(vectorSddmmKernel(dtype, accumulate, plan.tile, split), [dY.buffer(op), x.buffer(op), s.meta.buffer(op), (part ?? gV).buffer(op)],
+    [Math.ceil(vpr / bn), Math.ceil(dOut / bm), plan.slices], [dOut, vpr, rows, K, metaWords(K), block, plan.sliceRows]);
+  if (part) sumSplit(part, gV, dOut * vpr, plan.slices, accumulate, op);
   return gV;
 }
 
@@ -121,14 +148,23 @@ export function spmmVector(x: Tensor, s: Sparse24, bias: Tensor | null = null, o
   return out;
 }
 
-/** dValues at a vector-wise s's kept positions: dY [..., d_out], x [..., K]; shaped like s.values. */
-export function sddmmVector(dY: Tensor, x: Tensor, s: Sparse24, opts: VectorOptions = {}): Tensor {
-  const op = "sddmmVector", block = opts.block ?? VECTOR_BLOCK;
-  checkLive(op, dY, x, s.values, s.meta);
+/**
+ * dValues at a vector-wise s's kept positions: dY [..., d_out], x [..., K]; shaped like s.values.
+ * With { out, accumulate: true } adds into out.
+ */
+export function sddmmVector(dY: Tensor, x: Tensor, s: Sparse24, opts: VectorSddmmOptions = {}): Tensor {
+  const op = "sddmmVector", block = opts.block ?? VECTOR_BLOCK, out = opts.out ?? null;
+  checkLive(op, dY, x, s.values, s.meta, out);
   checkVectorWeight(op, s, block);
   if (dY.shape.at(-1) !== s.rows || x.shape.at(-1) !== s.cols || dY.shape.slice(0, -1).join() !== x.shape.slice(0, -1).join()) {
     throw new ShapeError(op, `dY ${fmtShape(dY.shape)} and x ${fmtShape(x.shape)} must be [..., ${s.rows}] and [..., ${s.cols}] with the same leading axes`);
   }
   if (dY.dtype !== s.dtype || x.dtype !== s.dtype) throw new DTypeError(op, `dY (${dY.dtype}), x (${x.dtype}) and the sparse values (${s.dtype}) must have one dtype`);
-  return sddmmVectorRaw(dY, x, s, x.size / s.cols, block, null, false, opts, op);
+  if (out && (out.shape.join() !== s.values.shape.join() || out.dtype !== s.dtype)) {
+    throw new ShapeError(op, `out ${fmtShape(out.shape)} (${out.dtype}) must match the sparse values ${fmtShape(s.values.shape)} (${s.dtype})`);
+  }
+  if (opts.accumulate && !out) throw new ShapeError(op, "accumulate needs an `out` tensor to add into");
+  const rows = x.size / s.cols;
+  sddmmVectorPlan(rows, s.rows, s.cols, block, opts, op); // validates splitK and the tile before anything is allocated
+  return sddmmVectorRaw(dY, x, s, rows, block, out, !!opts.accumulate, opts, op);
 }

@@ -12,6 +12,7 @@ import { test } from "../lib/harness.ts";
 import { type Arr, arr, map, matmul, randArr, reduce } from "../ref/cpu.ts";
 import { fromArr } from "../ref/convert.ts";
 import { sddmmPlan } from "../../src/sparse/sddmm.ts";
+import { sddmmVectorPlan } from "../../src/sparse/vector24.ts";
 import { applyMask, decodeMeta, expand, gather, groupCounts, nmMask, slopeMasks, spareMetaBits, transpose2d, vectorMask } from "../ref/sparse.ts";
 
 /** Random values rounded to f32, so the reference ranks exactly what the GPU sees. */
@@ -289,6 +290,78 @@ test("vector-wise 2:4 in f16 (f32 accumulation): compressVector, spmmVector and 
   for (const t of [w16, x16, dY16, y, g]) t.dispose();
   s.dispose();
 }, { needs: ["shader-f16"] });
+
+test("sddmmVector split-K forced to 1, 3, 7 and automatic (both tiles) equals M⊙(dYᵀX) (float64) at ragged slices, partial blocks and K, overwriting and accumulating", async () => {
+  // [rows, K, d_out, block]: rows not a multiple of S·step, K = 36 (values per row not a multiple of 4), d_out past a block
+  const shapes: [number, number, number, number][] = [[300, 36, 70, 64], [130, 264, 200, 128]];
+  for (const [i, [rows, K, dOut, block]] of shapes.entries()) {
+    const w = rand32([dOut, K], 700 + i), x = rand32([rows, K], 710 + i), dY = rand32([rows, dOut], 720 + i);
+    const mask = vectorMask(w, block);
+    const s = compressVector(fromArr(w), { block });
+    const ref = gather(matmul(dY, x, true, false), mask, 2, 4);
+    const tiles: (VectorTile | undefined)[] = block % 128 === 0 ? ["64x64", "128x128"] : ["64x64"];
+    for (const tile of tiles) for (const splitK of [1, 3, 7, undefined]) {
+      const opts = { block, tile, splitK }, msg = `${JSON.stringify(opts)} n=${rows} K=${K} d_out=${dOut}`;
+      const plan = sddmmVectorPlan(rows, dOut, K, block, opts);
+      if (splitK === 1) assertEquals(plan.slices, 1, msg);
+      else if (splitK !== undefined) assert(plan.slices > 1 && plan.slices <= splitK, `${msg}: split into ${plan.slices}`);
+      assert(plan.slices === 1 || (plan.slices - 1) * plan.sliceRows < rows, `${msg}: no empty slice`);
+      const g = ws.tidy(() => sddmmVector(fromArr(dY), fromArr(x), s, opts));
+      assertClose(await f32(g), ref, { rtol: 1e-4, atol: 2e-5, msg });
+      const same = ws.tidy(() => sddmmVector(fromArr(dY), fromArr(x), s, { ...opts, out: g, accumulate: true }));
+      assert(same === g, "accumulate returns out");
+      assertClose(await f32(g), ref.map((v) => 2 * v), { rtol: 1e-4, atol: 4e-5, msg: `${msg} accumulate` });
+      g.dispose();
+    }
+    s.dispose();
+  }
+});
+
+test("sddmmVector splits automatically by the per-element sddmm's rule (small output, n = 4096) and sums the slices correctly", async () => {
+  const [rows, K, dOut] = [4096, 64, 64];
+  const plan = sddmmVectorPlan(rows, dOut, K, 64);
+  assertEquals([plan.tile, plan.grid, plan.slices, plan.sliceRows], ["64x64", 1, 16, 256], "one 64×64 tile: 16 slices of 256 rows");
+  assertEquals(plan.slices, sddmmPlan(rows, dOut, K, { tile: "64x64" }).slices, "the per-element sddmm's split at the same grid");
+  assertEquals(sddmmVectorPlan(rows, dOut, K, 64, { splitK: 1 }).slices, 1, "splitK 1 turns it off");
+  assertEquals(sddmmVectorPlan(511, dOut, K, 64).slices, 1, "slices keep ≥ 256 rows");
+  const w = rand32([dOut, K], 730), x = rand32([rows, K], 731), dY = rand32([rows, dOut], 732);
+  const s = compressVector(fromArr(w));
+  const ref = gather(matmul(dY, x, true, false), vectorMask(w, 64), 2, 4);
+  const g = ws.tidy(() => sddmmVector(fromArr(dY), fromArr(x), s));
+  assertClose(await f32(g), ref, { rtol: 1e-4, atol: 1e-4, msg: "automatic split" });
+  g.dispose(); s.dispose();
+});
+
+test("sddmmVector split-K in f16 sums f32 partials, forced and automatic, overwriting and accumulating, against float64 of the f16 inputs", async () => {
+  const h = (a: Arr) => ws.tidy(() => fromArr(a).to("f16"));
+  const back = async (t: ws.Tensor, shape: number[]) => arr(shape, await t.toArray());
+  for (const [rows, K, dOut, splitK] of [[300, 36, 70, 4], [4096, 64, 64, undefined]] as const) {
+    const w16 = h(rand32([dOut, K], 740)), x16 = h(rand32([rows, K], 741)), dY16 = h(rand32([rows, dOut], 742));
+    const w = await back(w16, [dOut, K]), x = await back(x16, [rows, K]), dY = await back(dY16, [rows, dOut]);
+    const s = compressVector(w16);
+    const ref = gather(matmul(dY, x, true, false), vectorMask(w, 64), 2, 4);
+    assert(sddmmVectorPlan(rows, dOut, K, 64, { splitK }).slices > 1, `n=${rows} splits`);
+    const g = sddmmVector(dY16, x16, s, { splitK });
+    assertClose(await g.toArray(), ref, { rtol: 2e-3, atol: 2e-3, msg: `f16 n=${rows} splitK=${splitK}` });
+    sddmmVector(dY16, x16, s, { splitK, out: g, accumulate: true });
+    assertClose(await g.toArray(), ref.map((v) => 2 * v), { rtol: 4e-3, atol: 4e-3, msg: `f16 n=${rows} splitK=${splitK} accumulate` });
+    for (const t of [w16, x16, dY16, g]) t.dispose();
+    s.dispose();
+  }
+}, { needs: ["shader-f16"] });
+
+test("sddmmVector rejects a splitK that is not an integer from 1 to 64 with sddmm's ValueError and leaves out unchanged", async () => {
+  const s = compressVector(ws.randn([64, 64], { seed: 750 }));
+  const x = ws.randn([300, 64], { seed: 751 }), dY = ws.randn([300, 64], { seed: 752 }), out = ws.full([64, 32], 3);
+  for (const bad of [0, -2, 2.5, 65, Number.NaN]) {
+    await assertThrows(() => sddmmVector(dY, x, s, { out, splitK: bad }), ws.ValueError, "sddmmVector", `splitK ${bad}`, "1 to 64");
+    await assertThrows(() => sddmmVector(dY, x, s, { out, accumulate: true, splitK: bad }), ws.ValueError, "sddmmVector", `splitK ${bad}`);
+  }
+  await assertThrows(() => sddmmVector(dY, x, s, { accumulate: true }), ws.ShapeError, "sddmmVector", "accumulate needs");
+  assert(Array.from(await f32(out)).every((v) => v === 3), "out unchanged");
+  for (const t of [x, dY, out]) t.dispose();
+  s.dispose();
+});
 
 test("vector-wise 2:4: typed errors for a block that is not a multiple of 64, another pattern, a tile wider than the block", async () => {
   await assertThrows(() => compressVector(ws.zeros([64, 8]), { block: 32 }), ws.ShapeError, "compressVector", "32", "multiple of 64");
