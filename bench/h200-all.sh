@@ -35,6 +35,7 @@
 #   suite-units-rest  the gated matrix-unit cases but the every-tile one (it alone took 126 s with 13 tiles)
 #   train-last  small + gpt2 dense mixed-f16 at the defaults (a quick check of the tile and chunk choices)
 #   train-chunks  small + gpt2 dense mixed-f16 with the attention backward's chunk budget at 128 and 256 MiB
+#   sddmm-lanes bench/sparse.ts at d = 768, 1024, 2048, M = 4096: every variant of the lanes sddmm (warp-uniform pattern codes) beside the dense dYᵀX and the default sddmm, and sddmmVector with its split-K
 #   sparse-now  bench/sparse.ts at d = 768, 2048, M = 4096 (spmm, vector-wise, sddmm with split-K against the dense dYᵀX)
 #   decode      bench/decode.ts: whole-GPT decode (KV cache, batch 1, greedy), dense against merged SLoPe r = 1.56%, gpt2 and small, Dawn
 #   decode-profile  the same at gpt2, 2 reps, with a GPU profile of one decode position per model (where the time goes)
@@ -117,6 +118,7 @@ for s in "$@"; do
     torch-now) sec torch-now 70 python3 bench/torch/gpt.py --configs small,gpt2 --precisions fp32,tf32,bf16 --json "$out/train-torch.json" ;;
     train-chunks) # the chunked attention backward's budget: 64 MiB (default) against 128 and 256 at small and gpt2, mixed-f16
       for mib in 128 256; do sec "train-chunks-$mib" 40 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense --precision mixed-f16 --attn-chunk-mib $mib --batches 3 --json "$out/train-dawn-chunks-$mib.json"; done ;;
+    sddmm-lanes) sec sddmm-lanes 150 node .bench-dist/sparse.mjs --d 768,1024,2048 --m 4096 --shapes dxd,4dxd,dx4d --sddmm-lanes all --warmup 200 --batch-ms 150 --json "$out/sddmm-lanes.json" ;;
     sparse-now) sec sparse-now 90 node .bench-dist/sparse.mjs --d 768,2048 --m 4096 --warmup 200 --batch-ms 150 --json "$out/spmm-dawn.json" ;;
     decode) sec decode 90 node .bench-dist/decode.mjs --dawn-toggles --configs gpt2,small --json "$out/decode-dawn.json" ;;
     decode-profile) sec decode-profile 60 node .bench-dist/decode.mjs --dawn-toggles --configs gpt2 --reps 2 --profile --json "$out/decode-dawn-profile.json" ;;

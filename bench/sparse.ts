@@ -4,18 +4,20 @@
 // ("decode" at M ≤ 16, "expand" / the matrix units above); at M ≤ 16 the older "small" kernel
 // too; above, the vector-wise 2:4 pattern (compressVector, --block rows per mask) and the weight
 // gradient: dense dYᵀX, per-element sddmm (its automatic tile and split-K, and with
-// --sddmm-split / --sddmm-tiles a sweep of forced ones) and sddmmVector (its automatic split). We report ms,
+// --sddmm-split / --sddmm-tiles a sweep of forced ones), the per-element "lanes" sddmm (warp-uniform
+// pattern codes; --sddmm-lanes picks its variants, checked against the default sddmm first) and
+// sddmmVector (its automatic split). We report ms,
 // dense-equivalent TFLOP/s, speedups over dense, and for decode the weight bytes read per second.
 //
 //   deno run -A bench/sparse.ts [--d 768,1024,2048,4096] [--m 4096,8] [--shapes dxd,3dxd,4dxd,dx4d] [--block 128] [--json out.json]
-//        [--dtype f32|f16] [--sddmm-split 1,4,16] [--sddmm-tiles 64x64,128x128]   (f16: every operand in f16; the sweep:
+//        [--dtype f32|f16] [--sddmm-split 1,4,16] [--sddmm-tiles 64x64,128x128] [--sddmm-lanes c4g2m4,c4g4m2|all|none]   (f16: every operand in f16; the sweep:
 //        sddmm at each forced split × tile, the automatic tile when --sddmm-tiles is left out)
 //        [--warmup MS] [--batch-ms MS]   (timing per measurement, default 400 and 250; the JSON is rewritten after each weight)
 //   deno run -A bench/sparse.ts --quick        (d = 256, M = 8 and 256, short timing: a smoke run on software adapters)
 //   node .bench-dist/sparse.mjs ...   (after npm run bench:build)
 //   npm run bench:browser -- sparse ...   (Chromium, bench/browser/)
 import * as ws from "../src/index.ts";
-import { compress24, compressVector, decompress24, sddmm, sddmmVector, spmm, spmmVector, type SddmmTile } from "../src/sparse/index.ts";
+import { compress24, compressVector, decompress24, SDDMM_LANES, type SddmmLanesVariant, sddmm, sddmmVector, spmm, spmmVector, type SddmmTile } from "../src/sparse/index.ts";
 import { sddmmPlan } from "../src/sparse/sddmm.ts";
 import { sddmmVectorPlan } from "../src/sparse/vector24.ts";
 import { exit, flags, runtimeGpu, writeText } from "./env.ts";
@@ -31,6 +33,8 @@ interface Row {
   denseDwMs?: number; sddmmMs?: number; sddmmSpeedup?: number; sddmmVectorMs?: number; sddmmVectorSpeedup?: number;
   /** sddmm's automatic choice, e.g. "64x64, split 16 × 1024 rows". */
   sddmmPlan?: string;
+  /** The lanes sddmm per variant (--sddmm-lanes), ms, at its automatic split. */
+  sddmmLanesMs?: Record<string, number>;
   /** sddmmVector's automatic tile and split, as sddmmPlan. */
   sddmmVectorPlan?: string;
   /** --sddmm-split sweep: ms per "tile/sS" (tile "auto" unless --sddmm-tiles; forced split S, the slices actually dispatched can be fewer at small M). */
@@ -48,11 +52,16 @@ async function main(): Promise<void> {
     /** Node + Dawn: both sides on the matrix units (init({ matrixUnits: true }), f32 precision "medium"). */
     units: { type: "boolean", default: false },
     dtype: { type: "string", default: "f32" }, "sddmm-split": { type: "string" }, "sddmm-tiles": { type: "string" },
+    /** Variants of the lanes sddmm to time (names of SDDMM_LANES, "all" or "none"). */
+    "sddmm-lanes": { type: "string", default: "c4g2m4" },
   });
   if (f.dtype !== "f32" && f.dtype !== "f16") throw new Error(`--dtype: f32 or f16, not ${f.dtype}`);
   const dtype = f.dtype as "f32" | "f16";
   const splits = f["sddmm-split"]?.split(",").map(Number) ?? [];
   const sweepTiles = (f["sddmm-tiles"]?.split(",") ?? [undefined]) as (SddmmTile | undefined)[];
+  const lanesArg = f["sddmm-lanes"];
+  const lanesVariants = (lanesArg === "none" ? [] : lanesArg === "all" ? Object.keys(SDDMM_LANES) : lanesArg.split(",")) as SddmmLanesVariant[];
+  for (const v of lanesVariants) if (!(v in SDDMM_LANES)) throw new Error(`--sddmm-lanes: unknown ${v}; use ${Object.keys(SDDMM_LANES)}, all or none`);
   const ds = f.quick ? [256] : f.d.split(",").map(Number);
   const ms = f.quick ? [8, 256] : f.m.split(",").map(Number);
   const block = Number(f.block);
@@ -128,6 +137,17 @@ async function main(): Promise<void> {
             r.sddmmSweepMs[`${tile ?? "auto"}/s${splitK}`] = (await time(() => sddmm(dY, X, S, { tile, splitK }))).medianMs;
           }
         }
+        if (lanesVariants.length) {
+          // never run on this GPU before: each variant must agree with the default sddmm first
+          const want = await sddmm(dY, X, S).toArray();
+          const err = (a: ArrayLike<number>) => { let e = 0; for (let i = 0; i < want.length; i++) e = Math.max(e, Math.abs(a[i]! - want[i]!) / (1 + Math.abs(want[i]!))); return e; };
+          r.sddmmLanesMs = {};
+          for (const lanes of lanesVariants) {
+            const e = err(await sddmm(dY, X, S, { method: "lanes", lanes }).toArray());
+            if (!(e < (dtype === "f16" ? 2e-2 : 1e-3))) throw new Error(`sddmm lanes ${lanes} disagrees with the default sddmm at d=${d} ${shape} M=${M}: ${e}`);
+            r.sddmmLanesMs[lanes] = (await time(() => sddmm(dY, X, S, { method: "lanes", lanes }))).medianMs;
+          }
+        }
         r.sddmmVectorMs = (await time(() => sddmmVector(dY, X, V, { block }))).medianMs;
         const vplan = sddmmVectorPlan(M, dOut, K, block);
         r.sddmmVectorPlan = `${vplan.tile}, ${vplan.slices > 1 ? `split ${vplan.slices} × ${vplan.sliceRows} rows` : "no split"}`;
@@ -139,7 +159,8 @@ async function main(): Promise<void> {
       console.log(`d=${d} ${shape} M=${M}: dense ${r.denseMs.toFixed(4)} ms (${r.denseTflops.toFixed(2)} TFLOP/s), 2:4 ${r.sparseMs.toFixed(4)} ms (${r.sparseTflopsEq.toFixed(2)} dense-eq TFLOP/s) → ${r.speedup.toFixed(2)}×` +
         (M <= 16 ? `; small kernel ${r.smallMs!.toFixed(4)} ms → ${r.smallSpeedup!.toFixed(2)}×; weight bytes/s dense ${r.denseWeightGBs.toFixed(0)} GB/s, 2:4 ${r.sparseWeightGBs.toFixed(0)} GB/s`
           : `; vector-wise ${r.vectorMs!.toFixed(4)} ms → ${r.vectorSpeedup!.toFixed(2)}×; dW dense ${r.denseDwMs!.toFixed(4)} ms, sddmm (${r.sddmmPlan}) ${r.sddmmMs!.toFixed(4)} ms → ${r.sddmmSpeedup!.toFixed(2)}×` +
-            (r.sddmmSweepMs ? ` [${Object.entries(r.sddmmSweepMs).map(([k, v]) => `${k} ${v.toFixed(4)} ms`).join(", ")}]` : "") + `, sddmmVector (${r.sddmmVectorPlan}) ${r.sddmmVectorMs!.toFixed(4)} ms → ${r.sddmmVectorSpeedup!.toFixed(2)}×`));
+            (r.sddmmSweepMs ? ` [${Object.entries(r.sddmmSweepMs).map(([k, v]) => `${k} ${v.toFixed(4)} ms`).join(", ")}]` : "") +
+            (r.sddmmLanesMs ? `, lanes ${Object.entries(r.sddmmLanesMs).map(([k, v]) => `${k} ${v.toFixed(4)} ms → ${(r.denseDwMs! / v).toFixed(2)}×`).join(", ")}` : "") + `, sddmmVector (${r.sddmmVectorPlan}) ${r.sddmmVectorMs!.toFixed(4)} ms → ${r.sddmmVectorSpeedup!.toFixed(2)}×`));
       X.dispose();
     }
     W.dispose(); b.dispose(); S.dispose(); V.dispose();
@@ -150,6 +171,15 @@ async function main(): Promise<void> {
   console.log(`\n| d | W | M | dense ms | 2:4 ms | 2:4 speedup | small (M ≤ 16) | vector-wise (block ${block}) | sddmm | sddmmVector |  (${engine})\n|---|---|---|---|---|---|---|---|---|---|`);
   for (const r of rows) {
     console.log(`| ${r.d} | ${r.shape} | ${r.M} | ${r.denseMs.toFixed(4)} | ${r.sparseMs.toFixed(4)} | ${r.speedup.toFixed(2)}× | ${x(r.smallSpeedup)} | ${x(r.vectorSpeedup)} | ${x(r.sddmmSpeedup)} | ${x(r.sddmmVectorSpeedup)} |`);
+  }
+  const laned = rows.filter((r) => r.sddmmLanesMs);
+  if (laned.length) {
+    const keys = Object.keys(laned[0]!.sddmmLanesMs!);
+    console.log(`\nsddmm lanes (warp-uniform pattern codes), ms (speedup over the dense dYᵀX), beside the default sddmm\n| d | W (d_out×K) | M | dense dW | sddmm | ${keys.join(" | ")} |\n|---|---|---|---|---|${keys.map(() => "---|").join("")}`);
+    const c = (ms: number, r: Row) => `${ms.toFixed(4)} (${(r.denseDwMs! / ms).toFixed(2)}×)`;
+    for (const r of laned) {
+      console.log(`| ${r.d} | ${r.shape} (${r.dOut}×${r.K}) | ${r.M} | ${r.denseDwMs!.toFixed(4)} | ${c(r.sddmmMs!, r)} | ${keys.map((k) => c(r.sddmmLanesMs![k]!, r)).join(" | ")} |`);
+    }
   }
   const swept = rows.filter((r) => r.sddmmSweepMs);
   if (swept.length) {

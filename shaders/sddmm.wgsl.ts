@@ -33,7 +33,7 @@ const range = (n: number) => Array.from({ length: n }, (_, i) => i);
  * slice: nS its first row, nB its length, never past n), the row offset of its loads, the
  * offset pz of its slab of partials, the output type and its store. Unsplit, the text is as before.
  */
-function splitParts(split: boolean, accumulate: boolean, dtype: SpDType) {
+export function splitParts(split: boolean, accumulate: boolean, dtype: SpDType) {
   const dims = "let K = pu(1u); let dOut = pu(2u); let ws = pu(3u); let vpr = pu(4u);";
   if (!split) {
     return {

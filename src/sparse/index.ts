@@ -7,8 +7,9 @@ export {
 } from "./sparse24.ts";
 export { doublePrune, refreshTranspose, repruneTranspose } from "./double-prune.ts";
 export { spmm, type SpmmOptions } from "./spmm.ts";
-export { sddmm, type SddmmOptions } from "./sddmm.ts";
+export { sddmm, setSddmmMethod, type SddmmMethod, type SddmmOptions } from "./sddmm.ts";
 export type { SddmmTile } from "../../shaders/sddmm.wgsl.ts";
+export { SDDMM_LANES, type SddmmLanesVariant } from "../../shaders/sddmm-lanes.wgsl.ts";
 export type { ExpandTile } from "../../shaders/spmm.wgsl.ts";
 export { sparseLinear } from "./ops.ts";
 export { compressVector, sddmmVector, spmmVector, VECTOR_BLOCK, type VectorOptions, type VectorSddmmOptions } from "./vector24.ts";

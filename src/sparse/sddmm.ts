@@ -3,7 +3,9 @@
 // in the layout of s.values (so it is the gradient of the compressed values and shares the
 // layout of the optimizer state). Accumulates into an existing buffer for micro-batches.
 // Two kernels (shaders/sddmm.wgsl.ts): dense register tiles with a masked store (default) and a
-// gather kernel that does only the kept multiply-adds. Either one splits the reduction over n
+// gather kernel that does only the kept multiply-adds; and for 2:4, selectable (method "lanes" or
+// setSddmmMethod), the warp-uniform-pattern kernel (shaders/sddmm-lanes.wgsl.ts): half the
+// multiply-adds as straight-line code per pattern case. Either one splits the reduction over n
 // (split-K) when its grid of output tiles is too small to fill the GPU (sddmmPlan); the rule,
 // its validation and the sum of the partials (splitRows, checkSplitK, sumSplit) are shared with
 // the vector-wise sddmm (vector24.ts). Where the
@@ -20,6 +22,7 @@ import { GEMM_TILES, chooseTile } from "../../shaders/gemm.ts";
 import {
   SDDMM_ROWS, SDDMM_TILES, sddmmDenseTileKernel, sddmmExtent, sddmmKernel, sddmmSplitSumKernel, type SddmmTile,
 } from "../../shaders/sddmm.wgsl.ts";
+import { SDDMM_LANES, SDDMM_LANES_DEFAULT, type SddmmLanesVariant, lanesExtent, sddmmLanesKernel } from "../../shaders/sddmm-lanes.wgsl.ts";
 import { gatherKeptKernel } from "../../shaders/sparse24.wgsl.ts";
 import { matmulRaw } from "../ops/matmul.ts";
 import { chooseMatrixUnitTile } from "../ops/raw/precision.ts";
@@ -47,11 +50,39 @@ export const MIN_SLICE = 256;
 /** The largest `splitK` a caller may force. */
 export const MAX_FORCED_SPLIT = 64;
 
+export type SddmmMethod = "dense-tile" | "gather" | "matmul" | "lanes";
+const METHODS: readonly SddmmMethod[] = ["dense-tile", "gather", "matmul", "lanes"];
+/** setSddmmMethod's choice; null: automatic (matmul where the matrix units apply, else dense-tile). */
+let defaultMethod: SddmmMethod | null = null;
+let defaultLanes: SddmmLanesVariant = SDDMM_LANES_DEFAULT;
+
+/**
+ * The kernel (and lanes variant) of every sddmm call that does not name one, the sparseLinear
+ * backward's included; null restores the automatic choice ("matmul" where the dense product runs
+ * on the matrix units, else "dense-tile"). "lanes" applies to 2:4 weights (others keep
+ * "dense-tile" under this default).
+ */
+export function setSddmmMethod(method: SddmmMethod | null, lanes: SddmmLanesVariant = SDDMM_LANES_DEFAULT): void {
+  const op = "setSddmmMethod";
+  if (method !== null && !METHODS.includes(method)) throw new ValueError(op, `method must be one of ${METHODS.map((x) => `"${x}"`).join(", ")} or null, got ${JSON.stringify(method)}`);
+  checkLanes(op, lanes);
+  defaultMethod = method;
+  defaultLanes = lanes;
+}
+
+function checkLanes(op: string, v: string | undefined): void {
+  if (v !== undefined && !Object.hasOwn(SDDMM_LANES, v)) {
+    throw new ValueError(op, `lanes variant ${JSON.stringify(v)} is not one of ${Object.keys(SDDMM_LANES).join(", ")}`);
+  }
+}
+
 /** How sddmm runs at one shape: its kernel, tile, and the n slices (1 = not split). */
 export interface SddmmPlan {
-  method: "dense-tile" | "gather";
-  /** The dense-tile kernel's tile (null for gather). */
+  method: SddmmMethod;
+  /** The dense-tile kernel's tile (null for the others). */
   tile: SddmmTile | null;
+  /** The lanes kernel's variant (null for the others). */
+  lanes: SddmmLanesVariant | null;
   /** Output-tile workgroups of one slice. */
   grid: number;
   /** Slices dispatched (≤ the split asked for: the last slices of a short n can be empty). */
@@ -70,9 +101,13 @@ export interface SddmmOptions {
    * (fastest measured on the H200); "gather": N/M of the multiply-adds, x gathered per kept
    * position with loop-invariant columns decoded once per output; "matmul": the dense dYᵀX through
    * the matmul front-end (its kernels and split-K), then its kept entries gathered — the default
-   * where that product runs on the matrix units (sddmmUsesMatmul).
+   * where that product runs on the matrix units (sddmmUsesMatmul); "lanes" (2:4 only): the kept
+   * half of the multiply-adds with the pattern uniform across a warp (shaders/sddmm-lanes.wgsl.ts).
+   * Default: setSddmmMethod's, else automatic (matmul where the matrix units apply, else dense-tile).
    */
-  method?: "dense-tile" | "gather" | "matmul";
+  method?: SddmmMethod;
+  /** The lanes kernel's variant (SDDMM_LANES; default c4g2m4, or setSddmmMethod's). */
+  lanes?: SddmmLanesVariant;
   /** Tile of the dense-tile kernel (default: 128x128 when the grid has ≥ 256 such tiles). */
   tile?: SddmmTile;
   /**
@@ -114,19 +149,31 @@ export function sumSplit(part: Tensor, gW: Tensor, count: number, slices: number
  * The kernel, tile and split for dW of a [d_out, K] sparse matrix over `rows` rows of dY and X.
  * Throws a ValueError for a `splitK` that is not an integer in 1..MAX_FORCED_SPLIT.
  */
-export function sddmmPlan(rows: number, dOut: number, K: number, opts: SddmmOptions = {}, op = "sddmm"): SddmmPlan {
+export function sddmmPlan(rows: number, dOut: number, K: number, opts: SddmmOptions = {}, op = "sddmm", pattern: readonly [number, number] = [2, 4]): SddmmPlan {
   checkSplitK(op, opts.splitK);
-  let tile: SddmmTile | null = null, grid: number, step: number;
-  if (opts.method === "gather") {
+  checkLanes(op, opts.lanes);
+  if (opts.method !== undefined && !METHODS.includes(opts.method)) throw new ValueError(op, `method must be one of ${METHODS.map((x) => `"${x}"`).join(", ")}, got ${JSON.stringify(opts.method)}`);
+  const is24 = pattern[0] === 2 && pattern[1] === 4;
+  if (opts.method === "lanes" && !is24) throw new ValueError(op, `method "lanes" takes 2:4 weights, got ${pattern[0]}:${pattern[1]}; use "dense-tile" or "gather"`);
+  // the plan of the shader-core kernels ("matmul" has none: its plan is dense-tile's, as validation)
+  const asked = opts.method ?? defaultMethod;
+  const method = asked === "gather" || (asked === "lanes" && is24) ? asked : "dense-tile";
+  let tile: SddmmTile | null = null, lanes: SddmmLanesVariant | null = null, grid: number, step: number;
+  if (method === "gather") {
     grid = metaWords(K) * Math.ceil(dOut / SDDMM_ROWS);
     step = 64;
+  } else if (method === "lanes") {
+    lanes = opts.lanes ?? defaultLanes;
+    const { tn, tg, rows: r } = lanesExtent(lanes);
+    grid = Math.ceil(K / 4 / tg) * Math.ceil(dOut / tn);
+    step = r;
   } else {
     tile = opts.tile ?? (chooseTile(dOut, K, 1, [SDDMM_TILES["128x128"], SDDMM_TILES["64x64"]], BIG_GRID) === "64x64" ? "64x64" : "128x128");
     const { bo, bk } = sddmmExtent(tile);
     grid = Math.ceil(K / bk) * Math.ceil(dOut / bo);
     step = GEMM_TILES[SDDMM_TILES[tile]].bk;
   }
-  return { method: opts.method === "gather" ? "gather" : "dense-tile", tile, grid, ...splitRows(rows, grid, step, opts.splitK) };
+  return { method, tile, lanes, grid, ...splitRows(rows, grid, step, opts.splitK) };
 }
 
 /** Whether sddmm's automatic method is "matmul": the dense dYᵀX of this shape would run on the matrix units. */
@@ -138,10 +185,12 @@ export function sddmmUsesMatmul(rows: number, dOut: number, K: number, dtype: Sp
 export function sddmmRaw(dY: Tensor, x: Tensor, s: SparseLike, rows: number, out: Tensor | null = null, accumulate = false,
   opts: SddmmOptions = {}, op = "sddmm"): Tensor {
   const ws = metaWords(s.cols), vpr = (s.cols * s.n) / s.m, dtype = dY.dtype as SpDType;
-  if (opts.method === "matmul" || (opts.method === undefined && opts.splitK === undefined && opts.tile === undefined && sddmmUsesMatmul(rows, s.rows, s.cols, dtype))) {
+  const forced = opts.method ?? defaultMethod;
+  if (forced === "matmul" || (forced === null && opts.splitK === undefined && opts.tile === undefined && sddmmUsesMatmul(rows, s.rows, s.cols, dtype))) {
+    checkSplitK(op, opts.splitK);
     return sddmmMatmul(dY, x, s, rows, out, accumulate, op);
   }
-  const plan = sddmmPlan(rows, s.rows, s.cols, opts, op);
+  const plan = sddmmPlan(rows, s.rows, s.cols, opts, op, [s.n, s.m]);
   const gW = out ?? Tensor.empty([s.rows, vpr], dtype, op);
   if (s.rows === 0 || ws === 0) return gW;
   const split = plan.slices > 1;
@@ -149,7 +198,10 @@ export function sddmmRaw(dY: Tensor, x: Tensor, s: SparseLike, rows: number, out
   const bufs = [dY.buffer(op), x.buffer(op), s.meta.buffer(op), (part ?? gW).buffer(op)];
   const params = [rows, s.cols, s.rows, ws, vpr, plan.sliceRows];
   const l = gpu().launcher;
-  if (plan.tile === null) {
+  if (plan.lanes !== null) {
+    const { tn, tg } = lanesExtent(plan.lanes);
+    l.dispatch(sddmmLanesKernel(dtype, accumulate, plan.lanes, split), bufs, [Math.ceil(s.cols / 4 / tg), Math.ceil(s.rows / tn), plan.slices], params);
+  } else if (plan.tile === null) {
     l.dispatch(sddmmKernel(s.n, s.m, dtype, accumulate, split), bufs, [ws, Math.ceil(s.rows / SDDMM_ROWS), plan.slices], params);
   } else {
     const { bo, bk } = sddmmExtent(plan.tile);
@@ -180,7 +232,7 @@ export function sddmm(dY: Tensor, x: Tensor, s: Sparse24, opts: SddmmOptions = {
   }
   if (opts.accumulate && !out) throw new ShapeError(op, "accumulate needs an `out` tensor to add into");
   const rows = numel(x.shape.slice(0, -1));
-  sddmmPlan(rows, s.rows, s.cols, opts, op); // validates splitK before anything is allocated
+  sddmmPlan(rows, s.rows, s.cols, opts, op, [s.n, s.m]); // validates splitK, method and lanes before anything is allocated
   return sddmmRaw(dY, x, s, rows, out, !!opts.accumulate, opts);
 }
 

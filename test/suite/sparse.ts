@@ -4,8 +4,8 @@
 // small-n paths), sddmm, and the sparseLinear autograd op.
 import * as ws from "../../src/index.ts";
 import {
-  compress24, compressVector, decompress24, doublePrune, refreshTranspose, repruneTranspose, sddmm, sddmmVector, Sparse24, sparseLinear, spmm,
-  spmmVector, type SddmmOptions, type SpmmOptions, type VectorTile,
+  compress24, compressVector, decompress24, doublePrune, refreshTranspose, repruneTranspose, sddmm, sddmmVector, SDDMM_LANES, setSddmmMethod, Sparse24,
+  sparseLinear, spmm, spmmVector, type SddmmLanesVariant, type SddmmOptions, type SpmmOptions, type VectorTile,
 } from "../../src/sparse/index.ts";
 import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
@@ -13,6 +13,7 @@ import { type Arr, arr, map, matmul, randArr, reduce } from "../ref/cpu.ts";
 import { fromArr } from "../ref/convert.ts";
 import { sddmmPlan } from "../../src/sparse/sddmm.ts";
 import { sddmmVectorPlan } from "../../src/sparse/vector24.ts";
+import { lanesExtent } from "../../shaders/sddmm-lanes.wgsl.ts";
 import { applyMask, decodeMeta, expand, gather, groupCounts, nmMask, slopeMasks, spareMetaBits, transpose2d, vectorMask } from "../ref/sparse.ts";
 
 /** Random values rounded to f32, so the reference ranks exactly what the GPU sees. */
@@ -505,6 +506,120 @@ test("sddmm rejects a splitK that is not an integer from 1 to 64 with a ValueErr
   s.dispose();
 });
 
+// ---- the lanes sddmm (warp-uniform pattern codes) ------------------------------------------------
+
+const LANES = Object.keys(SDDMM_LANES) as SddmmLanesVariant[];
+
+test("sddmm lanes: every variant fits the 16 KiB of workgroup memory every WebGPU adapter gives, its sum in ≥ 1 pair a round", () => {
+  for (const v of LANES) {
+    const e = lanesExtent(v);
+    assert(e.bytes <= 16384 && e.pairsPerRound >= 1, `${v}: ${e.bytes} bytes, ${e.pairsPerRound} pairs a round`);
+  }
+});
+
+test("sddmm lanes, a staged and a direct variant at one odd shape, equal M_R⊙(dYᵀX) (float64) on every engine (all variants: Deno, below)", async () => {
+  const [rows, K, dOut] = [37, 36, 9];
+  const { s, mR } = sparseWeight(dOut, K, 660);
+  const x = rand32([rows, K], 661), dY = rand32([rows, dOut], 662);
+  const ref = gather(matmul(dY, x, true, false), mR, 2, 4);
+  for (const lanes of ["c4g2m4", "c4g2m4d"] as SddmmLanesVariant[]) {
+    const g = ws.tidy(() => sddmm(fromArr(dY), fromArr(x), s, { method: "lanes", lanes }));
+    assertClose(await f32(g), ref, { rtol: 1e-4, atol: 2e-5, msg: `${lanes} n=${rows} K=${K} d_out=${dOut}` });
+    g.dispose();
+  }
+  s.dispose();
+});
+
+test("sddmm lanes (every variant) equals M_R⊙(dYᵀX) (float64) and the masked dense dYᵀX at odd n, d_out and K, overwriting, accumulating, split (Deno only)", async () => {
+  // [rows n, K, d_out]: n ∈ {1, 17, 100, 300}, d_out ∈ {1, 7, 65}, K ∈ {4, 36, 100} (partial meta words, partial workgroup tiles)
+  const shapes: [number, number, number][] = [[1, 36, 7], [17, 4, 65], [100, 100, 1], [300, 36, 65], [300, 100, 7], [17, 100, 65]];
+  for (const [i, [rows, K, dOut]] of shapes.entries()) {
+    const { s, mR } = sparseWeight(dOut, K, 600 + i);
+    const x = rand32([rows, K], 610 + i), dY = rand32([rows, dOut], 620 + i);
+    const ref = gather(matmul(dY, x, true, false), mR, 2, 4);
+    // the masked-dense oracle: the GPU's dense dYᵀX (f32, off the matrix units) at the kept positions
+    const dense = ws.tidy(() => ws.matmul(fromArr(dY), fromArr(x), { transA: true }));
+    const oracle = gather(arr([dOut, K], await f32(dense)), mR, 2, 4);
+    dense.dispose();
+    for (const lanes of LANES) for (const splitK of rows >= 300 ? [1, 3] : [1]) {
+      const opts: SddmmOptions = { method: "lanes", lanes, splitK }, msg = `${JSON.stringify(opts)} n=${rows} K=${K} d_out=${dOut}`;
+      const plan = sddmmPlan(rows, dOut, K, opts);
+      assertEquals([plan.method, plan.lanes], ["lanes", lanes], msg);
+      if (splitK > 1) assert(plan.slices > 1, `${msg}: split into ${plan.slices}`);
+      const g = ws.tidy(() => sddmm(fromArr(dY), fromArr(x), s, opts));
+      assertEquals(g.shape, s.values.shape as number[]);
+      const got = await f32(g);
+      assertClose(got, ref, { rtol: 1e-4, atol: 2e-5, msg });
+      assertClose(got, oracle, { rtol: 1e-4, atol: 2e-5, msg: `${msg} vs masked dense` });
+      ws.tidy(() => sddmm(fromArr(dY), fromArr(x), s, { ...opts, out: g, accumulate: true }));
+      assertClose(await f32(g), ref.map((v) => 2 * v), { rtol: 1e-4, atol: 4e-5, msg: `${msg} accumulate` });
+      g.dispose();
+    }
+    s.dispose();
+  }
+}, { runtimes: ["deno"] });
+
+test("sddmm lanes in f16 (f32 accumulation), every variant, against float64 of the f16 inputs", async () => {
+  const h = (a: Arr) => ws.tidy(() => fromArr(a).to("f16"));
+  const back = async (t: ws.Tensor, shape: number[]) => arr(shape, await t.toArray());
+  const [rows, K, dOut] = [100, 36, 65];
+  const w16 = h(rand32([dOut, K], 630)), x16 = h(rand32([rows, K], 631)), dY16 = h(rand32([rows, dOut], 632));
+  const w = await back(w16, [dOut, K]), x = await back(x16, [rows, K]), dY = await back(dY16, [rows, dOut]);
+  const s = compress24(w16);
+  const ref = gather(matmul(dY, x, true, false), nmMask(w, 2, 4), 2, 4);
+  for (const [lanes, splitK] of [...LANES.map((v) => [v, 1] as const), ["c4g2m4", 2], ["c4g4m2d", 2]] as const) {
+    const opts: SddmmOptions = { method: "lanes", lanes, splitK }, msg = `f16 ${JSON.stringify(opts)}`;
+    const g = sddmm(dY16, x16, s, opts);
+    assertClose(await g.toArray(), ref, { rtol: 2e-3, atol: 2e-3, msg });
+    sddmm(dY16, x16, s, { ...opts, out: g, accumulate: true });
+    assertClose(await g.toArray(), ref.map((v) => 2 * v), { rtol: 4e-3, atol: 4e-3, msg: `${msg} accumulate` });
+    g.dispose();
+  }
+  for (const t of [w16, x16, dY16]) t.dispose();
+  s.dispose();
+}, { needs: ["shader-f16"] });
+
+test("sddmm lanes: a ValueError for another pattern or an unknown variant (out unchanged); setSddmmMethod('lanes') keeps other patterns on dense-tile", async () => {
+  const { s } = sparseWeight(8, 64, 640, 2, 8);
+  const s24 = sparseWeight(8, 64, 641).s;
+  const x = ws.randn([30, 64], { seed: 642 }), dY = ws.randn([30, 8], { seed: 643 }), out = ws.full([8, 16], 3), out24 = ws.full([8, 32], 3);
+  await assertThrows(() => sddmm(dY, x, s, { out, method: "lanes" }), ws.ValueError, "sddmm", "2:4", "2:8");
+  await assertThrows(() => sddmm(dY, x, s24, { out: out24, method: "lanes", lanes: "c9g9m9" as SddmmLanesVariant }), ws.ValueError, "sddmm", "c9g9m9", "c4g2m4");
+  await assertThrows(() => setSddmmMethod("fast" as "lanes"), ws.ValueError, "setSddmmMethod", "fast");
+  assert(Array.from(await f32(out)).every((v) => v === 3) && Array.from(await f32(out24)).every((v) => v === 3), "out unchanged");
+  setSddmmMethod("lanes");
+  try {
+    assertEquals(sddmmPlan(30, 8, 64, {}, "sddmm", [2, 8]).method, "dense-tile", "2:8 under the lanes default");
+    assertEquals(sddmmPlan(30, 8, 64).method, "lanes", "2:4 under the lanes default");
+  } finally { setSddmmMethod(null); }
+  assertEquals(sddmmPlan(30, 8, 64).method, "dense-tile", "null restores the default");
+  for (const t of [x, dY, out, out24]) t.dispose();
+  s.dispose(); s24.dispose();
+});
+
+test("sparseLinear with the lanes sddmm forced (setSddmmMethod): w.values.grad = M_R⊙(dYᵀX) (float64), accumulated over two backwards (Deno only)", async () => {
+  const [dOut, dIn] = [68, 36]; // d_out a multiple of 4 (the transpose is 2:4 along it), not of a workgroup tile
+  const { s, mR } = sparseWeight(dOut, dIn, 650);
+  const t = doublePrune(s);
+  s.values.requiresGrad_();
+  for (const lanes of ["c4g4m2", "c4g2m4d"] as SddmmLanesVariant[]) {
+    setSddmmMethod("lanes", lanes);
+    try {
+      let gRef = new Float64Array(s.values.size);
+      for (const [step, rows] of [[0, 17], [1, 300]] as const) {
+        const xa = rand32([rows, dIn], 651 + step), proj = rand32([rows, dOut], 653 + step);
+        const x = fromArr(xa);
+        ws.tidy(() => sparseLinear(x, s, t, null).mul(fromArr(proj)).sum().backward());
+        gRef = gRef.map((v, i) => v + gather(matmul(proj, xa, true, false), mR, 2, 4)[i]!);
+        assertClose(await f32(s.values.grad!), gRef, { rtol: 1e-4, atol: 4e-5, msg: `${lanes} after backward ${step + 1}` });
+        x.dispose();
+      }
+    } finally { setSddmmMethod(null); }
+    s.values.grad!.dispose(); s.values.grad = null;
+  }
+  s.dispose(); t.dispose();
+}, { runtimes: ["deno"] });
+
 test("sddmm through a double-pruned W_RC^T (groups keeping fewer than N): unused slots are written 0", async () => {
   const { w, s } = sparseWeight(32, 64, 145);
   const t = doublePrune(s);
@@ -513,7 +628,8 @@ test("sddmm through a double-pruned W_RC^T (groups keeping fewer than N): unused
   const dY = rand32([37, 64], 146), x = rand32([37, 32], 147);
   const ref = gather(matmul(dY, x, true, false), maskT, 2, 4);
   for (const opts of [{ method: "dense-tile", tile: "64x64" }, { method: "dense-tile", tile: "128x128" }, { method: "gather" },
-    { method: "dense-tile", tile: "64x64", splitK: 3 }, { method: "dense-tile", tile: "128x128", splitK: 2 }] as SddmmOptions[]) {
+    { method: "dense-tile", tile: "64x64", splitK: 3 }, { method: "dense-tile", tile: "128x128", splitK: 2 },
+    ...LANES.map((lanes) => ({ method: "lanes", lanes })), { method: "lanes", lanes: "c4g2m4d", splitK: 2 }] as SddmmOptions[]) {
     const out = ws.full([64, 16], 7);
     ws.tidy(() => sddmm(fromArr(dY), fromArr(x), t, { out, ...opts }));
     assertClose(await f32(out), ref, { rtol: 1e-4, atol: 1e-5, msg: JSON.stringify(opts) });
