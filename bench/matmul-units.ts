@@ -20,7 +20,7 @@ import { parseArgs } from "node:util";
 const { values } = parseArgs({
   args: argv(),
   options: { sizes: { type: "string", default: "2048,4096,8192" }, json: { type: "string" }, "batch-ms": { type: "string", default: "250" }, diagnose: { type: "boolean", default: false },
-    tiles: { type: "string" }, "no-robustness": { type: "boolean", default: false }, "mu-rule": { type: "string", default: "192:0" } },
+    tiles: { type: "string" }, "no-robustness": { type: "boolean", default: false }, "mu-rule": { type: "string", default: "192:0.85" } },
 });
 const sizes = values.sizes!.split(",").map(Number);
 const batchMs = Number(values["batch-ms"]);
@@ -99,7 +99,9 @@ for (const N of sizes) {
     const [bigGrid, minFill] = r.split(":").map(Number);
     const rule = { bigGrid: bigGrid!, minFill: minFill ?? 0 };
     setMatrixUnitRule(rule);
+    ws.setFloat32MatmulPrecision("medium");
     const pick = chooseMatrixUnitTile(N, N, N, 1, d, mu.tiles);
+    ws.setFloat32MatmulPrecision("highest");
     variants.push([`auto (rule ${r}: ${pick}) ${d} in`, () => { ws.setFloat32MatmulPrecision("medium"); setMatmulTile(null); setMatrixUnitRule(rule); }]);
   }
   setMatrixUnitRule(null);

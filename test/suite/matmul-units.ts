@@ -146,8 +146,10 @@ test("matrix-unit tile chooser: the fill bound skips tiles mostly padding; grid 
       try { setMatrixUnitRule(bad); } catch (e) { err = e; }
       assert(err instanceof ws.ValueError && /setMatrixUnitRule/.test(String(err)), `rule ${JSON.stringify(bad)} refused with a ValueError, got ${String(err)}`);
     }
-    // A refused rule changed nothing.
+    // A refused rule changed nothing; null restores the measured default (grid 192, fill 0.85).
     assertEquals(getMatrixUnitRule().bigGrid, 128);
+    setMatrixUnitRule(null);
+    assertEquals({ ...getMatrixUnitRule() }, { bigGrid: 192, minFill: 0.85 });
   } finally {
     setMatrixUnitRule(null);
     ws.setFloat32MatmulPrecision(prev);
