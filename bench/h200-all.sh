@@ -37,6 +37,7 @@
 #   train-chunks  small + gpt2 dense mixed-f16 with the attention backward's chunk budget at 128 and 256 MiB
 #   sddmm-lanes bench/sparse.ts at d = 768, 1024, 2048, M = 4096: every variant of the lanes sddmm (warp-uniform pattern codes) beside the dense dYᵀX and the default sddmm, and sddmmVector with its split-K
 #   sparse-now  bench/sparse.ts at d = 768, 2048, M = 4096 (spmm, vector-wise, sddmm with split-K against the dense dYᵀX)
+#   spmm-lanes  bench/sparse.ts --lanes all --spmm-only at d = 768, 2048, M = 4096, f32: dense, the default 2:4 path, expand forced and every lanes variant, Dawn
 #   decode      bench/decode.ts: whole-GPT decode (KV cache, batch 1, greedy), dense against merged SLoPe r = 1.56%, gpt2 and small, Dawn
 #   decode-profile  the same at gpt2, 2 reps, with a GPU profile of one decode position per model (where the time goes)
 #   mu-shapes   bench/matmul-shapes.ts: every matrix-unit product of one mixed-f16 small and gpt2 step (and square N), timed with every tile: the chooser's data
@@ -120,6 +121,7 @@ for s in "$@"; do
       for mib in 128 256; do sec "train-chunks-$mib" 40 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense --precision mixed-f16 --attn-chunk-mib $mib --batches 3 --json "$out/train-dawn-chunks-$mib.json"; done ;;
     sddmm-lanes) sec sddmm-lanes 150 node .bench-dist/sparse.mjs --d 768,1024,2048 --m 4096 --shapes dxd,4dxd,dx4d --sddmm-lanes all --warmup 200 --batch-ms 150 --json "$out/sddmm-lanes.json" ;;
     sparse-now) sec sparse-now 90 node .bench-dist/sparse.mjs --d 768,2048 --m 4096 --warmup 200 --batch-ms 150 --json "$out/spmm-dawn.json" ;;
+    spmm-lanes) sec spmm-lanes 150 node .bench-dist/sparse.mjs --d 768,2048 --m 4096 --shapes dxd,3dxd,4dxd,dx4d --lanes all --spmm-only --warmup 200 --batch-ms 150 --json "$out/spmm-lanes-dawn.json" ;;
     decode) sec decode 90 node .bench-dist/decode.mjs --dawn-toggles --configs gpt2,small --json "$out/decode-dawn.json" ;;
     decode-profile) sec decode-profile 60 node .bench-dist/decode.mjs --dawn-toggles --configs gpt2 --reps 2 --profile --json "$out/decode-dawn-profile.json" ;;
     suite-units-rest) sec suite-units-rest 120 env WEBSLOPE_DAWN_FLAGS=matrix node --test --test-name-pattern="matrix units: [^e]|mixed-f16 on the matrix units|compiled shader" .test-dist/node/suite.test.mjs ;;

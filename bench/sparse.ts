@@ -13,6 +13,8 @@
 //        [--dtype f32|f16] [--sddmm-split 1,4,16] [--sddmm-tiles 64x64,128x128] [--sddmm-lanes c4g2m4,c4g4m2|all|none]   (f16: every operand in f16; the sweep:
 //        sddmm at each forced split × tile, the automatic tile when --sddmm-tiles is left out)
 //        [--warmup MS] [--batch-ms MS]   (timing per measurement, default 400 and 250; the JSON is rewritten after each weight)
+//        [--lanes 8x8,8x4,4x8,4x4 | all]   (M > 16: the lanes kernel's variants, with the expand kernel forced, in the same run)
+//        [--spmm-only]   (M > 16: leave out the vector-wise spmm and the weight-gradient products)
 //   deno run -A bench/sparse.ts --quick        (d = 256, M = 8 and 256, short timing: a smoke run on software adapters)
 //   node .bench-dist/sparse.mjs ...   (after npm run bench:build)
 //   npm run bench:browser -- sparse ...   (Chromium, bench/browser/)
@@ -20,6 +22,8 @@ import * as ws from "../src/index.ts";
 import { compress24, compressVector, decompress24, SDDMM_LANES, type SddmmLanesVariant, sddmm, sddmmVector, spmm, spmmVector, type SddmmTile } from "../src/sparse/index.ts";
 import { sddmmPlan } from "../src/sparse/sddmm.ts";
 import { sddmmVectorPlan } from "../src/sparse/vector24.ts";
+import { lanesVariant } from "../src/sparse/spmm.ts";
+import { LANES_VARIANTS, type LanesVariant } from "../shaders/spmm-lanes.wgsl.ts";
 import { exit, flags, runtimeGpu, writeText } from "./env.ts";
 import { QUICK_TIMING, randomF32, type TimingOptions, tflops, timeBatches } from "./timing.ts";
 
@@ -37,6 +41,8 @@ interface Row {
   sddmmLanesMs?: Record<string, number>;
   /** sddmmVector's automatic tile and split, as sddmmPlan. */
   sddmmVectorPlan?: string;
+  /** --lanes: the expand kernel forced, each lanes variant (ms and speedup over dense), and the variant "lanes" picks by itself. */
+  expandMs?: number; expandSpeedup?: number; lanesMs?: Record<string, number>; lanesSpeedup?: Record<string, number>; lanesAuto?: string;
   /** --sddmm-split sweep: ms per "tile/sS" (tile "auto" unless --sddmm-tiles; forced split S, the slices actually dispatched can be fewer at small M). */
   sddmmSweepMs?: Record<string, number>;
 }
@@ -54,7 +60,10 @@ async function main(): Promise<void> {
     dtype: { type: "string", default: "f32" }, "sddmm-split": { type: "string" }, "sddmm-tiles": { type: "string" },
     /** Variants of the lanes sddmm to time (names of SDDMM_LANES, "all" or "none"). */
     "sddmm-lanes": { type: "string", default: "c4g2m4" },
+    lanes: { type: "string" }, "spmm-only": { type: "boolean", default: false },
   });
+  const lanes = (f.lanes === "all" ? Object.keys(LANES_VARIANTS) : f.lanes?.split(",") ?? []) as LanesVariant[];
+  for (const v of lanes) if (!(v in LANES_VARIANTS)) throw new Error(`--lanes: unknown variant ${v}; use all or some of ${Object.keys(LANES_VARIANTS)}`);
   if (f.dtype !== "f32" && f.dtype !== "f16") throw new Error(`--dtype: f32 or f16, not ${f.dtype}`);
   const dtype = f.dtype as "f32" | "f16";
   const splits = f["sddmm-split"]?.split(",").map(Number) ?? [];
@@ -104,6 +113,17 @@ async function main(): Promise<void> {
       const tol = dtype === "f16" ? 2e-2 : 1e-3;
       if (!(err(ys, yd) < tol)) throw new Error(`spmm disagrees with the dense product of the pruned weight at d=${d} ${shape}: ${err(ys, yd)}`);
       if (!(err(yv, ydv) < tol)) throw new Error(`spmmVector disagrees with the dense product of its pruned weight at d=${d} ${shape}: ${err(yv, ydv)}`);
+      ws.setFloat32MatmulPrecision("highest");
+      const yd64 = ws.matmul(X64, Wr, { transB: true, bias: b });
+      const ref64 = await yd64.toArray();
+      if (f.units) ws.setFloat32MatmulPrecision("medium");
+      for (const v of lanes) {
+        const yl = spmm(X64, S, b, { path: "lanes", lanesVariant: v });
+        const e = err(await yl.toArray(), ref64);
+        if (!(e < tol)) throw new Error(`spmm lanes ${v} disagrees with the dense product of the pruned weight at d=${d} ${shape}: ${e}`);
+        yl.dispose();
+      }
+      yd64.dispose();
       Wr.dispose(); Vr.dispose(); X8.dispose(); X64.dispose();
     }
     for (const M of ms) {
@@ -124,6 +144,18 @@ async function main(): Promise<void> {
         r.smallMs = (await time(() => spmm(X, S, b, { path: "small" }))).medianMs;
         r.smallSpeedup = r.denseMs / r.smallMs;
       } else {
+        if (lanes.length) {
+          r.expandMs = (await time(() => spmm(X, S, b, { path: "expand" }))).medianMs;
+          r.expandSpeedup = r.denseMs / r.expandMs;
+          r.lanesMs = {}; r.lanesSpeedup = {};
+          for (const v of lanes) {
+            r.lanesMs[v] = (await time(() => spmm(X, S, b, { path: "lanes", lanesVariant: v }))).medianMs;
+            r.lanesSpeedup[v] = r.denseMs / r.lanesMs[v]!;
+          }
+          r.lanesAuto = lanesVariant(M, dOut, ctx.limits.maxComputeWorkgroupStorageSize);
+        }
+      }
+      if (M > 16 && !f["spmm-only"]) {
         r.vectorMs = (await time(() => spmmVector(X, V, b, { block }))).medianMs;
         r.vectorSpeedup = r.denseMs / r.vectorMs;
         const dY = rnd([M, dOut], M + 1);
@@ -156,9 +188,10 @@ async function main(): Promise<void> {
         dY.dispose();
       }
       rows.push(r);
-      console.log(`d=${d} ${shape} M=${M}: dense ${r.denseMs.toFixed(4)} ms (${r.denseTflops.toFixed(2)} TFLOP/s), 2:4 ${r.sparseMs.toFixed(4)} ms (${r.sparseTflopsEq.toFixed(2)} dense-eq TFLOP/s) → ${r.speedup.toFixed(2)}×` +
+      const lanesText = r.lanesMs ? `; expand ${r.expandMs!.toFixed(4)} ms → ${r.expandSpeedup!.toFixed(2)}×; lanes ${Object.entries(r.lanesMs).map(([v, ms]) => `${v} ${ms.toFixed(4)} ms → ${r.lanesSpeedup![v]!.toFixed(2)}×`).join(", ")} (auto: ${r.lanesAuto})` : "";
+      console.log(`d=${d} ${shape} M=${M}: dense ${r.denseMs.toFixed(4)} ms (${r.denseTflops.toFixed(2)} TFLOP/s), 2:4 ${r.sparseMs.toFixed(4)} ms (${r.sparseTflopsEq.toFixed(2)} dense-eq TFLOP/s) → ${r.speedup.toFixed(2)}×` + lanesText +
         (M <= 16 ? `; small kernel ${r.smallMs!.toFixed(4)} ms → ${r.smallSpeedup!.toFixed(2)}×; weight bytes/s dense ${r.denseWeightGBs.toFixed(0)} GB/s, 2:4 ${r.sparseWeightGBs.toFixed(0)} GB/s`
-          : `; vector-wise ${r.vectorMs!.toFixed(4)} ms → ${r.vectorSpeedup!.toFixed(2)}×; dW dense ${r.denseDwMs!.toFixed(4)} ms, sddmm (${r.sddmmPlan}) ${r.sddmmMs!.toFixed(4)} ms → ${r.sddmmSpeedup!.toFixed(2)}×` +
+          : f["spmm-only"] ? "" : `; vector-wise ${r.vectorMs!.toFixed(4)} ms → ${r.vectorSpeedup!.toFixed(2)}×; dW dense ${r.denseDwMs!.toFixed(4)} ms, sddmm (${r.sddmmPlan}) ${r.sddmmMs!.toFixed(4)} ms → ${r.sddmmSpeedup!.toFixed(2)}×` +
             (r.sddmmSweepMs ? ` [${Object.entries(r.sddmmSweepMs).map(([k, v]) => `${k} ${v.toFixed(4)} ms`).join(", ")}]` : "") +
             (r.sddmmLanesMs ? `, lanes ${Object.entries(r.sddmmLanesMs).map(([k, v]) => `${k} ${v.toFixed(4)} ms → ${(r.denseDwMs! / v).toFixed(2)}×`).join(", ")}` : "") + `, sddmmVector (${r.sddmmVectorPlan}) ${r.sddmmVectorMs!.toFixed(4)} ms → ${r.sddmmVectorSpeedup!.toFixed(2)}×`));
       X.dispose();
@@ -179,6 +212,14 @@ async function main(): Promise<void> {
     const c = (ms: number, r: Row) => `${ms.toFixed(4)} (${(r.denseDwMs! / ms).toFixed(2)}×)`;
     for (const r of laned) {
       console.log(`| ${r.d} | ${r.shape} (${r.dOut}×${r.K}) | ${r.M} | ${r.denseDwMs!.toFixed(4)} | ${c(r.sddmmMs!, r)} | ${keys.map((k) => c(r.sddmmLanesMs![k]!, r)).join(" | ")} |`);
+    }
+  }
+  const spmmLaned = rows.filter((r) => r.lanesMs);
+  if (spmmLaned.length) {
+    console.log(`\nspmm lanes, ms (speedup over dense)\n| d | W (d_out×K) | M | dense | default 2:4 | expand | ${lanes.join(" | ")} | lanes picks |\n|---|---|---|---|---|---|${lanes.map(() => "---|").join("")}---|`);
+    const c = (ms: number, r: Row) => `${ms.toFixed(4)} (${(r.denseMs / ms).toFixed(2)}×)`;
+    for (const r of spmmLaned) {
+      console.log(`| ${r.d} | ${r.shape} (${r.dOut}×${r.K}) | ${r.M} | ${r.denseMs.toFixed(4)} | ${c(r.sparseMs, r)} | ${c(r.expandMs!, r)} | ${lanes.map((v) => c(r.lanesMs![v]!, r)).join(" | ")} | ${r.lanesAuto} |`);
     }
   }
   const swept = rows.filter((r) => r.sddmmSweepMs);

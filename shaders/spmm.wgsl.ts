@@ -42,7 +42,7 @@ function decodeSlots(n: number, m: number, valueAt: (q: number) => string, valid
 }
 
 /** The bindings of every spmm kernel: X (read; its array type), values (read), meta (read u32), Y (rw), [bias (read)]. */
-function spmmBindings(dtype: SpDType, bias: boolean, xType = `array<${dtype}>`) {
+export function spmmBindings(dtype: SpDType, bias: boolean, xType = `array<${dtype}>`) {
   return bindGroup([
     { name: "X", access: "read", type: xType },
     { name: "values", access: "read", type: `array<${dtype}>` },

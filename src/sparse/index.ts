@@ -6,7 +6,8 @@ export {
   type CompressOptions, type NM, type Pattern, type SparseLike,
 } from "./sparse24.ts";
 export { doublePrune, refreshTranspose, repruneTranspose } from "./double-prune.ts";
-export { spmm, type SpmmOptions } from "./spmm.ts";
+export { setSpmmKernel, spmm, type SpmmOptions } from "./spmm.ts";
+export type { LanesVariant } from "../../shaders/spmm-lanes.wgsl.ts";
 export { sddmm, setSddmmMethod, type SddmmMethod, type SddmmOptions } from "./sddmm.ts";
 export type { SddmmTile } from "../../shaders/sddmm.wgsl.ts";
 export { SDDMM_LANES, type SddmmLanesVariant } from "../../shaders/sddmm-lanes.wgsl.ts";

@@ -4,6 +4,8 @@
 // for n ≤ 16 rows and the expand kernel otherwise; the gather kernel on request
 // (shaders/spmm.wgsl.ts says what each costs). For n ≤ 16 with 2:4 and K a multiple of 8 the
 // decode kernel (shaders/spmm-decode.wgsl.ts: coalesced, K split across workgroups) replaces small.
+// The lanes kernel (shaders/spmm-lanes.wgsl.ts: half the multiply-adds, warp-uniform patterns) is
+// taken on request, or by "auto" for 2:4 above 16 rows once setSpmmKernel("lanes") is called.
 import { DTypeError, ResourceLimitError, ShapeError, fmtShape } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
 import { Tensor } from "../tensor.ts";
@@ -12,6 +14,7 @@ import { chooseTile } from "../../shaders/gemm.ts";
 import { SG_TILES, type SgTile, sgMatmulKernel, sgTileExtent } from "../../shaders/matmul-subgroup.wgsl.ts";
 import { chooseMatrixUnitTile } from "../ops/raw/precision.ts";
 import { EXPAND_TILES, SPMM_SMALL_MAX_ROWS, SPMM_SMALL_WORKGROUP, SPMM_TILE, expandExtent, type ExpandTile, spmmExpandKernel, spmmExpandStorage, spmmSmallKernel, spmmGatherKernel, spmmGatherStorage } from "../../shaders/spmm.wgsl.ts";
+import { LANES_VARIANTS, type LanesVariant, lanesExtent, spmmLanesKernel, spmmLanesStorage } from "../../shaders/spmm-lanes.wgsl.ts";
 import { DECODE_MAX_ROWS, DECODE_ROWS, spmmDecodeKernel, spmmSplitSumKernel } from "../../shaders/spmm-decode.wgsl.ts";
 import { fill } from "../ops/raw/map.ts";
 import { stridedCopy } from "../ops/raw/copy.ts";
@@ -30,12 +33,19 @@ export interface SpmmOptions {
    * product that a matmul of its shape would send to the matrix units (init({ matrixUnits: true })
    * and setFloat32MatmulPrecision below "highest", or f16) runs there instead of "expand": each
    * tile is decoded to f16 in workgroup memory and multiplied by the subgroup matrices.
+   *
+   * "lanes" (2:4 only): the sparsity pattern is uniform over a warp, which owns a few rows of S
+   * while its lanes run over rows of x, so which 2 of 4 columns of x to use is a uniform branch:
+   * half the multiply-adds without a workgroup read per multiply-add. Not the default yet (the
+   * H200 decides); setSpmmKernel("lanes") makes "auto" take it above 16 rows.
    */
-  path?: "auto" | "expand" | "gather" | "small" | "decode";
+  path?: "auto" | "expand" | "gather" | "small" | "decode" | "lanes";
   /** K splits of the decode kernel (default: enough for ~1024 workgroups, each split ≥ 256 columns). */
   splits?: number;
   /** Tile of the expand kernel (default: 128x128 when the workgroup memory allows, the grid has ≥ 256 such tiles and the engine is not Deno's wgpu; else 64x64). */
   expandTile?: ExpandTile;
+  /** Variant of the lanes kernel, "TMxCW": rows of x per lane × rows of S per warp (default: see lanesVariant). */
+  lanesVariant?: LanesVariant;
   /** Rows of x per workgroup of the gather kernel (default: 128 where the workgroup memory allows and x has over 64 rows). */
   tileRows?: 64 | 128;
 }
@@ -59,6 +69,42 @@ export function checkSpmm(op: string, x: Tensor, s: Sparse24, bias: Tensor | nul
   return numel(x.shape.slice(0, -1));
 }
 
+let kernelOverride: "expand" | "gather" | "lanes" | null = null;
+let variantOverride: LanesVariant | null = null;
+
+/**
+ * The kernel "auto" takes for 2:4 products above 16 rows of x (benchmarks and tests; the lead
+ * flips the default after measuring): "lanes" (optionally one variant), "expand" (never the matrix
+ * units) or "gather". null restores the rule. Other patterns and ≤ 16 rows keep their kernels.
+ */
+export function setSpmmKernel(kernel: "expand" | "gather" | "lanes" | null, variant: LanesVariant | null = null): void {
+  if (kernel !== null && kernel !== "expand" && kernel !== "gather" && kernel !== "lanes") {
+    throw new ShapeError("setSpmmKernel", `unknown kernel "${String(kernel)}"; one of expand, gather, lanes, or null for the automatic rule`);
+  }
+  if (variant !== null && !(variant in LANES_VARIANTS)) {
+    throw new ShapeError("setSpmmKernel", `unknown lanes variant "${String(variant)}"; one of ${Object.keys(LANES_VARIANTS).join(", ")}`);
+  }
+  if (variant !== null && kernel !== "lanes") throw new ShapeError("setSpmmKernel", `a lanes variant (${variant}) needs kernel "lanes", got ${String(kernel)}`);
+  kernelOverride = kernel;
+  variantOverride = variant;
+}
+
+/** Workgroups from which the lanes kernel takes its widest variant (H200: 132 SMs, two workgroups each). */
+const LANES_BIG_GRID = 256;
+
+/**
+ * The lanes variant for `rows` × `dOut`: the first of 8x8, 8x4, 4x8 that fits the workgroup
+ * memory and gives ≥ LANES_BIG_GRID workgroups, else 4x4 (unmeasured guess: bench/sparse.ts
+ * --lanes compares them all).
+ */
+export function lanesVariant(rows: number, dOut: number, maxShared: number): LanesVariant {
+  for (const v of ["8x8", "8x4", "4x8"] as const) {
+    const { bm, bn } = lanesExtent(v);
+    if (spmmLanesStorage(v) <= maxShared && Math.ceil(rows / bm) * Math.ceil(dOut / bn) >= LANES_BIG_GRID) return v;
+  }
+  return "4x4";
+}
+
 /** Workgroups of 128×128 from which the expand kernel takes that tile (fewer leave SMs idle). */
 const EXPAND_BIG_GRID = 256;
 
@@ -71,8 +117,19 @@ function invocationsPerRow(words: number): number {
 
 /** The product without validation or autograd, into a new [rows, d_out] tensor. */
 export function spmmRaw(x: Tensor, s: SparseLike, bias: Tensor | null, rows: number, opts: SpmmOptions = {}, op = "spmm"): Tensor {
-  const path = opts.path ?? "auto";
+  const is24 = s.n === 2 && s.m === 4;
+  const overridden = (opts.path ?? "auto") === "auto" && kernelOverride !== null && is24 && rows > SPMM_SMALL_MAX_ROWS;
+  const path = overridden ? kernelOverride! : opts.path ?? "auto";
   const K = s.cols, dOut = s.rows, ws = metaWords(K), dtype = s.values.dtype as SpDType;
+  if (path === "lanes" && !is24) throw new ShapeError(op, `the lanes path is 2:4 only, got ${s.n}:${s.m}; use path "auto"`);
+  if (opts.lanesVariant !== undefined && !(opts.lanesVariant in LANES_VARIANTS)) {
+    throw new ShapeError(op, `unknown lanesVariant "${String(opts.lanesVariant)}"; one of ${Object.keys(LANES_VARIANTS).join(", ")}`);
+  }
+  const maxShared = gpu().limits.maxComputeWorkgroupStorageSize;
+  const variant = path !== "lanes" ? null : opts.lanesVariant ?? (overridden ? variantOverride : null) ?? lanesVariant(rows, dOut, maxShared);
+  if (variant && spmmLanesStorage(variant) > maxShared) {
+    throw new ResourceLimitError(op, `lanes variant ${variant} needs ${spmmLanesStorage(variant)} bytes of workgroup memory, over this adapter's maxComputeWorkgroupStorageSize (${maxShared}); use lanesVariant "4x4"`);
+  }
   const out = Tensor.empty([rows, dOut], x.dtype, op);
   if (rows === 0 || dOut === 0) return out;
   const bufs = [x.buffer(op), s.values.buffer(op), s.meta.buffer(op), out.buffer(op)];
@@ -87,7 +144,10 @@ export function spmmRaw(x: Tensor, s: SparseLike, bias: Tensor | null, rows: num
   const mu = gpu().matrixUnits;
   const sgName = path === "auto" && !small && !opts.expandTile && s.n === 2 && s.m === 4
     ? chooseMatrixUnitTile(rows, dOut, K, 1, dtype, mu.tiles.filter((t) => ((SG_TILES[t] as SgTile).bk ?? 32) === 32 && ((SG_TILES[t] as SgTile).stages ?? 1) === 1 && !(SG_TILES[t] as SgTile).f16Staging)) : null;
-  if (sgName) {
+  if (variant) {
+    const { bm, bn } = lanesExtent(variant);
+    gpu().launcher.dispatch(spmmLanesKernel(dtype, !!bias, variant), bufs, [Math.ceil(dOut / bn), Math.ceil(rows / bm)], params);
+  } else if (sgName) {
     const t = SG_TILES[sgName] as SgTile;
     const vec = K % 4 === 0 && dOut % 4 === 0;
     const kernel = sgMatmulKernel({ ...t, transA: false, transB: true, bias: !!bias, act: "none", aux: false, inType: dtype, outType: dtype, vec,
@@ -98,7 +158,6 @@ export function spmmRaw(x: Tensor, s: SparseLike, bias: Tensor | null, rows: num
     // 128×128 measured faster under Dawn (Node, Chrome) on the H200 but 4× slower under Deno's
     // wgpu, which takes 64×64 (scratch numbers in the sparse-core report; bench/ measures both)
     const candidates: readonly ExpandTile[] = gpu().info.runtime === "Deno" ? ["64x64"] : ["128x128", "64x64"];
-    const maxShared = gpu().limits.maxComputeWorkgroupStorageSize;
     const chosen = chooseTile(rows, dOut, 1, candidates.map((t) => EXPAND_TILES[t]), EXPAND_BIG_GRID,
       (t) => spmmExpandStorage(t === "64x64" ? "64x64" : "128x128") <= maxShared);
     const tile = opts.expandTile ?? (chosen === "64x64" ? "64x64" : "128x128");

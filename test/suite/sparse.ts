@@ -4,9 +4,11 @@
 // small-n paths), sddmm, and the sparseLinear autograd op.
 import * as ws from "../../src/index.ts";
 import {
-  compress24, compressVector, decompress24, doublePrune, refreshTranspose, repruneTranspose, sddmm, sddmmVector, SDDMM_LANES, setSddmmMethod, Sparse24,
-  sparseLinear, spmm, spmmVector, type SddmmLanesVariant, type SddmmOptions, type SpmmOptions, type VectorTile,
+  compress24, compressVector, decompress24, doublePrune, type LanesVariant, refreshTranspose, repruneTranspose, sddmm, sddmmVector, SDDMM_LANES, setSddmmMethod,
+  setSpmmKernel, Sparse24, sparseLinear, spmm, spmmVector, type SddmmLanesVariant, type SddmmOptions, type SpmmOptions, type VectorTile,
 } from "../../src/sparse/index.ts";
+import { maskedLinear } from "../../src/sparse/masked-linear.ts";
+import { LANES_VARIANTS } from "../../shaders/spmm-lanes.wgsl.ts";
 import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
 import { type Arr, arr, map, matmul, randArr, reduce } from "../ref/cpu.ts";
@@ -234,6 +236,128 @@ test("spmm decode path: typed errors for other patterns, K not a multiple of 8, 
   await assertThrows(() => spmm(ws.zeros([17, 16]), s16, null, { path: "decode" }), ws.ShapeError, "at most 16");
   await assertThrows(() => spmm(ws.zeros([2, 16]), s16, null, { path: "decode", splits: 0 }), ws.ShapeError, "splits");
   s24.dispose(); s28.dispose(); s16.dispose();
+});
+
+// ---- the lanes kernel (2:4, warp-uniform patterns) ----------------------------------------------
+
+const SPMM_LANES = Object.keys(LANES_VARIANTS) as LanesVariant[];
+/** Odd shapes [M, K, N]: every M ∈ {1, 17, 100, 257}, K ∈ {4, 36, 100, 260} and N ∈ {1, 7, 65, 130} four times, partial tiles and meta words. */
+const LANES_SHAPES = [1, 17, 100, 257].flatMap((M, i) => [4, 36, 100, 260].map((K, j) => [M, K, [1, 7, 65, 130][(i + j) % 4]!] as const));
+
+test("spmm lanes (2:4, every variant): equals X·(M_R⊙W)ᵀ + b (float64) and the masked-dense product, odd M, K, N, bias on/off", async () => {
+  for (const [i, [rows, K, dOut]] of LANES_SHAPES.entries()) {
+    const { w, s, mR } = sparseWeight(dOut, K, 600 + i);
+    const x = rand32([rows, K], 620 + i), b = rand32([dOut], 640 + i);
+    const want = matmul(x, applyMask(w, mR), false, true);
+    const mask = arr([dOut, K], Array.from(mR));
+    const dense = ws.tidy(() => maskedLinear(fromArr(x), fromArr(w), fromArr(mask), fromArr(mask), fromArr(b)));
+    const oracle = await f32(dense);
+    dense.dispose();
+    for (const [v, variant] of SPMM_LANES.entries()) {
+      // bias on for two variants, off for the other two, swapping with the shape
+      const withBias = (v + i) % 2 === 0;
+      const y = ws.tidy(() => spmm(fromArr(x), s, withBias ? fromArr(b) : null, { path: "lanes", lanesVariant: variant }));
+      assertEquals(y.shape, [rows, dOut]);
+      const got = await f32(y);
+      const msg = `lanes ${variant} M=${rows} K=${K} N=${dOut} bias=${withBias}`;
+      assertClose(got, addBias(want, withBias ? b : null).data, { rtol: 1e-4, atol: 1e-5, msg });
+      if (withBias) assertClose(got, oracle, { rtol: 1e-4, atol: 1e-5, msg: `${msg} against maskedLinear` });
+      y.dispose();
+    }
+    s.dispose();
+  }
+});
+
+test("spmm lanes through a double-pruned W_RC^T (groups keeping 0 or 1) gives dY·(M_RC⊙W), every variant", async () => {
+  for (const [i, [rows, dOut, dIn]] of ([[17, 36, 100], [100, 260, 7 * 4], [257, 100, 36]] as const).entries()) {
+    const { w, s } = sparseWeight(dOut, dIn, 660 + i);
+    const t = doublePrune(s);
+    const dY = rand32([rows, dOut], 670 + i);
+    const want = matmul(dY, applyMask(w, slopeMasks(w, 2, 4).mRC)).data;
+    for (const variant of SPMM_LANES) {
+      const dx = ws.tidy(() => spmm(fromArr(dY), t, null, { path: "lanes", lanesVariant: variant }));
+      assertClose(await f32(dx), want, { rtol: 1e-4, atol: 1e-5, msg: `lanes ${variant} n=${rows} ${dOut}×${dIn}` });
+      dx.dispose();
+    }
+    s.dispose(); t.dispose();
+  }
+});
+
+test("spmm lanes in f16 (f32 accumulation), every variant, against float64 of the f16 inputs", async () => {
+  const h = (a: Arr) => ws.tidy(() => fromArr(a).to("f16"));
+  const back = async (t: ws.Tensor, shape: number[]) => arr(shape, await t.toArray());
+  for (const [i, [rows, K, dOut]] of LANES_SHAPES.filter((_, k) => k % 3 === 0).entries()) {
+    const w16 = h(rand32([dOut, K], 680 + i)), x16 = h(rand32([rows, K], 690 + i)), b16 = h(rand32([dOut], 700 + i));
+    const w = await back(w16, [dOut, K]), x = await back(x16, [rows, K]), b = await back(b16, [dOut]);
+    const s = compress24(w16);
+    const want = matmul(x, applyMask(w, nmMask(w, 2, 4)), false, true);
+    for (const [v, variant] of SPMM_LANES.entries()) {
+      const withBias = v % 2 === 0; // one compile per variant (bias on/off per variant is the f32 case's)
+      const y = spmm(x16, s, withBias ? b16 : null, { path: "lanes", lanesVariant: variant });
+      assertEquals(y.dtype, "f16");
+      assertClose(await y.toArray(), addBias(want, withBias ? b : null).data, { rtol: 2e-2, atol: 2e-2, msg: `lanes f16 ${variant} M=${rows} K=${K} N=${dOut} bias=${withBias}` });
+      y.dispose();
+    }
+    for (const t of [w16, x16, b16]) t.dispose();
+    s.dispose();
+  }
+}, { needs: ["shader-f16"] });
+
+test("sparseLinear with setSpmmKernel(\"lanes\", each variant): forward and dX = dY·W_RC equal the masked-dense oracle (maskedLinear) and float64", async () => {
+  const [dOut, dIn] = [36, 100];
+  const { w, s, mR } = sparseWeight(dOut, dIn, 710);
+  const t = doublePrune(s);
+  const { mRC } = slopeMasks(w, 2, 4);
+  const b = rand32([dOut], 711);
+  const lead = [3, 23]; // 69 rows: above the 16 of the decode path, so the override applies
+  const rows = 69;
+  const xa = rand32([...lead, dIn], 712), proj = rand32([...lead, dOut], 713);
+  const x2 = arr([rows, dIn], xa.data), p2 = arr([rows, dOut], proj.data);
+  // the oracle: the masked-dense simulation on the GPU, its forward and dX
+  const xo = fromArr(xa, { requiresGrad: true });
+  const yo = maskedLinear(xo, fromArr(w), fromArr(arr([dOut, dIn], Array.from(mR))), fromArr(arr([dOut, dIn], Array.from(mRC))), fromArr(b));
+  ws.tidy(() => yo.mul(fromArr(proj)).sum().backward());
+  const [yOracle, dxOracle] = [await f32(yo), await f32(xo.grad!)];
+  xo.grad!.dispose(); xo.dispose(); yo.dispose();
+  const bias = fromArr(b);
+  try {
+    for (const variant of SPMM_LANES) {
+      setSpmmKernel("lanes", variant);
+      const x = fromArr(xa, { requiresGrad: true });
+      const y = sparseLinear(x, s, t, bias);
+      assertEquals(y.shape, [...lead, dOut]);
+      ws.tidy(() => y.mul(fromArr(proj)).sum().backward());
+      const [gy, gx] = [await f32(y), await f32(x.grad!)];
+      assertClose(gy, addBias(matmul(x2, applyMask(w, mR), false, true), b).data, { rtol: 1e-4, atol: 1e-5, msg: `${variant} forward` });
+      assertClose(gy, yOracle, { rtol: 1e-4, atol: 1e-5, msg: `${variant} forward against maskedLinear` });
+      assertClose(gx, matmul(p2, applyMask(w, mRC)).data, { rtol: 1e-4, atol: 1e-5, msg: `${variant} dX through W_RC` });
+      assertClose(gx, dxOracle, { rtol: 1e-4, atol: 1e-5, msg: `${variant} dX against maskedLinear` });
+      x.grad!.dispose(); x.dispose(); y.dispose();
+    }
+  } finally {
+    setSpmmKernel(null);
+  }
+  bias.dispose(); s.dispose(); t.dispose();
+});
+
+test("spmm lanes: typed errors for another pattern, an unknown variant, and bad setSpmmKernel arguments; the override leaves other patterns alone", async () => {
+  const s28 = compress24(ws.zeros([8, 16]), { pattern: "2:8" }), s24 = compress24(ws.zeros([8, 16]));
+  await assertThrows(() => spmm(ws.zeros([20, 16]), s28, null, { path: "lanes" }), ws.ShapeError, "lanes", "2:4", "2:8");
+  await assertThrows(() => spmm(ws.zeros([20, 16]), s24, null, { path: "lanes", lanesVariant: "16x16" as LanesVariant }), ws.ShapeError, "16x16", "8x8");
+  await assertThrows(() => setSpmmKernel("fast" as "lanes"), ws.ShapeError, "setSpmmKernel", "fast");
+  await assertThrows(() => setSpmmKernel("lanes", "3x3" as LanesVariant), ws.ShapeError, "3x3");
+  await assertThrows(() => setSpmmKernel("expand", "8x8"), ws.ShapeError, "needs kernel");
+  try {
+    setSpmmKernel("lanes");
+    const { w, s, mR } = sparseWeight(24, 64, 720, 2, 8);
+    const x = rand32([20, 64], 721);
+    const y = ws.tidy(() => spmm(fromArr(x), s)); // 2:8 under the lanes override: its usual kernel
+    assertClose(await f32(y), matmul(x, applyMask(w, mR), false, true).data, { rtol: 1e-4, atol: 1e-5, msg: "2:8 under the override" });
+    y.dispose(); s.dispose();
+  } finally {
+    setSpmmKernel(null);
+  }
+  s28.dispose(); s24.dispose();
 });
 
 // ---- vector-wise 2:4 -----------------------------------------------------------------------------
