@@ -35,10 +35,14 @@ import { spmmBindings } from "./spmm.wgsl.ts";
 
 /**
  * Variants: TM rows of X per lane × CW rows of S per warp ("8x8" = TM 8, CW 8), staged GS groups of
- * 4 columns of K at a time (8: a whole meta word; 4: half of one, so that TM 8 fits 32 KiB).
+ * 4 columns of K at a time (8: a whole meta word; 4: half of one, so that TM 8 fits 32 KiB);
+ * "p": the next step's tiles are fetched into registers while this one is multiplied out (more
+ * registers per invocation, the loads' latency hidden within the workgroup).
  */
 export const LANES_VARIANTS = {
-  "8x8": { tm: 8, cw: 8, gs: 4 }, "8x4": { tm: 8, cw: 4, gs: 4 }, "4x8": { tm: 4, cw: 8, gs: 8 }, "4x4": { tm: 4, cw: 4, gs: 8 },
+  "8x8": { tm: 8, cw: 8, gs: 4, prefetch: false }, "8x4": { tm: 8, cw: 4, gs: 4, prefetch: false },
+  "4x8": { tm: 4, cw: 8, gs: 8, prefetch: false }, "4x4": { tm: 4, cw: 4, gs: 8, prefetch: false },
+  "8x8p": { tm: 8, cw: 8, gs: 4, prefetch: true }, "4x8p": { tm: 4, cw: 8, gs: 8, prefetch: true },
 } as const;
 export type LanesVariant = keyof typeof LANES_VARIANTS;
 
@@ -68,34 +72,43 @@ export function spmmLanesStorage(v: LanesVariant): number {
  * words/row [4]=values/row (K/2). 2:4 only. Dispatch: [ceil(d_out/bn), ceil(rows/bm)] (lanesExtent).
  */
 export const spmmLanesKernel = kernelFamily("spmm_lanes", (dtype: SpDType, bias: boolean, variant: LanesVariant) => {
-  const { tm, cw, gs } = LANES_VARIANTS[variant];
+  const { tm, cw, gs, prefetch } = LANES_VARIANTS[variant];
   const { bm, bn } = lanesExtent(variant);
   const sub = 8 / gs; // steps per meta word
   const g = spmmBindings(dtype, bias, `array<vec4<${dtype}>>`);
   const T = range(tm), C = range(cw);
   const acc = (c: number, t: number) => `a${c}_${t}`;
-  // loaders: element e = tid + 256·i of the X tile is (row e/GS, vec4 e%GS): GS invocations per 16·GS bytes of a row
-  const loadX = range((bm * gs) / 256).map((i) => `    { let e = tid + ${i * 256}u; let r = e / ${gs}u; let q = e % ${gs}u; let gq = kq0 + q;
-      var v = vec4<f32>(0.0);
-      if (m0 + r < nX && gq < kq) { v = vec4<f32>(X[(m0 + r) * kq + gq]); }
-      Xs[q][r] = v; }`).join("\n");
-  const wEntries = bn * gs; // (column, group) entries of the S tile: 128, 256 or 512
-  const loadW = range(Math.ceil(wEntries / 256)).map((i) => `    ${wEntries < 256 ? `if (tid < ${wEntries}u) ` : ""}{ let e = tid + ${i * 256}u; let c = e / ${gs}u; let q = e % ${gs}u; let o = o0 + c;
-      var ent = vec4<f32>(0.0, 0.0, bitcast<f32>(CODE0), 0.0);
-      if (o < dOut) {
-        let nib = (mbits[o * ws + w] >> (4u * (q0 + q))) & 15u;
-        // pad a group keeping fewer than 2 with its lowest free positions (their values stay 0)
-        var pr = nib;
-        if (countOneBits(pr) < 2u) { pr = pr | (~pr & (pr + 1u)); }
-        if (countOneBits(pr) < 2u) { pr = pr | (~pr & (pr + 1u)); }
-        let i0 = countTrailingZeros(pr); let i1 = countTrailingZeros(pr & (pr - 1u));
-        let vb = o * vpr + (kq0 + q) * 2u;
-        var v0 = 0.0; var v1 = 0.0;
-        if (((nib >> i0) & 1u) != 0u) { v0 = f32(values[vb]); }
-        if (((nib >> i1) & 1u) != 0u) { v1 = f32(values[vb + countOneBits(nib & ((1u << i1) - 1u))]); }
-        ent = vec4<f32>(v0, v1, bitcast<f32>(CODE0 + i0 * (7u - i0) / 2u + i1 - i0 - 1u), 0.0);
-      }
-      Ws[q][c] = ent; }`).join("\n");
+  // loaders: element e = tid + 256·i of the X tile is (row e/GS, vec4 e%GS): GS invocations per
+  // 16·GS bytes of a row. fetch* reads step `st` from memory into registers (px, pn, pv), store*
+  // writes them into the workgroup tiles (decoding the S tile); the prefetching variants fetch
+  // step st+1 while step st is multiplied out.
+  const nx = (bm * gs) / 256, wEntries = bn * gs; // (column, group) entries of the S tile: 128, 256 or 512
+  const nw = Math.ceil(wEntries / 256);
+  const guard = wEntries < 256 ? `if (tid < ${wEntries}u) ` : "";
+  const decl = [...range(nx).map((i) => `  var px${i} = vec4<f32>(0.0);`), ...range(nw).map((i) => `  var pn${i} = 0u; var pv${i} = vec2<f32>(0.0);`)].join("\n");
+  const fetch = (st: string) => `    { let st = ${st}; let w = st / ${sub}u; let q0 = (st % ${sub}u) * ${gs}u; let kq0 = st * ${gs}u;
+${range(nx).map((i) => `      { let e = tid + ${i * 256}u; let r = e / ${gs}u; let gq = kq0 + e % ${gs}u;
+        px${i} = vec4<f32>(0.0);
+        if (m0 + r < nX && gq < kq) { px${i} = vec4<f32>(X[(m0 + r) * kq + gq]); } }`).join("\n")}
+${range(nw).map((i) => `      ${guard}{ let e = tid + ${i * 256}u; let o = o0 + e / ${gs}u; let q = e % ${gs}u;
+        pn${i} = 0u; pv${i} = vec2<f32>(0.0);
+        if (o < dOut) {
+          pn${i} = (mbits[o * ws + w] >> (4u * (q0 + q))) & 15u;
+          // a group past K keeps nothing (its mask bits are 0) and has no value slots
+          if (pn${i} != 0u) { let vb = o * vpr + (kq0 + q) * 2u; pv${i} = vec2<f32>(f32(values[vb]), f32(values[vb + 1u])); }
+        } }`).join("\n")}
+    }`;
+  const store = `${range(nx).map((i) => `    { let e = tid + ${i * 256}u; Xs[e % ${gs}u][e / ${gs}u] = px${i}; }`).join("\n")}
+${range(nw).map((i) => `    ${guard}{ let e = tid + ${i * 256}u; let nib = pn${i};
+      // pad a group keeping fewer than 2 with its lowest free positions (their values stay 0);
+      // the kept values sit in slots 0, 1 in column order
+      var pr = nib;
+      if (countOneBits(pr) < 2u) { pr = pr | (~pr & (pr + 1u)); }
+      if (countOneBits(pr) < 2u) { pr = pr | (~pr & (pr + 1u)); }
+      let i0 = countTrailingZeros(pr); let i1 = countTrailingZeros(pr & (pr - 1u));
+      let v0 = select(0.0, pv${i}.x, ((nib >> i0) & 1u) != 0u);
+      let v1 = select(0.0, select(pv${i}.x, pv${i}.y, (nib & (1u << i0)) != 0u), ((nib >> i1) & 1u) != 0u);
+      Ws[e % ${gs}u][e / ${gs}u] = vec4<f32>(v0, v1, bitcast<f32>(CODE0 + i0 * (7u - i0) / 2u + i1 - i0 - 1u), 0.0); }`).join("\n")}`;
   const cases = (c: number) => PAIRS.map(([i, j], code) => {
     const body = T.map((t) => `${acc(c, t)} = ${acc(c, t)} + w0 * x${t}.${XYZW[i]} + w1 * x${t}.${XYZW[j]};`).join(" ");
     return `        case ${code === PAIRS.length - 1 ? `CODE${code}, default` : `CODE${code}`}: { ${body} }`;
@@ -121,17 +134,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let lane = tid % ${LANES}u; let wc = (tid / ${LANES}u) * ${cw}u; // this warp's first column in the tile
   let o0 = wid.x * ${bn}u; let m0 = wid.y * ${bm}u;
 ${C.map((c) => `  ${T.map((t) => `var ${acc(c, t)} = 0.0;`).join(" ")}`).join("\n")}
-  for (var st = 0u; st < ws * ${sub}u; st = st + 1u) {
-    let w = st / ${sub}u; let q0 = (st % ${sub}u) * ${gs}u; // meta word, first group in it
-    let kq0 = st * ${gs}u; // first group (vec4 of X) of the step
-${loadX}
-${loadW}
+${decl}
+  let steps = ws * ${sub}u;
+#if ${prefetch}
+${fetch("0u")}
+${store}
+  workgroupBarrier();
+#endif
+  for (var st = 0u; st < steps; st = st + 1u) {
+#if ${prefetch}
+    if (st + 1u < steps) {
+${fetch("st + 1u")}
+    }
+#else
+${fetch("st")}
+${store}
     workgroupBarrier();
+#endif
     for (var q = 0u; q < ${gs}u; q = q + 1u) {
 ${T.map((t) => `      let x${t} = Xs[q][${t * LANES}u + lane];`).join("\n")}
 ${columns}
     }
     workgroupBarrier();
+#if ${prefetch}
+${store}
+    workgroupBarrier();
+#endif
   }
 ${stores}
 }
