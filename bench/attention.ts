@@ -101,7 +101,7 @@ async function main(): Promise<void> {
     const outs: Float32Array[] = [];
     const grads = new Map<string, Float32Array>();
     for (const [impl, attn, tiles, mib, compare, panel, units] of impls) {
-      setAttentionMatrixUnits(units !== "off");
+      setAttentionMatrixUnits(units !== null && units !== "off");
       setAttentionUnitsTile(units === "off" ? null : units);
       setAttentionTiles(tiles === null ? null : ATTENTION_TILES[tiles]!);
       setAttentionChunkBytes(mib === null ? null : mib * 2 ** 20);
@@ -144,7 +144,7 @@ async function main(): Promise<void> {
       setAttentionTiles(null);
       setAttentionChunkBytes(null);
       setAttentionPanelOverride(null);
-      setAttentionMatrixUnits(true);
+      setAttentionMatrixUnits(false);
       setAttentionUnitsTile(null);
       ctx.pool.trim();
     }

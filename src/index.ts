@@ -18,13 +18,13 @@ export {
 } from "./ops/elementwise.ts";
 export { sum, mean, max } from "./ops/reduce.ts";
 export { reshape, permute, transpose, slice, narrow, concat, split, expand } from "./ops/layout.ts";
-export { matmul, type MatmulOptions, setFloat32MatmulPrecision, getFloat32MatmulPrecision, type MatmulPrecision } from "./ops/matmul.ts";
+export { matmul, type MatmulOptions, setFloat32MatmulPrecision, getFloat32MatmulPrecision, type MatmulPrecision, setMatrixUnitRule, getMatrixUnitRule, type MatrixUnitRule } from "./ops/matmul.ts";
 export { softmax, logSoftmax, type SoftmaxOptions } from "./ops/softmax.ts";
 export { layerNorm } from "./ops/layernorm.ts";
 export { embedding } from "./ops/embedding.ts";
 export { crossEntropy, type CrossEntropyOptions, type Reduction } from "./ops/crossentropy.ts";
 export { dropout, type DropoutOptions } from "./ops/dropout.ts";
-export { scaledDotProductAttention, qkvAttention, setAttentionBackward, type AttentionBackward, type AttentionOptions } from "./ops/attention.ts";
+export { scaledDotProductAttention, qkvAttention, setAttentionBackward, setAttentionMatrixUnits, getAttentionMatrixUnits, type AttentionBackward, type AttentionOptions } from "./ops/attention.ts";
 export { setAttentionChunkBytes } from "./ops/attention-chunked.ts";
 export type { Activation, OpName } from "./autograd/ops.ts";
 export * from "./errors.ts";

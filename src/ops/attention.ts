@@ -107,15 +107,29 @@ function grid(op: string, blocks: number, BH: number): [number, number, number] 
 type F = "f32" | "f16";
 const fdt = (t: Tensor): F => (t.dtype === "f16" ? "f16" : "f32");
 
-let unitsAllowed = true;
+/**
+ * Off by default: measured on the H200 (bench/results/2026-12-02/k-attention-dawn-mu-fwd.json,
+ * Dawn, mixed precision) the matrix-unit forward is slower than the shader-core one — small
+ * (64×6 heads, T 256, D 64) 0.489 against 0.351 ms, gpt2 (8×12, T 1024) 1.365 against 1.032 ms —
+ * and with it on by default the mixed-f16 step went from 30.8 to 32.3 ms (small) and 125.7 to
+ * 128.8 ms (gpt2). Its softmax runs one row per invocation with half the workgroup idle and its
+ * score reads have bank conflicts (shaders/attention-subgroup.wgsl.ts). bench/README.md "Failed
+ * optimizations" keeps the figures.
+ */
+let unitsAllowed = false;
 let unitsTileOverride: AttentionUnitsTile | null = null;
 
 /**
- * false keeps the forward on the f32 shader-core kernel even where it would run on the matrix
- * units (benchmarks compare the two in one run); true (the default) restores the rule.
+ * true lets the attention forward run on the matrix units where they were found and the inputs or
+ * the matmul precision allow it (opt-in: slower than the shader-core forward on the H200, see
+ * above); false (the default) keeps it on the shader-core kernel.
  */
 export function setAttentionMatrixUnits(on: boolean): void {
   unitsAllowed = on;
+}
+
+export function getAttentionMatrixUnits(): boolean {
+  return unitsAllowed;
 }
 
 /** Forces one tile of the matrix-unit forward (ATTENTION_UNITS_TILES; benchmarks, tests); null restores the choice. */

@@ -10,7 +10,7 @@
 // The real builtins are checked on the H200 by attention-units.ts.
 import * as ws from "../../src/index.ts";
 import { fromHalfBits, toHalfBits } from "../../src/dtype.ts";
-import { emulateAttentionMatrixUnits, setAttentionUnitsTile } from "../../src/ops/attention.ts";
+import { emulateAttentionMatrixUnits, getAttentionMatrixUnits, setAttentionMatrixUnits, setAttentionUnitsTile } from "../../src/ops/attention.ts";
 import {
   ATTENTION_UNITS_TILES, type AttentionUnitsTile, UNITS_MAX_HEAD_DIM, attentionUnitsForwardKernel, attentionUnitsSharedBytes,
 } from "../../shaders/attention-subgroup.wgsl.ts";
@@ -39,11 +39,14 @@ async function withUnits<R>(fn: () => Promise<R>, tile: AttentionUnitsTile | nul
   setAttentionUnitsTile(tile);
   const prev = ws.getFloat32MatmulPrecision();
   ws.setFloat32MatmulPrecision("medium");
+  assert(!getAttentionMatrixUnits(), "the matrix-unit attention forward is opt-in (off by default)");
+  setAttentionMatrixUnits(true);
   try {
     return await fn();
   } finally {
     ws.setFloat32MatmulPrecision(prev);
     setAttentionUnitsTile(null);
+    setAttentionMatrixUnits(false);
     emulateAttentionMatrixUnits(null);
   }
 }

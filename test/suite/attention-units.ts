@@ -27,7 +27,8 @@ const unitsRan = () => ws.gpu().pipelines.all().some((p) => p.kernel.key.startsW
 async function medium<R>(fn: () => Promise<R>): Promise<R> {
   const prev = ws.getFloat32MatmulPrecision();
   ws.setFloat32MatmulPrecision("medium");
-  try { return await fn(); } finally { ws.setFloat32MatmulPrecision(prev); setAttentionUnitsTile(null); }
+  setAttentionMatrixUnits(true);
+  try { return await fn(); } finally { ws.setFloat32MatmulPrecision(prev); setAttentionUnitsTile(null); setAttentionMatrixUnits(false); }
 }
 
 test("attention on the matrix units: init() compiled the matrix-unit forward (matrix units)", () => {
@@ -96,7 +97,7 @@ test("attention forward on the matrix units: every tile that fits, causal at odd
       assertClose(await y.toArray(), exp, { rtol: 1e-4, atol: 1e-5, msg: "the shader-core forward (setAttentionMatrixUnits(false))" });
       y.dispose();
     } finally {
-      setAttentionMatrixUnits(true);
+      setAttentionMatrixUnits(true); // medium() turns it off again
     }
     for (const t of [q, k, v]) t!.dispose();
   });
@@ -110,7 +111,11 @@ test("mixed-f16 on the matrix units: a step's attention forward runs as an atten
   const model = new GPT({ vocabSize: tok.vocabSize, blockSize: 32, nLayer: 1, nHead: 2, nEmbd: 64, seed: 1 });
   const trainer = new Trainer(model, corpus, { batchSize: 8, totalSteps: 10, lr: 3e-3, seed: 2, precision: "mixed-f16" });
   let loss: ws.Tensor | null = null;
-  const prof = await ws.profile(() => { loss = trainer.step(); });
+  // Opt-in (slower than the shader-core forward on the H200): the default step keeps attentionForward.
+  const plain = await ws.profile(() => { trainer.step().dispose(); });
+  assert(plain.events.some((e) => e.kernel.startsWith("attentionForward")) && !plain.events.some((e) => e.kernel.startsWith("attention_sgmat")), "by default the mixed step's attention forward stays on the shader cores");
+  setAttentionMatrixUnits(true);
+  const prof = await ws.profile(() => { loss = trainer.step(); }).finally(() => setAttentionMatrixUnits(false));
   const l = await loss!.item();
   (loss as ws.Tensor | null)?.dispose();
   const kernels = prof.events.map((e) => e.kernel);
