@@ -60,7 +60,8 @@ let defaultLanes: SddmmLanesVariant = SDDMM_LANES_DEFAULT;
  * The kernel (and lanes variant) of every sddmm call that does not name one, the sparseLinear
  * backward's included; null restores the automatic choice ("matmul" where the dense product runs
  * on the matrix units, else "dense-tile"). "lanes" applies to 2:4 weights (others keep
- * "dense-tile" under this default).
+ * "dense-tile" under this default). Some lanes variants exhaust SwiftShader's shader compiler (over
+ * 20 GiB under Node's Dawn; c4g2m4 and c4g2m4d compile): keep "lanes" for hardware adapters.
  */
 export function setSddmmMethod(method: SddmmMethod | null, lanes: SddmmLanesVariant = SDDMM_LANES_DEFAULT): void {
   const op = "setSddmmMethod";
