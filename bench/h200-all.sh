@@ -43,6 +43,7 @@
 #   mu-shapes   bench/matmul-shapes.ts: every matrix-unit product of one mixed-f16 small and gpt2 step (and square N), timed with every tile: the chooser's data
 #   sparse-decode  bench/sparse.ts at d = 768, 2048, M = 8 and 1 (the decode goal's shapes), Dawn
 #   train-rules  small + gpt2, dense and SLoPe, mixed-f16, under three matrix-unit tile rules (--mu-rule bigGrid:minFill)
+#   units-packed bench/matmul-units.ts: the packedF16 tiles (f16 operands read as u32 words) beside their unpacked shapes, N = 2048, 4096, 8192
 #   units-rules  bench/matmul-units.ts: the chooser's pick under the same rules, and six tiles forced, N = 2048, 4096, 8192
 #   train-now / torch-now  bench/train.ts small + gpt2 (dense, SLoPe; f32, mixed-f16) and PyTorch's figures for them
 set -uo pipefail
@@ -124,6 +125,7 @@ for s in "$@"; do
     spmm-lanes) sec spmm-lanes 150 node .bench-dist/sparse.mjs --d 768,2048 --m 4096 --shapes dxd,3dxd,4dxd,dx4d --lanes all --spmm-only --warmup 200 --batch-ms 150 --json "$out/spmm-lanes-dawn.json" ;;
     decode) sec decode 90 node .bench-dist/decode.mjs --dawn-toggles --configs gpt2,small --json "$out/decode-dawn.json" ;;
     decode-profile) sec decode-profile 60 node .bench-dist/decode.mjs --dawn-toggles --configs gpt2 --reps 2 --profile --json "$out/decode-dawn-profile.json" ;;
+    units-packed) sec units-packed 170 node .bench-dist/matmul-units.mjs --mu-rule 192:0.85 --tiles 128x256s8,256x128s8,128x256s8h,128x256s8p,256x128s8p,128x128s8d2,128x128s8d2p --json "$out/matmul-units-packed.json" ;;
     suite-units-rest) sec suite-units-rest 120 env WEBSLOPE_DAWN_FLAGS=matrix node --test --test-name-pattern="matrix units: [^e]|mixed-f16 on the matrix units|compiled shader" .test-dist/node/suite.test.mjs ;;
     train-last) sec train-last 60 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense --precision mixed-f16 --batches 3 --json "$out/train-dawn-last.json" ;;
     profile-mixed) sec profile-mixed 60 node .bench-dist/train.mjs --dawn-toggles --configs small --modes dense,slope --precision mixed-f16 --profile --trace-dir "$out/traces" --batches 3 --json "$out/train-dawn-profile-mixed.json" ;;

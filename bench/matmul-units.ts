@@ -100,7 +100,7 @@ for (const N of sizes) {
     const rule = { bigGrid: bigGrid!, minFill: minFill ?? 0 };
     setMatrixUnitRule(rule);
     ws.setFloat32MatmulPrecision("medium");
-    const pick = chooseMatrixUnitTile(N, N, N, 1, d, mu.tiles);
+    const pick = chooseMatrixUnitTile(N, N, N, 1, d, mu.tiles, N % 8 === 0);
     ws.setFloat32MatmulPrecision("highest");
     variants.push([`auto (rule ${r}: ${pick}) ${d} in`, () => { ws.setFloat32MatmulPrecision("medium"); setMatmulTile(null); setMatrixUnitRule(rule); }]);
   }

@@ -15,6 +15,8 @@
 //   and stored into the other buffer after them — one barrier per K step instead of two, and
 //   twice the operand memory (sgSharedBytes counts both). Those registers are f16 (rounded at the
 //   fetch, so f16 operands are copied as they are); `f16Staging` stages a one-stage kernel so too.
+//   With `packedF16` (the …p tiles) f16 operands are read as u32 words, 8 or 4 halves a load, and
+//   split with bitcast at the store: 1.5× the f16 kernel that reads vec4<f16> on the H200.
 // - Results go through a small f32 scratch per subgroup so the epilogue (bias, ReLU/GELU, the
 //   pre-activation for backward, bounds checks for any M, N) is ordinary per-element code.
 // Subgroup-matrix builtins want subgroup-uniform offsets; with several subgroups per workgroup the
@@ -50,6 +52,13 @@ export interface SgTile {
   f16Staging?: boolean;
   /** Fetch the next K slice into registers during this one's products (default true); off where the registers would spill. */
   prefetch?: boolean;
+  /**
+   * f16 operands read from storage as u32 words — 8 halves a 16-byte load where the variant's
+   * `vec8` holds, else 4 halves an 8-byte load — and split into halves with bitcast at the store
+   * (f16 staging only). f32 operands and scalar layouts read as without it. Asks whether 16-bit
+   * storage loads, not the products, hold the f16 kernels below the f32-in ones on the H200.
+   */
+  packedF16?: boolean;
 }
 
 export const SG_TILES = {
@@ -82,6 +91,12 @@ export const SG_TILES = {
   "128x256s8k16d2": { sgm: 2, sgn: 4, fm: 4, fn: 4, bk: 16, stages: 2 },
   /** 128x256s8 as it is (one stage, two barriers per K step) but with the f16 staging registers: what the staging rewrite alone gives. */
   "128x256s8h": { sgm: 2, sgn: 4, fm: 4, fn: 4, f16Staging: true },
+  /** 128x256s8h reading f16 operands as u32 words (packedF16). */
+  "128x256s8p": { sgm: 2, sgn: 4, fm: 4, fn: 4, f16Staging: true, packedF16: true },
+  /** 256x128s8 with f16 staging and f16 operands read as u32 words (packedF16). */
+  "256x128s8p": { sgm: 4, sgn: 2, fm: 4, fn: 4, f16Staging: true, packedF16: true },
+  /** 128x128s8d2 (double-buffered) reading f16 operands as u32 words (packedF16). */
+  "128x128s8d2p": { sgm: 4, sgn: 2, fm: 2, fn: 4, stages: 2, packedF16: true },
 } as const satisfies Record<string, SgTile>;
 export type SgTileName = keyof typeof SG_TILES;
 
@@ -97,6 +112,8 @@ export interface SgMatmulVariant extends SgTile {
   outType: "f32" | "f16";
   /** vec4 loads of A and B: their contiguous dimensions are multiples of 4. */
   vec: boolean;
+  /** A's and B's contiguous dimensions (and so their batch strides) are multiples of 8: a packedF16 tile reads 8 halves a load. */
+  vec8?: boolean;
   /** Invocations per subgroup the kernel is built for (the adapter's subgroupMaxSize). */
   subgroupSize: number;
   /** Fetch the next K slice into registers while this one is multiplied (more registers). */
@@ -173,11 +190,11 @@ const XYZW = ["x", "y", "z", "w"] as const;
  * How one operand tile is cut into per-invocation chunks (a vec4 or a scalar each) and the named
  * staging registers that hold them, of element type `el` — shared by operand() and operand2().
  */
-function stagingChunks(name: string, outer: number, inner: number, threads: number, vec: boolean, el: "f32" | "f16") {
-  const per = vec ? 4 : 1;
+function stagingChunks(name: string, outer: number, inner: number, threads: number, vec: boolean, el: "f32" | "f16", words = 0) {
+  const per = words || (vec ? 4 : 1);
   const chunks = (outer * inner) / per;
   const n = Math.ceil(chunks / threads);
-  const T = vec ? `vec4<${el}>` : el;
+  const T = words ? `vec${words / 2}<u32>` : vec ? `vec4<${el}>` : el;
   const regs = range(n).map((i) => `${name}${i}`);
   return { per, chunks, n, full: chunks % threads === 0, rowChunks: inner / per, T, regs, decl: regs.map((r) => `var ${r}: ${T};`).join(" ") };
 }
@@ -216,8 +233,8 @@ function operand(name: string, src: string, dst: string, outer: number, inner: n
  * that starts at half `buf` of `dst`.
  */
 function operand2(name: string, src: string, dst: string, outer: number, inner: number, threads: number, vec: boolean, inType: "f32" | "f16",
-  origin: { outer: string; inner: string }, lim: { outer: string; inner: string }, ld: string, base: string) {
-  const { per, chunks, n, full, rowChunks, T, regs, decl } = stagingChunks(name, outer, inner, threads, vec, "f16");
+  origin: { outer: string; inner: string }, lim: { outer: string; inner: string }, ld: string, base: string, words: 0 | 4 | 8 = 0) {
+  const { per, chunks, n, full, rowChunks, T, regs, decl } = stagingChunks(name, outer, inner, threads, vec, "f16", words);
   // Chunk i of this invocation is tid + i·threads; where threads is a multiple of a row's chunks it
   // sits `i · threads / rowChunks` rows below the first, in the same column.
   const hoist = threads % rowChunks === 0;
@@ -226,7 +243,7 @@ function operand2(name: string, src: string, dst: string, outer: number, inner: 
     ? `let ro = ${name}Ro + ${i * (threads / rowChunks)}u; let co = ${name}Co;`
     : `let ch = tid + ${i * threads}u; let ro = ch / ${rowChunks}u; let co = (ch % ${rowChunks}u) * ${per}u;`;
   const inChunk = (i: number) => full ? "" : hoist ? ` && ro < ${outer}u` : ` && ch < ${chunks}u`;
-  const read = (idx: string) => vec
+  const read = (idx: string) => words ? `${src}[(${idx}) / ${words}u]` : vec
     ? (inType === "f16" ? `${src}[(${idx}) / 4u]` : `vec4<f16>(${src}[(${idx}) / 4u])`)
     : (inType === "f16" ? `${src}[${idx}]` : `f16(${src}[${idx}])`);
   const fetch = (k: string) => range(n).map((i) => [
@@ -236,7 +253,9 @@ function operand2(name: string, src: string, dst: string, outer: number, inner: 
   ].join("\n    ")).join("\n    ");
   const store = (buf: string) => range(n).map((i) => {
     const guard = full ? "" : hoist ? `if (ro < ${outer}u) ` : `if (ch < ${chunks}u) `;
-    const body = vec ? range(4).map((e) => `${dst}[s + ${e}u] = ${regs[i]}.${XYZW[e]};`).join(" ") : `${dst}[s] = ${regs[i]};`;
+    // Packed words: word w holds halves 2w (low 16 bits) and 2w + 1, as the bytes lie in memory.
+    const body = words ? range(words / 2).map((w) => `{ let h = bitcast<vec2<f16>>(${regs[i]}.${XYZW[w]}); ${dst}[s + ${2 * w}u] = h.x; ${dst}[s + ${2 * w + 1}u] = h.y; }`).join(" ")
+      : vec ? range(4).map((e) => `${dst}[s + ${e}u] = ${regs[i]}.${XYZW[e]};`).join(" ") : `${dst}[s] = ${regs[i]};`;
     return `{ ${place(i)} let s = ${buf} + ro * ${inner + PAD}u + co;\n      ${guard}{ ${body} } }`;
   }).join("\n    ");
   return { setup, decl, fetch, store };
@@ -287,8 +306,10 @@ export const sgMatmulKernel = kernelFamily("matmul_sgmat", (v: SgMatmulVariant) 
   const threads = nsub * v.subgroupSize;
   const bk = v.bk ?? SG_BK;
   const I = v.inType, O = v.outType;
-  const aType = v.vec ? `array<vec4<${I}>>` : `array<${I}>`;
   const stages = v.stages ?? 1;
+  // packedF16: halves per u32-word load of A and B (0: read as their element type).
+  const words: 0 | 4 | 8 = v.packedF16 && I === "f16" && v.vec && (stages === 2 || v.f16Staging) && !v.sparseB ? (v.vec8 ? 8 : 4) : 0;
+  const aType = words ? `array<vec${words / 2}<u32>>` : v.vec ? `array<vec4<${I}>>` : `array<${I}>`;
   if (v.sparseB && (!v.transB || bk !== 32 || stages !== 1)) throw new Error(`sgMatmulKernel: a 2:4 B needs transB, bk 32 and one stage (got transB ${v.transB}, bk ${bk}, stages ${stages})`);
   const g = bindGroup([
     { name: "A", access: "read", type: aType },
@@ -311,11 +332,11 @@ export const sgMatmulKernel = kernelFamily("matmul_sgmat", (v: SgMatmulVariant) 
   const { aSize, bSize, lda, ldb } = sgStageLayout(v, v.transA, v.transB);
   // Double-buffered staging (stages 2): the same tiles, f16 registers, stores into either buffer.
   const A2 = v.transA
-    ? operand2("ra", "A", "As", bk, bm, threads, v.vec, I, { outer: "$k", inner: "row0" }, { outer: "K", inner: "M" }, "M", "aBase")
-    : operand2("ra", "A", "As", bm, bk, threads, v.vec, I, { outer: "row0", inner: "$k" }, { outer: "M", inner: "K" }, "K", "aBase");
+    ? operand2("ra", "A", "As", bk, bm, threads, v.vec, I, { outer: "$k", inner: "row0" }, { outer: "K", inner: "M" }, "M", "aBase", words)
+    : operand2("ra", "A", "As", bm, bk, threads, v.vec, I, { outer: "row0", inner: "$k" }, { outer: "M", inner: "K" }, "K", "aBase", words);
   const B2 = v.transB
-    ? operand2("rb", "B", "Bs", bn, bk, threads, v.vec, I, { outer: "col0", inner: "$k" }, { outer: "N", inner: "K" }, "K", "bBase")
-    : operand2("rb", "B", "Bs", bk, bn, threads, v.vec, I, { outer: "$k", inner: "col0" }, { outer: "K", inner: "N" }, "N", "bBase");
+    ? operand2("rb", "B", "Bs", bn, bk, threads, v.vec, I, { outer: "col0", inner: "$k" }, { outer: "N", inner: "K" }, "K", "bBase", words)
+    : operand2("rb", "B", "Bs", bk, bn, threads, v.vec, I, { outer: "$k", inner: "col0" }, { outer: "K", inner: "N" }, "N", "bBase", words);
   if (v.f16Staging && (stages !== 1 || v.sparseB || !v.prefetch)) throw new Error("sgMatmulKernel: f16Staging is for one-stage dense kernels with prefetch");
   // The one-stage kernel's staging: as it was, or (f16Staging) the two-stage kernels' into stage 0.
   const A = v.f16Staging ? { ...A2, store: A2.store("0u") } : A1;

@@ -40,7 +40,7 @@ export const NO_MATRIX_UNITS: MatrixUnits = { tiles: [], subgroupSize: 0, sgSynt
  * chooser's fallback when 64x64s4 is missing).
  */
 export const TILE_ORDER: readonly SgTileName[] = ["128x256s8", "256x128s8", "128x128s4", "128x128s8", "128x64s4", "64x64s4", "128x128s4k64",
-  "128x128s4d2", "128x128s8d2", "128x128s8k16d2", "128x256s8k16d2", "128x256s8h", "64x64s1"];
+  "128x128s4d2", "128x128s8d2", "128x128s8k16d2", "128x256s8k16d2", "128x256s8h", "128x256s8p", "256x128s8p", "128x128s8d2p", "64x64s1"];
 
 /** A tile's workgroup memory at its largest layout (the transposes change the padded axis). */
 export function sgSharedBytesMax(t: SgTile): number {

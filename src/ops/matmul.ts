@@ -134,15 +134,16 @@ export function matmulRaw(a: Tensor, b: Tensor, transA = false, transB = false, 
   const dtype = a.dtype as "f32" | "f16";
   // vec4 loads/stores need A's and B's contiguous axes and C's rows to be multiples of 4.
   const vec = (transA ? M : K) % 4 === 0 && (transB ? K : N) % 4 === 0 && N % 4 === 0;
+  const vec8 = vec && (transA ? M : K) % 8 === 0 && (transB ? K : N) % 8 === 0;
   const mu = g.matrixUnits;
   const sgName = tileOverride && tileOverride in SG_TILES ? tileOverride as SgTileName
-    : tileOverride ? null : chooseMatrixUnitTile(M, N, K, nb, dtype, mu.tiles);
+    : tileOverride ? null : chooseMatrixUnitTile(M, N, K, nb, dtype, mu.tiles, vec8);
   if (sgName) {
     if (!mu.tiles.includes(sgName)) throw new ResourceLimitError("matmul", `matrix-unit tile ${sgName} is not available on this device (${mu.note})`);
     const t = SG_TILES[sgName];
     const shared = sgSharedBytes(t, transA, transB);
     if (shared > maxShared) throw new ResourceLimitError("matmul", `tile ${sgName} needs ${shared} bytes of workgroup memory, over this adapter's ${maxShared}`);
-    const kernel = sgMatmulKernel({ ...t, transA, transB, bias: !!bias, act, aux, inType: dtype, outType: dtype, vec, subgroupSize: mu.subgroupSize, prefetch: (t as SgTile).prefetch ?? true, sgSyntax: mu.sgSyntax });
+    const kernel = sgMatmulKernel({ ...t, transA, transB, bias: !!bias, act, aux, inType: dtype, outType: dtype, vec, vec8, subgroupSize: mu.subgroupSize, prefetch: (t as SgTile).prefetch ?? true, sgSyntax: mu.sgSyntax });
     const { bm, bn } = sgTileExtent(t);
     return launch(kernel, bm, bn, a, b, { batch, M, N, K }, bias, aux);
   }
@@ -165,13 +166,13 @@ export function matmulRaw(a: Tensor, b: Tensor, transA = false, transB = false, 
 function splitK(a: Tensor, b: Tensor, M: number, N: number, K: number, S: number): Tensor | null {
   const g = gpu(), mu = g.matrixUnits, dtype = a.dtype as "f32" | "f16";
   const Ks = K / S;
-  const vec = M % 4 === 0 && N % 4 === 0;
+  const vec = M % 4 === 0 && N % 4 === 0, vec8 = M % 8 === 0 && N % 8 === 0;
   const sgName = tileOverride && tileOverride in SG_TILES ? tileOverride as SgTileName
-    : tileOverride ? null : chooseMatrixUnitTile(M, N, Ks, S, dtype, mu.tiles);
+    : tileOverride ? null : chooseMatrixUnitTile(M, N, Ks, S, dtype, mu.tiles, vec8);
   let kernel: Kernel, bm: number, bn: number;
   if (sgName && mu.tiles.includes(sgName) && sgSharedBytes(SG_TILES[sgName], true, false) <= g.limits.maxComputeWorkgroupStorageSize) {
     const t = SG_TILES[sgName];
-    kernel = sgMatmulKernel({ ...t, transA: true, transB: false, bias: false, act: "none", aux: false, inType: dtype, outType: "f32", vec, subgroupSize: mu.subgroupSize, prefetch: (t as SgTile).prefetch ?? true, sgSyntax: mu.sgSyntax });
+    kernel = sgMatmulKernel({ ...t, transA: true, transB: false, bias: false, act: "none", aux: false, inType: dtype, outType: "f32", vec, vec8, subgroupSize: mu.subgroupSize, prefetch: (t as SgTile).prefetch ?? true, sgSyntax: mu.sgSyntax });
     ({ bm, bn } = sgTileExtent(t));
   } else {
     if (dtype !== "f32") return null;

@@ -157,6 +157,10 @@ ${[...stores].join("\n")}
 `;
   const f = out.indexOf("\nfn ");
   out = out.slice(0, f + 1) + lib + out.slice(f + 1);
+  // naga (Deno's wgpu) has no bitcast from u32 to vec2<f16> (the packedF16 staging's split of a
+  // word into its halves): the same halves through unpack2x16float, exact for every f16.
+  out = out.replace(/bitcast<vec2<f16>>\(/g, "sgSplitHalves(");
+  if (out.includes("sgSplitHalves(")) out = out.slice(0, out.indexOf("\nfn ") + 1) + "fn sgSplitHalves(w: u32) -> vec2<f16> { return vec2<f16>(unpack2x16float(w)); }\n" + out.slice(out.indexOf("\nfn ") + 1);
   if (!o.halfAsF32) return out;
   out = out.replace(/^enable f16;\n/m, "").replace(/var<workgroup> (\w+): array<f16, /g, "var<workgroup> $1: array<f32, ").replace(/\bf16\(/g, "sgHalf(");
   if (/\bf16\b/.test(out)) throw new Error("emulateSubgroupMatrices: halfAsF32 needs a kernel whose f16 are workgroup arrays and scalar f16(…) conversions only");

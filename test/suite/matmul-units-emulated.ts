@@ -39,6 +39,7 @@ function* layouts(name: SgTileName): Generator<SgMatmulVariant> {
   const t = tileOf(name);
   for (const transA of [false, true]) for (const transB of [false, true]) for (const vec of [false, true]) for (const io of ["f32", "f16"] as const) {
     yield variant(name, { transA, transB, vec, inType: io, outType: io, aux: vec, act: vec ? "gelu" : "relu" });
+    if (t.packedF16 && vec && io === "f16") yield variant(name, { transA, transB, vec, vec8: true, inType: io, outType: io, aux: true, act: "gelu" });
     if (transB && (t.bk ?? SG_BK) === 32 && (t.stages ?? 1) === 1 && !t.f16Staging) yield variant(name, { transA, transB, vec, inType: io, outType: io, sparseB: true, act: "none" });
   }
   // split-K's partials: f16 in, f32 out, Aᵀ·B
@@ -130,8 +131,9 @@ async function emulated(name: SgTileName, c: Case): Promise<void> {
   if (bias) z = map((v, x) => v + x, z, bias);
   const e = c.gelu ? map(geluTanh, z) : z;
   const vec = (tA ? M : K) % 4 === 0 && (tB ? K : N) % 4 === 0 && N % 4 === 0;
+  const vec8 = vec && (tA ? M : K) % 8 === 0 && (tB ? K : N) % 8 === 0; // as src/ops/matmul.ts decides it
   const t = tileOf(name);
-  const k = sgMatmulKernel({ ...variant(name), transA: tA, transB: tB, bias: !!bias, act: c.gelu ? "gelu" : "none", aux: !!c.aux, inType: dtype, outType, vec });
+  const k = sgMatmulKernel({ ...variant(name), transA: tA, transB: tB, bias: !!bias, act: c.gelu ? "gelu" : "none", aux: !!c.aux, inType: dtype, outType, vec, vec8 });
   const kernel = { ...k, key: `emulated:${k.key}`, code: emulateSubgroupMatrices(k.code, 32) };
   const mk = (x: Arr) => ws.tensor(Float32Array.from(x.data), x.shape, { dtype });
   const A = mk(a), B = mk(b), Bias = bias ? mk(bias) : null;
@@ -163,6 +165,14 @@ test("matrix-unit kernels, emulated (Deno only: compile time): every double-buff
     for (const [M, K, N] of [[67, 33, 129], [17, 1, 5], [150, 50, 260]] as const) await emulated(name, { M, K, N, tA: true, aux: true, dtype: "f16", seed: 20 * t + K });
     // The split-K weight-gradient layout: Aᵀ·B over a batch of K slices, f16 in, f32 partials out (vec4).
     await emulated(name, { M: 132, K: 72, N: 136, tA: true, batch: 3, dtype: "f16", out: "f32", seed: 30 + t });
+    // packedF16 tiles: f16 operands read as u32 words, 8 halves a load (contiguous axes multiples of 8; batched, partial tiles) and 4 (K = 300; M = 132 with Aᵀ).
+    if (tileOf(name).packedF16) {
+      await emulated(name, { M: 67, K: 72, N: 136, tB: true, bias: true, gelu: true, dtype: "f16", batch: 2, seed: 40 + t });
+      await emulated(name, { M: 136, K: 300, N: 68, dtype: "f16", out: "f32", seed: 50 + t });
+      await emulated(name, { M: 132, K: 40, N: 264, tA: true, aux: true, dtype: "f16", seed: 60 + t });
+      // The split-K weight-gradient layout as the chooser now sends it here: Aᵀ·B, 8 halves a load, f32 partials.
+      await emulated(name, { M: 136, K: 72, N: 136, tA: true, batch: 3, dtype: "f16", out: "f32", seed: 70 + t });
+    }
   }
 }, EMU);
 

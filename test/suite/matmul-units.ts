@@ -136,6 +136,17 @@ test("matrix-unit tile chooser: the fill bound skips tiles mostly padding; grid 
     assertEquals(chooseMatrixUnitTile(2048, 2048, 2048, 1, "f16", all), "128x128s4");
     setMatrixUnitRule({ bigGrid: 128, minFill: 0.85 });
     assertEquals(chooseMatrixUnitTile(2048, 2048, 2048, 1, "f16", all), "128x256s8");
+    // f16 operands with contiguous axes in multiples of 8: the packedF16 tiles first, by the same rule
+    // (128x256s8p at 4096; at 2048 its 128 workgroups are under 192, 128x128s8d2p's 256 are not).
+    setMatrixUnitRule(null);
+    assertEquals(chooseMatrixUnitTile(4096, 4096, 4096, 1, "f16", all, true), "128x256s8p");
+    assertEquals(chooseMatrixUnitTile(2048, 2048, 2048, 1, "f16", all, true), "128x128s8d2p");
+    assertEquals(chooseMatrixUnitTile(16384, 384, 1536, 1, "f16", all, true), "256x128s8p");
+    // Never for f32 operands, nor where a layout cannot take 8 halves a load, nor when they did not compile.
+    assertEquals(chooseMatrixUnitTile(4096, 4096, 4096, 1, "f32", all, true), "128x256s8");
+    assertEquals(chooseMatrixUnitTile(4096, 4096, 4096, 1, "f16", all, false), "128x256s8");
+    assertEquals(chooseMatrixUnitTile(4096, 4096, 4096, 1, "f16", all.filter((t) => !t.endsWith("p")), true), "128x256s8");
+    setMatrixUnitRule({ bigGrid: 128, minFill: 0.85 });
     // Nothing fills the GPU: the small general tile.
     assertEquals(chooseMatrixUnitTile(64, 64, 4096, 1, "f16", all), "64x64s4");
     // "highest" keeps f32 off the matrix units whatever the rule.

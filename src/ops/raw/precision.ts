@@ -2,7 +2,7 @@
 // tile for a product: below the matmul front-end, so every launcher that can run on the matrix
 // units (matmul, the 2:4 spmm) asks the same question the same way.
 import { ValueError } from "../../errors.ts";
-import { SG_TILES, type SgTileName, sgTileExtent } from "../../../shaders/matmul-subgroup.wgsl.ts";
+import { SG_TILES, type SgTile, type SgTileName, sgTileExtent } from "../../../shaders/matmul-subgroup.wgsl.ts";
 
 /** torch.set_float32_matmul_precision's levels. */
 export type MatmulPrecision = "highest" | "high" | "medium";
@@ -62,8 +62,19 @@ export function getMatrixUnitRule(): Readonly<MatrixUnitRule> {
   return muRule;
 }
 
+/**
+ * Tried first for f16 operands whose contiguous axes are multiples of 8 (`packable`): the tiles
+ * that read them as u32 words, 8 halves a load (packedF16). On the H200 under Dawn, square f16
+ * products in one run (bench/results/2026-12-02/l-matmul-units-packed.json), TFLOP/s at N = 2048 /
+ * 4096 / 8192: 128x256s8p 146.2 / 146.8 / 144.9 against 128x256s8 94.3 / 100.8 / 99.7;
+ * 256x128s8p 131.4 / 139.2 / 144.6; 128x128s8d2p 125.9 / 109.5 / 107.4 (256 workgroups at 2048,
+ * where 128×256 tiles give 128). With f32 operands the packed tiles are slower (they stage as
+ * 128x256s8h does): never chosen for them.
+ */
+const PACKED_FIRST: readonly SgTileName[] = ["128x256s8p", "256x128s8p", "128x128s8d2p"];
+
 /** The matrix-unit tile for an M×N output (nb products) among those that compiled, or null. */
-export function chooseMatrixUnitTile(M: number, N: number, K: number, nb: number, dtype: "f32" | "f16", available: readonly SgTileName[]): SgTileName | null {
+export function chooseMatrixUnitTile(M: number, N: number, K: number, nb: number, dtype: "f32" | "f16", available: readonly SgTileName[], packable = false): SgTileName | null {
   if (!available.length) return null;
   if (dtype === "f32" && f32Precision === "highest") return null;
   if (M * N * K * nb < MU_MIN_WORK) return null;
@@ -72,6 +83,7 @@ export function chooseMatrixUnitTile(M: number, N: number, K: number, nb: number
     const gm = Math.ceil(M / bm), gn = Math.ceil(N / bn);
     return gm * gn * nb >= muRule.bigGrid && (M * N) / (gm * bm * gn * bn) >= muRule.minFill;
   };
-  for (const t of available) if (fits(t)) return t;
+  if (dtype === "f16" && packable) for (const t of PACKED_FIRST) if (available.includes(t) && fits(t)) return t;
+  for (const t of available) if (!(SG_TILES[t] as SgTile).packedF16 && fits(t)) return t;
   return available.includes("64x64s4") ? "64x64s4" : available[available.length - 1]!;
 }
