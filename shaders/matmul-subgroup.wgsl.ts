@@ -55,8 +55,9 @@ export interface SgTile {
   /**
    * f16 operands read from storage as u32 words — 8 halves a 16-byte load where the variant's
    * `vec8` holds, else 4 halves an 8-byte load — and split into halves with bitcast at the store
-   * (f16 staging only). f32 operands and scalar layouts read as without it. Asks whether 16-bit
-   * storage loads, not the products, hold the f16 kernels below the f32-in ones on the H200.
+   * (f16 staging only). f32 operands and scalar layouts read as without it. On the H200 it lifts
+   * the f16 kernel from about 95 to 146 TFLOP/s (l-matmul-units-packed): the vec4<f16> storage
+   * loads, not the products, had held it below the f32-operand kernels.
    */
   packedF16?: boolean;
 }
