@@ -45,6 +45,7 @@
 #   train-rules  small + gpt2, dense and SLoPe, mixed-f16, under three matrix-unit tile rules (--mu-rule bigGrid:minFill)
 #   units-packed bench/matmul-units.ts: the packedF16 tiles (f16 operands read as u32 words) beside their unpacked shapes, N = 2048, 4096, 8192
 #   units-rules  bench/matmul-units.ts: the chooser's pick under the same rules, and six tiles forced, N = 2048, 4096, 8192
+#   units-auto  bench/matmul-units.ts: the chooser's own pick (f32 and f16 in, default rule, packed tiles known to it) beside the three packed tiles forced, N = 2048, 4096, 8192
 #   train-now / torch-now  bench/train.ts small + gpt2 (dense, SLoPe; f32, mixed-f16) and PyTorch's figures for them
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -132,6 +133,7 @@ for s in "$@"; do
     mu-shapes) sec mu-shapes 330 node .bench-dist/matmul-shapes.mjs --configs small,gpt2 --json "$out/matmul-shapes.json" ;;
     sparse-decode) sec sparse-decode 90 node .bench-dist/sparse.mjs --d 768,2048 --m 8,1 --warmup 200 --batch-ms 150 --json "$out/spmm-decode-dawn.json" ;;
     train-rules) sec train-rules 150 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense,slope --precision mixed-f16 --mu-rule 192:0,192:0.85,128:0.85 --batches 3 --json "$out/train-dawn-rules.json" ;;
+    units-auto) sec units-auto 120 node .bench-dist/matmul-units.mjs --mu-rule 192:0.85 --tiles 128x256s8p,256x128s8p,128x128s8d2p --json "$out/matmul-units-auto.json" ;;
     units-rules) sec units-rules 110 node .bench-dist/matmul-units.mjs --mu-rule 192:0,192:0.85,128:0.85 --tiles 128x256s8,256x128s8,128x128s4,128x128s8,128x64s4,128x256s8h --json "$out/matmul-units-rules.json" ;;
     *) echo "unknown section $s" ;;
   esac
