@@ -62,6 +62,17 @@ export function chooseTile<T extends GemmTileName>(
   return candidates[candidates.length - 1]!;
 }
 
+/**
+ * How wide a product's operand loads may be, decided in one place for the matmul, its split-K path
+ * and their tests: vec4 needs A's and B's contiguous axes (and C's rows, N) to be multiples of 4;
+ * vec8 (the packedF16 tiles' 8 halves a 16-byte load) needs those axes to be multiples of 8 too.
+ */
+export function operandWidths(M: number, N: number, K: number, transA: boolean, transB: boolean): { vec: boolean; vec8: boolean } {
+  const aInner = transA ? M : K, bInner = transB ? K : N;
+  const vec = aInner % 4 === 0 && bInner % 4 === 0 && N % 4 === 0;
+  return { vec, vec8: vec && aInner % 8 === 0 && bInner % 8 === 0 };
+}
+
 export const XYZW = ["x", "y", "z", "w"] as const;
 export const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 

@@ -31,24 +31,36 @@ function rankLines(m: number): string {
 }
 
 /**
+ * The frame every kernel here shares: its bindings, the pattern's constants, one invocation per
+ * linear index `idx` of SP_WORKGROUP-wide workgroups; `helpers` (WGSL functions over the
+ * bindings) go before main, `body` is main's text after `idx`.
+ */
+function nmKernel(dtype: SpDType, n: number, m: number, bindings: Parameters<typeof bindGroup>[0], body: string, helpers = "") {
+  const g = bindGroup(bindings);
+  const code = `${enables(dtype)}
+${g.decls}
+${nmConsts(n, m)}
+${linearIndexFn(SP_WORKGROUP)}
+${helpers}
+@compute @workgroup_size(${SP_WORKGROUP})
+fn main(${MAIN_ARGS}) {
+  let idx = linearIndex(wid, nwg, lid);
+${body}}
+`;
+  return { code, group: g };
+}
+
+/**
  * Prune + compress: one invocation per meta word (32 columns of one row). Keeps the top-N
  * magnitudes of each group of M consecutive columns.
  * Bindings: W (read), values (rw), meta (rw u32). Params: [0]=rows [1]=cols [2]=words/row [3]=values/row.
  */
 export const pruneKernel = kernelFamily("sp_prune", (n: number, m: number, dtype: SpDType) => {
-  const g = bindGroup([
+  return nmKernel(dtype, n, m, [
     { name: "W", access: "read", type: `array<${dtype}>` },
     { name: "values", access: "rw", type: `array<${dtype}>` },
     { name: "mbits", access: "rw", type: "array<u32>" },
-  ]);
-  const code = wgsl`${enables(dtype)}
-${g.decls}
-${nmConsts(n, m)}
-${linearIndexFn(SP_WORKGROUP)}
-@compute @workgroup_size(${SP_WORKGROUP})
-fn main(${MAIN_ARGS}) {
-  let idx = linearIndex(wid, nwg, lid);
-  let rows = pu(0u); let cols = pu(1u); let ws = pu(2u); let vpr = pu(3u);
+  ], wgsl`  let rows = pu(0u); let cols = pu(1u); let ws = pu(2u); let vpr = pu(3u);
   if (idx >= rows * ws) { return; }
   let r = idx / ws; let w = idx % ws;
   let gpr = cols / MM;
@@ -65,9 +77,7 @@ ${range(m).map((j) => `    if (rank${j} < NN) { values[vb + t] = a${j}; t = t + 
     word = word | (bits << (gi * MM));
   }
   mbits[idx] = word;
-}
-`;
-  return { code, group: g };
+`);
 });
 
 /**
@@ -75,19 +85,11 @@ ${range(m).map((j) => `    if (rank${j} < NN) { values[vb + t] = a${j}; t = t + 
  * Bindings: values (read), meta (read u32), out (rw). Params: [0]=rows [1]=cols [2]=words/row [3]=values/row.
  */
 export const decompressKernel = kernelFamily("sp_decompress", (n: number, m: number, dtype: SpDType) => {
-  const g = bindGroup([
+  return nmKernel(dtype, n, m, [
     { name: "values", access: "read", type: `array<${dtype}>` },
     { name: "mbits", access: "read", type: "array<u32>" },
     { name: "dense", access: "rw", type: `array<${dtype}>` },
-  ]);
-  const code = wgsl`${enables(dtype)}
-${g.decls}
-${nmConsts(n, m)}
-${linearIndexFn(SP_WORKGROUP)}
-@compute @workgroup_size(${SP_WORKGROUP})
-fn main(${MAIN_ARGS}) {
-  let idx = linearIndex(wid, nwg, lid);
-  let rows = pu(0u); let cols = pu(1u);
+  ], wgsl`  let rows = pu(0u); let cols = pu(1u);
   if (idx >= rows * cols) { return; }
   let r = idx / cols; let c = idx % cols;
   let word = mbits[r * pu(2u) + c / 32u];
@@ -98,9 +100,7 @@ fn main(${MAIN_ARGS}) {
     v = values[r * pu(3u) + g * NN + countOneBits(gb & ((1u << j) - 1u))];
   }
   dense[idx] = v;
-}
-`;
-  return { code, group: g };
+`);
 });
 
 /**
@@ -111,19 +111,11 @@ fn main(${MAIN_ARGS}) {
  * Bindings: dense (read), meta (read u32), values (rw). Params: [0]=rows [1]=cols [2]=words/row [3]=values/row.
  */
 export const gatherKeptKernel = kernelFamily("sp_gather_kept", (n: number, m: number, dtype: SpDType, accumulate: boolean) => {
-  const g = bindGroup([
+  return nmKernel(dtype, n, m, [
     { name: "dense", access: "read", type: `array<${dtype}>` },
     { name: "mbits", access: "read", type: "array<u32>" },
     { name: "values", access: "rw", type: `array<${dtype}>` },
-  ]);
-  const code = wgsl`${enables(dtype)}
-${g.decls}
-${nmConsts(n, m)}
-${linearIndexFn(SP_WORKGROUP)}
-@compute @workgroup_size(${SP_WORKGROUP})
-fn main(${MAIN_ARGS}) {
-  let idx = linearIndex(wid, nwg, lid);
-  let rows = pu(0u); let cols = pu(1u); let vpr = pu(3u);
+  ], wgsl`  let rows = pu(0u); let cols = pu(1u); let vpr = pu(3u);
   if (idx >= rows * vpr) { return; }
   let r = idx / vpr; let q = idx % vpr;
   let grp = q / NN; let t = q % NN;
@@ -136,9 +128,7 @@ ${range(n - 1).map((i) => `  if (t > ${i}u) { b = b & (b - 1u); }`).join("\n")}
 #else
   values[idx] = v;
 #endif
-}
-`;
-  return { code, group: g };
+`);
 });
 
 /**
@@ -154,17 +144,7 @@ ${range(n - 1).map((i) => `  if (t > ${i}u) { b = b & (b - 1u); }`).join("\n")}
  */
 export const transposeKernel = kernelFamily("sp_double_prune", (n: number, m: number, dtype: SpDType, mode: "prune" | "refresh") => {
   const prune = mode === "prune";
-  const g = bindGroup([
-    { name: "values", access: "read", type: `array<${dtype}>` },
-    { name: "mbits", access: "read", type: "array<u32>" },
-    { name: "valsT", access: "rw", type: `array<${dtype}>` },
-    { name: "mbitsT", access: prune ? "rw" : "read", type: "array<u32>" },
-  ]);
-  const code = wgsl`${enables(dtype)}
-${g.decls}
-${nmConsts(n, m)}
-${linearIndexFn(SP_WORKGROUP)}
-// W_R[o, i] as (value, kept).
+  const helpers = `// W_R[o, i] as (value, kept).
 fn wAt(o: u32, i: u32) -> vec2<f32> {
   let word = mbits[o * pu(2u) + i / 32u];
   let g = i / MM; let j = i % MM;
@@ -172,11 +152,13 @@ fn wAt(o: u32, i: u32) -> vec2<f32> {
   if (((gb >> j) & 1u) == 0u) { return vec2<f32>(0.0, 0.0); }
   return vec2<f32>(f32(values[o * pu(3u) + g * NN + countOneBits(gb & ((1u << j) - 1u))]), 1.0);
 }
-
-@compute @workgroup_size(${SP_WORKGROUP})
-fn main(${MAIN_ARGS}) {
-  let idx = linearIndex(wid, nwg, lid);
-  let dOut = pu(0u); let dIn = pu(1u); let wsT = pu(4u); let vprT = pu(5u);
+`;
+  return nmKernel(dtype, n, m, [
+    { name: "values", access: "read", type: `array<${dtype}>` },
+    { name: "mbits", access: "read", type: "array<u32>" },
+    { name: "valsT", access: "rw", type: `array<${dtype}>` },
+    { name: "mbitsT", access: prune ? "rw" : "read", type: "array<u32>" },
+  ], wgsl`  let dOut = pu(0u); let dIn = pu(1u); let wsT = pu(4u); let vprT = pu(5u);
   if (idx >= dIn * wsT) { return; }
   let i = idx % dIn; let w = idx / dIn;
   let gpr = dOut / MM;
@@ -206,7 +188,5 @@ ${range(m).map((j) => `    if (((gb >> ${j}u) & 1u) != 0u) { valsT[vb + t] = ${d
 #if ${prune}
   mbitsT[i * wsT + w] = word;
 #endif
-}
-`;
-  return { code, group: g };
+`, helpers);
 });

@@ -11,7 +11,7 @@ import { DTypeError, ResourceLimitError, ShapeError, fmtShape } from "../errors.
 import { gpu } from "../gpu/context.ts";
 import { isGradEnabled } from "../scope.ts";
 import { defineTensorMethods, Tensor } from "../tensor.ts";
-import { GEMM_TILES, type GemmTileName, chooseTile, tileExtent } from "../../shaders/gemm.ts";
+import { GEMM_TILES, type GemmTileName, chooseTile, operandWidths, tileExtent } from "../../shaders/gemm.ts";
 import { matmulKernel, matmulSharedBytes } from "../../shaders/matmul.wgsl.ts";
 import { SG_TILES, type SgTile, type SgTileName, sgMatmulKernel, sgSharedBytes, sgTileExtent } from "../../shaders/matmul-subgroup.wgsl.ts";
 import { expandRaw } from "./raw/copy.ts";
@@ -132,9 +132,7 @@ export function matmulRaw(a: Tensor, b: Tensor, transA = false, transB = false, 
   if (nb > maxZ) throw new ShapeError("matmul", `batch of ${nb} products is over the adapter's ${maxZ} per dispatch; reshape the batch`);
   const maxShared = g.limits.maxComputeWorkgroupStorageSize;
   const dtype = a.dtype as "f32" | "f16";
-  // vec4 loads/stores need A's and B's contiguous axes and C's rows to be multiples of 4.
-  const vec = (transA ? M : K) % 4 === 0 && (transB ? K : N) % 4 === 0 && N % 4 === 0;
-  const vec8 = vec && (transA ? M : K) % 8 === 0 && (transB ? K : N) % 8 === 0;
+  const { vec, vec8 } = operandWidths(M, N, K, transA, transB);
   const mu = g.matrixUnits;
   const sgName = tileOverride && tileOverride in SG_TILES ? tileOverride as SgTileName
     : tileOverride ? null : chooseMatrixUnitTile(M, N, K, nb, dtype, mu.tiles, vec8);
@@ -166,7 +164,7 @@ export function matmulRaw(a: Tensor, b: Tensor, transA = false, transB = false, 
 function splitK(a: Tensor, b: Tensor, M: number, N: number, K: number, S: number): Tensor | null {
   const g = gpu(), mu = g.matrixUnits, dtype = a.dtype as "f32" | "f16";
   const Ks = K / S;
-  const vec = M % 4 === 0 && N % 4 === 0, vec8 = M % 8 === 0 && N % 8 === 0;
+  const { vec, vec8 } = operandWidths(M, N, Ks, true, false);
   const sgName = tileOverride && tileOverride in SG_TILES ? tileOverride as SgTileName
     : tileOverride ? null : chooseMatrixUnitTile(M, N, Ks, S, dtype, mu.tiles, vec8);
   let kernel: Kernel, bm: number, bn: number;

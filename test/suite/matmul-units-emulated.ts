@@ -15,6 +15,7 @@ import { sgSharedBytesMax } from "../../src/gpu/matrix-units.ts";
 import {
   SG_BK, SG_TILES, type SgMatmulVariant, type SgTile, type SgTileName, sgMatmulKernel, sgSharedBytes, sgStageLayout, sgTileExtent,
 } from "../../shaders/matmul-subgroup.wgsl.ts";
+import { operandWidths } from "../../shaders/gemm.ts";
 import { assert, assertClose, assertEquals } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
 import { emulateSubgroupMatrices, emulatedParams, findCalls } from "../lib/sgmat-emulate.ts";
@@ -130,8 +131,7 @@ async function emulated(name: SgTileName, c: Case): Promise<void> {
   let z = cpuMatmul(a, b, tA, tB);
   if (bias) z = map((v, x) => v + x, z, bias);
   const e = c.gelu ? map(geluTanh, z) : z;
-  const vec = (tA ? M : K) % 4 === 0 && (tB ? K : N) % 4 === 0 && N % 4 === 0;
-  const vec8 = vec && (tA ? M : K) % 8 === 0 && (tB ? K : N) % 8 === 0; // as src/ops/matmul.ts decides it
+  const { vec, vec8 } = operandWidths(M, N, K, tA, tB); // as src/ops/matmul.ts decides it
   const t = tileOf(name);
   const k = sgMatmulKernel({ ...variant(name), transA: tA, transB: tB, bias: !!bias, act: c.gelu ? "gelu" : "none", aux: !!c.aux, inType: dtype, outType, vec, vec8 });
   const kernel = { ...k, key: `emulated:${k.key}`, code: emulateSubgroupMatrices(k.code, 32) };

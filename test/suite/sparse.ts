@@ -627,13 +627,15 @@ test("sddmm split-K in f16 sums f32 partials: forced and automatic, overwriting 
   }
 }, { needs: ["shader-f16"] });
 
-test("sddmm rejects a splitK that is not an integer from 1 to 64 with a ValueError and leaves out unchanged", async () => {
+test("sddmm rejects a splitK that is not an integer from 1 to 64, or an unknown method, with a ValueError and leaves out unchanged", async () => {
   const { s } = sparseWeight(8, 64, 250);
   const x = ws.randn([300, 64], { seed: 251 }), dY = ws.randn([300, 8], { seed: 252 }), out = ws.full([8, 32], 3);
   for (const bad of [0, -2, 2.5, 65, Number.NaN]) {
     await assertThrows(() => sddmm(dY, x, s, { out, splitK: bad }), ws.ValueError, "sddmm", `splitK ${bad}`, "1 to 64");
     await assertThrows(() => sddmm(dY, x, s, { out, accumulate: true, splitK: bad, method: "gather" }), ws.ValueError, "sddmm", `splitK ${bad}`);
   }
+  // an unknown method string per call names itself and the methods there are
+  await assertThrows(() => sddmm(dY, x, s, { out, method: "fast" as SddmmOptions["method"] }), ws.ValueError, "sddmm", '"fast"', '"gather"');
   assert(Array.from(await f32(out)).every((v) => v === 3), "out unchanged");
   for (const t of [x, dY, out]) t.dispose();
   s.dispose();
