@@ -46,6 +46,8 @@
 #   units-packed bench/matmul-units.ts: the packedF16 tiles (f16 operands read as u32 words) beside their unpacked shapes, N = 2048, 4096, 8192
 #   units-rules  bench/matmul-units.ts: the chooser's pick under the same rules, and six tiles forced, N = 2048, 4096, 8192
 #   units-auto  bench/matmul-units.ts: the chooser's own pick (f32 and f16 in, default rule, packed tiles known to it) beside the three packed tiles forced, N = 2048, 4096, 8192
+#   lowrank-decode  bench/lowrank.ts at d = 768, 2048, M = 1 and 8: the merged layer in one dispatch (fused decode) against its unfused form and the dense layer, Dawn
+#   deno-decode  sparse-decode (d = 768), lowrank-decode (d = 768) and decode (gpt2) under Deno (wgpu)
 #   train-now / torch-now  bench/train.ts small + gpt2 (dense, SLoPe; f32, mixed-f16) and PyTorch's figures for them
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -124,7 +126,7 @@ for s in "$@"; do
     sddmm-lanes) sec sddmm-lanes 150 node .bench-dist/sparse.mjs --d 768,1024,2048 --m 4096 --shapes dxd,4dxd,dx4d --sddmm-lanes all --warmup 200 --batch-ms 150 --json "$out/sddmm-lanes.json" ;;
     sparse-now) sec sparse-now 90 node .bench-dist/sparse.mjs --d 768,2048 --m 4096 --warmup 200 --batch-ms 150 --json "$out/spmm-dawn.json" ;;
     spmm-lanes) sec spmm-lanes 150 node .bench-dist/sparse.mjs --d 768,2048 --m 4096 --shapes dxd,3dxd,4dxd,dx4d --lanes all --spmm-only --warmup 200 --batch-ms 150 --json "$out/spmm-lanes-dawn.json" ;;
-    decode) sec decode 90 node .bench-dist/decode.mjs --dawn-toggles --configs gpt2,small --json "$out/decode-dawn.json" ;;
+    decode) sec decode 120 node .bench-dist/decode.mjs --dawn-toggles --configs gpt2,small --reps 9 --json "$out/decode-dawn.json" ;;
     decode-profile) sec decode-profile 60 node .bench-dist/decode.mjs --dawn-toggles --configs gpt2 --reps 2 --profile --json "$out/decode-dawn-profile.json" ;;
     units-packed) sec units-packed 170 node .bench-dist/matmul-units.mjs --mu-rule 192:0.85 --tiles 128x256s8,256x128s8,128x256s8h,128x256s8p,256x128s8p,128x128s8d2,128x128s8d2p --json "$out/matmul-units-packed.json" ;;
     suite-units-rest) sec suite-units-rest 120 env WEBSLOPE_DAWN_FLAGS=matrix node --test --test-name-pattern="matrix units: [^e]|mixed-f16 on the matrix units|compiled shader" .test-dist/node/suite.test.mjs ;;
@@ -132,6 +134,11 @@ for s in "$@"; do
     profile-mixed) sec profile-mixed 60 node .bench-dist/train.mjs --dawn-toggles --configs small --modes dense,slope --precision mixed-f16 --profile --trace-dir "$out/traces" --batches 3 --json "$out/train-dawn-profile-mixed.json" ;;
     mu-shapes) sec mu-shapes 330 node .bench-dist/matmul-shapes.mjs --configs small,gpt2 --json "$out/matmul-shapes.json" ;;
     sparse-decode) sec sparse-decode 90 node .bench-dist/sparse.mjs --d 768,2048 --m 8,1 --warmup 200 --batch-ms 150 --json "$out/spmm-decode-dawn.json" ;;
+    lowrank-decode) sec lowrank-decode 60 node .bench-dist/lowrank.mjs --d 768,2048 --m 1,8 --json "$out/lowrank-decode-dawn.json" ;;
+    deno-decode)
+      sec deno-sparse-decode 100 deno run -A .bench-dist/sparse.mjs --d 768 --m 8,1 --warmup 200 --batch-ms 150 --json "$out/spmm-decode-wgpu.json"
+      sec deno-lowrank-decode 60 deno run -A .bench-dist/lowrank.mjs --d 768 --m 1,8 --json "$out/lowrank-decode-wgpu.json"
+      sec deno-decode 120 deno run -A .bench-dist/decode.mjs --configs gpt2 --reps 3 --json "$out/decode-wgpu.json" ;;
     train-rules) sec train-rules 150 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense,slope --precision mixed-f16 --mu-rule 192:0,192:0.85,128:0.85 --batches 3 --json "$out/train-dawn-rules.json" ;;
     units-auto) sec units-auto 120 node .bench-dist/matmul-units.mjs --mu-rule 192:0.85 --tiles 128x256s8p,256x128s8p,128x128s8d2p --json "$out/matmul-units-auto.json" ;;
     units-rules) sec units-rules 110 node .bench-dist/matmul-units.mjs --mu-rule 192:0,192:0.85,128:0.85 --tiles 128x256s8,256x128s8,128x128s4,128x128s8,128x64s4,128x256s8h --json "$out/matmul-units-rules.json" ;;

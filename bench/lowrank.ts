@@ -1,17 +1,23 @@
 // Fused against unfused inference of one SLoPe layer with a low-rank adapter: Y = X·W_Rᵀ + b +
 // (1/r)·(X·L)·R. Unfused: spmm (bias in its epilogue), X·L, (X·L)·R scaled, and the add — four
 // dispatches and an n×d_out intermediate. Fused (merged): one spmm over [W; Lᵀ] then one kernel
-// C += A·(R/r). d = 768 and 2048, r = 1.56% and 6.25% of d, M = 8 and 4096.
+// C += A·(R/r); at M ≤ 16 that is the one-dispatch fused decode kernel, and the row also times
+// the merged form unfused (spmm, its split-K sum, the add: `fused: false`) and the dense layer
+// (matmul with the bias) of the same shape. d = 768 and 2048, r = 1.56% and 6.25% of d, M = 8 and 4096.
 //
 //   deno run -A bench/lowrank.ts [--d 768,2048] [--r 0.015625,0.0625] [--m 8,4096] [--quick] [--json out.json] [--components]
 // --components also times the merged path's parts (spmm over W, over [W; Lᵀ], the fused add).
 import * as ws from "../src/index.ts";
 import { MergedSparseLinear, SparseLinear } from "../src/nn/index.ts";
-import { lowRankAdd, Sparse24, spmm } from "../src/slope/index.ts";
+import { lowRankAdd, mergedLinear, Sparse24, spmm } from "../src/slope/index.ts";
 import { exit, flags, runtimeGpu, writeText } from "./env.ts";
 import { QUICK_TIMING, randomF32, timeBatches } from "./timing.ts";
 
-interface Row { d: number; rank: number; M: number; unfusedMs: number; fusedMs: number; speedup: number; maxRelDiff: number }
+interface Row {
+  d: number; rank: number; M: number; unfusedMs: number; fusedMs: number; speedup: number; maxRelDiff: number;
+  /** M ≤ 16: the merged form without the one-dispatch kernel, and the dense layer (× = its time / fusedMs). */
+  mergedUnfusedMs?: number; denseMs?: number; overDense?: number;
+}
 
 async function main(): Promise<void> {
   const f = await flags({
@@ -31,9 +37,8 @@ async function main(): Promise<void> {
   let first = true;
   for (const d of ds) for (const frac of fracs) {
     const rank = Math.max(1, Math.round(frac * d));
-    const W = ws.tensor(randomF32(d * d, d), [d, d]);
-    const layer = new SparseLinear(d, d, W, ws.tensor(randomF32(d, 5), [d]));
-    W.dispose();
+    const W = ws.tensor(randomF32(d * d, d), [d, d]), bias = ws.tensor(randomF32(d, 5), [d]);
+    const layer = new SparseLinear(d, d, W, bias.mul(1));
     layer.addAdapter({ rank }, { seed: 3 });
     const R = layer.adapter!.R;
     ws.gpu().launcher.upload(R.buffer(), randomF32(R.size, 4));
@@ -65,15 +70,24 @@ async function main(): Promise<void> {
       let diff = 0;
       for (let i = 0; i < y.length; i++) diff = Math.max(diff, Math.abs(y[i]! - uy[i]!) / (1e-3 + Math.abs(uy[i]!)));
       const r: Row = { d, rank, M, unfusedMs: uMs, fusedMs: t.medianMs, speedup: uMs / t.medianMs, maxRelDiff: diff };
+      let extra = "";
+      if (M <= 16) {
+        const m = merged.weights;
+        r.mergedUnfusedMs = (await timeBatches(async (n) => { for (let i = 0; i < n; i++) mergedLinear(X, m.s, m.bias, m.rs, "none", { fused: false }).dispose(); await ctx.sync(); }, at(400))).medianMs;
+        r.denseMs = (await timeBatches(async (n) => { for (let i = 0; i < n; i++) ws.matmul(X, W, { transB: true, bias }).dispose(); await ctx.sync(); }, at(400))).medianMs;
+        r.overDense = r.denseMs / r.fusedMs;
+        extra = `; merged without the one-dispatch kernel ${r.mergedUnfusedMs.toFixed(4)} ms; dense layer ${r.denseMs.toFixed(4)} ms → merged ${r.overDense.toFixed(2)}× dense`;
+      }
       rows.push(r);
-      console.log(`d=${d} r=${rank} (${(frac * 100).toFixed(2)}%) M=${M}: unfused ${uMs.toFixed(4)} ms, fused ${t.medianMs.toFixed(4)} ms → ${r.speedup.toFixed(2)}× (max rel diff ${diff.toExponential(1)})`);
+      console.log(`d=${d} r=${rank} (${(frac * 100).toFixed(2)}%) M=${M}: unfused ${uMs.toFixed(4)} ms, fused ${t.medianMs.toFixed(4)} ms → ${r.speedup.toFixed(2)}× (max rel diff ${diff.toExponential(1)})${extra}`);
       X.dispose();
     }
-    merged.dispose(); wOnly.dispose();
+    merged.dispose(); wOnly.dispose(); W.dispose(); bias.dispose();
     ctx.pool.trim();
   }
-  console.log(`\n| d | r | M | unfused ms | fused ms | speedup |  (${engine})\n|---|---|---|---|---|---|`);
-  for (const r of rows) console.log(`| ${r.d} | ${r.rank} | ${r.M} | ${r.unfusedMs.toFixed(4)} | ${r.fusedMs.toFixed(4)} | ${r.speedup.toFixed(2)}× |`);
+  const opt = (v?: number, x = false) => v === undefined ? "–" : x ? `${v.toFixed(2)}×` : v.toFixed(4);
+  console.log(`\n| d | r | M | unfused ms | fused ms | speedup | merged, not one dispatch | dense layer ms | merged × dense |  (${engine})\n|---|---|---|---|---|---|---|---|---|`);
+  for (const r of rows) console.log(`| ${r.d} | ${r.rank} | ${r.M} | ${r.unfusedMs.toFixed(4)} | ${r.fusedMs.toFixed(4)} | ${r.speedup.toFixed(2)}× | ${opt(r.mergedUnfusedMs)} | ${opt(r.denseMs)} | ${opt(r.overDense, true)} |`);
   const json = f.json;
   if (json) await writeText(json, JSON.stringify({ bench: "lowrank", date: new Date().toISOString(), engine, adapter: ctx.info.adapterName, rows }, null, 1));
 }

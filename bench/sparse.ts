@@ -30,8 +30,9 @@ import { QUICK_TIMING, randomF32, type TimingOptions, tflops, timeBatches } from
 interface Row {
   d: number; shape: string; dOut: number; K: number; M: number;
   denseMs: number; sparseMs: number; speedup: number; denseTflops: number; sparseTflopsEq: number; sparseWeightGBs: number; denseWeightGBs: number;
-  /** M ≤ 16: the older small kernel. */
+  /** M ≤ 16: the older small kernel, and the decode kernel forced to one pass (no split-K). */
   smallMs?: number; smallSpeedup?: number;
+  onePassMs?: number; onePassSpeedup?: number;
   /** M > 16: vector-wise spmm, and the weight gradient (dense dYᵀX, per-element sddmm, sddmmVector). */
   vectorMs?: number; vectorSpeedup?: number;
   denseDwMs?: number; sddmmMs?: number; sddmmSpeedup?: number; sddmmVectorMs?: number; sddmmVectorSpeedup?: number;
@@ -147,6 +148,8 @@ async function main(): Promise<void> {
       if (M <= 16) {
         r.smallMs = (await time(() => spmm(X, S, b, { path: "small" }))).medianMs;
         r.smallSpeedup = r.denseMs / r.smallMs;
+        r.onePassMs = (await time(() => spmm(X, S, b, { path: "decode", splits: 1 }))).medianMs;
+        r.onePassSpeedup = r.denseMs / r.onePassMs;
       } else {
         if (lanes.length) {
           r.expandMs = (await time(() => spmm(X, S, b, { path: "expand" }))).medianMs;
@@ -195,7 +198,7 @@ async function main(): Promise<void> {
       rows.push(r);
       const lanesText = r.lanesMs ? `; expand ${r.expandMs!.toFixed(4)} ms → ${r.expandSpeedup!.toFixed(2)}×; lanes ${Object.entries(r.lanesMs).map(([v, ms]) => `${v} ${ms.toFixed(4)} ms → ${r.lanesSpeedup![v]!.toFixed(2)}×`).join(", ")} (auto: ${r.lanesAuto})` : "";
       console.log(`d=${d} ${shape} M=${M}: dense ${r.denseMs.toFixed(4)} ms (${r.denseTflops.toFixed(2)} TFLOP/s), 2:4 ${r.sparseMs.toFixed(4)} ms (${r.sparseTflopsEq.toFixed(2)} dense-eq TFLOP/s) → ${r.speedup.toFixed(2)}×` + lanesText +
-        (M <= 16 ? `; small kernel ${r.smallMs!.toFixed(4)} ms → ${r.smallSpeedup!.toFixed(2)}×; weight bytes/s dense ${r.denseWeightGBs.toFixed(0)} GB/s, 2:4 ${r.sparseWeightGBs.toFixed(0)} GB/s`
+        (M <= 16 ? `; small kernel ${r.smallMs!.toFixed(4)} ms → ${r.smallSpeedup!.toFixed(2)}×; decode one pass ${r.onePassMs!.toFixed(4)} ms → ${r.onePassSpeedup!.toFixed(2)}×; weight bytes/s dense ${r.denseWeightGBs.toFixed(0)} GB/s, 2:4 ${r.sparseWeightGBs.toFixed(0)} GB/s`
           : f["spmm-only"] ? "" : `; vector-wise ${r.vectorMs!.toFixed(4)} ms → ${r.vectorSpeedup!.toFixed(2)}×; dW dense ${r.denseDwMs!.toFixed(4)} ms, sddmm (${r.sddmmPlan}) ${r.sddmmMs!.toFixed(4)} ms → ${r.sddmmSpeedup!.toFixed(2)}×` +
             (r.sddmmSweepMs ? ` [${Object.entries(r.sddmmSweepMs).map(([k, v]) => `${k} ${v.toFixed(4)} ms`).join(", ")}]` : "") +
             (r.sddmmLanesMs ? `, lanes ${Object.entries(r.sddmmLanesMs).map(([k, v]) => `${k} ${v.toFixed(4)} ms → ${(r.denseDwMs! / v).toFixed(2)}×`).join(", ")}` : "") + `, sddmmVector (${r.sddmmVectorPlan}) ${r.sddmmVectorMs!.toFixed(4)} ms → ${r.sddmmVectorSpeedup!.toFixed(2)}×`));
@@ -206,9 +209,9 @@ async function main(): Promise<void> {
     await save(); // after every weight, so a run cut short by a time limit keeps its rows
   }
   const x = (v: number | undefined) => (v === undefined ? "–" : `${v.toFixed(2)}×`);
-  console.log(`\n| d | W | M | dense ms | 2:4 ms | 2:4 speedup | small (M ≤ 16) | vector-wise (block ${block}) | sddmm | sddmmVector |  (${engine})\n|---|---|---|---|---|---|---|---|---|---|`);
+  console.log(`\n| d | W | M | dense ms | 2:4 ms | 2:4 speedup | small (M ≤ 16) | decode, one pass (M ≤ 16) | vector-wise (block ${block}) | sddmm | sddmmVector |  (${engine})\n|---|---|---|---|---|---|---|---|---|---|---|`);
   for (const r of rows) {
-    console.log(`| ${r.d} | ${r.shape} | ${r.M} | ${r.denseMs.toFixed(4)} | ${r.sparseMs.toFixed(4)} | ${r.speedup.toFixed(2)}× | ${x(r.smallSpeedup)} | ${x(r.vectorSpeedup)} | ${x(r.sddmmSpeedup)} | ${x(r.sddmmVectorSpeedup)} |`);
+    console.log(`| ${r.d} | ${r.shape} | ${r.M} | ${r.denseMs.toFixed(4)} | ${r.sparseMs.toFixed(4)} | ${r.speedup.toFixed(2)}× | ${x(r.smallSpeedup)} | ${x(r.onePassSpeedup)} | ${x(r.vectorSpeedup)} | ${x(r.sddmmSpeedup)} | ${x(r.sddmmVectorSpeedup)} |`);
   }
   const laned = rows.filter((r) => r.sddmmLanesMs);
   if (laned.length) {

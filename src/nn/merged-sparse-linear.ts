@@ -1,18 +1,17 @@
 // MergedSparseLinear: the inference form of a SparseLinear with a lazy low-rank adapter, and the
 // merge that builds it (docs/slope.md §5): one compressed [W; Lᵀ] of d_out + r rows (Lᵀ is already
 // N:M along d_in, so this is exactly the trained layer), R pre-scaled by 1/r and the bias padded
-// with r zeros for the spmm epilogue. Forward: spmm over [W; Lᵀ] with the bias in its epilogue,
-// then the fused C += A·(R/r) kernel (src/sparse/lowrank-add.ts). mergeAdapters swaps one in for
+// with r zeros for the spmm epilogue. Forward: mergedLinear (src/sparse/merged-linear.ts), one
+// fused dispatch at decode sizes, else spmm over [W; Lᵀ] with the bias in its epilogue and the
+// fused C += A·(R/r) kernel (src/sparse/lowrank-add.ts). mergeAdapters swaps one in for
 // each adapted SparseLinear, as pruneModel swaps SparseLinear in for Linear. Inference only.
 import type { Activation } from "../autograd/ops.ts";
 import { AutogradError, ShapeError, ValueError, fmtShape } from "../errors.ts";
 import { zeros } from "../ops/creation.ts";
-import { gelu, relu } from "../ops/elementwise.ts";
 import { concat } from "../ops/layout.ts";
 import { permuteRaw } from "../ops/raw/copy.ts";
 import { isGradEnabled, keep, noGrad } from "../scope.ts";
-import { lowRankAdd } from "../sparse/lowrank-add.ts";
-import { spmm } from "../sparse/spmm.ts";
+import { mergedLinear } from "../sparse/merged-linear.ts";
 import { compress24, type Pattern, Sparse24 } from "../sparse/sparse24.ts";
 import type { Tensor } from "../tensor.ts";
 import type { LinearLike } from "./layers.ts";
@@ -88,17 +87,10 @@ export class MergedSparseLinear extends Module implements LinearLike {
     }
     const m = this.weights;
     const x2 = x.reshape([-1, this.inFeatures]);
-    const y = spmm(x2, m.s, m.bias);
+    const out = mergedLinear(x2, m.s, m.bias, m.rs, this.activation);
     x2.dispose();
-    const out = lowRankAdd(y, m.rs);
-    y.dispose();
-    let r = out.reshape([...x.shape.slice(0, -1), this.outFeatures]);
+    const r = out.reshape([...x.shape.slice(0, -1), this.outFeatures]);
     out.dispose();
-    if (this.activation !== "none") {
-      const a = this.activation === "gelu" ? gelu(r) : relu(r);
-      r.dispose();
-      r = a;
-    }
     return r;
   }
 

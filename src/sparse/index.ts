@@ -13,5 +13,6 @@ export type { SddmmTile } from "../../shaders/sddmm.wgsl.ts";
 export { SDDMM_LANES, type SddmmLanesVariant } from "../../shaders/sddmm-lanes.wgsl.ts";
 export type { ExpandTile } from "../../shaders/spmm.wgsl.ts";
 export { sparseLinear } from "./ops.ts";
+export { fusedDecodeApplies, fusedDecodeWins, mergedLinear, type MergedLinearOptions } from "./merged-linear.ts";
 export { compressVector, sddmmVector, spmmVector, VECTOR_BLOCK, type VectorOptions, type VectorSddmmOptions } from "./vector24.ts";
 export type { VectorTile } from "../../shaders/vector24.wgsl.ts";

@@ -40,7 +40,7 @@ export interface SpmmOptions {
    * H200 decides); setSpmmKernel("lanes") makes "auto" take it above 16 rows.
    */
   path?: "auto" | "expand" | "gather" | "small" | "decode" | "lanes";
-  /** K splits of the decode kernel (default: enough for ~1024 workgroups, each split ≥ 256 columns). */
+  /** K splits of the decode kernel (default: one pass up to K = 1024, else enough for ~1024 workgroups, each split ≥ 256 columns). */
   splits?: number;
   /** Tile of the expand kernel (default: 128x128 when the workgroup memory allows, the grid has ≥ 256 such tiles and the engine is not Deno's wgpu; else 64x64). */
   expandTile?: ExpandTile;
@@ -194,6 +194,8 @@ export function spmmRaw(x: Tensor, s: SparseLike, bias: Tensor | null, rows: num
 const DECODE_TARGET_GROUPS = 1024;
 /** Fewest columns per K split of the decode kernel (below that the second pass costs more). */
 const DECODE_MIN_SPLIT = 256;
+/** Up to this K the decode kernel runs one pass (no split-K partials, no second dispatch): H200, d = 768. */
+const DECODE_ONE_PASS_K = 1024;
 
 /** The decode path (2:4, K % 8 = 0, ≤ 16 rows): one pass, or split-K partials and their sum. */
 function decode(x: Tensor, s: SparseLike, bias: Tensor | null, rows: number, out: Tensor, splitsOpt: number | undefined, op: string): void {
@@ -206,19 +208,19 @@ function decode(x: Tensor, s: SparseLike, bias: Tensor | null, rows: number, out
     throw new ShapeError(op, `splits must be a positive integer, got ${splitsOpt}`);
   }
   const blocks = Math.ceil(dOut / DECODE_ROWS);
-  const want = splitsOpt ?? Math.max(1, Math.min(Math.ceil(DECODE_TARGET_GROUPS / blocks), Math.floor(K / DECODE_MIN_SPLIT)));
+  const want = splitsOpt ?? (K <= DECODE_ONE_PASS_K ? 1 : Math.max(1, Math.min(Math.ceil(DECODE_TARGET_GROUPS / blocks), Math.floor(K / DECODE_MIN_SPLIT))));
   const len = Math.ceil(K / want / 64) * 64, splits = Math.ceil(K / len);
   const c = Math.ceil(rows / 4);
-  const params = [rows, K, dOut, metaWords(K), K / 2, len];
+  const params = [rows, K, dOut, metaWords(K), K / 2, len, 0];
   const xb = x.buffer(op), vb = s.values.buffer(op), mb = s.meta.buffer(op);
   if (splits === 1) {
     const bufs = [xb, vb, mb, out.buffer(op)];
     if (bias) bufs.push(bias.buffer(op));
-    gpu().launcher.dispatch(spmmDecodeKernel(dtype, !!bias, c, false), bufs, [blocks, 1], params);
+    gpu().launcher.dispatch(spmmDecodeKernel({ dtype, c, mode: "one", bias: !!bias, rounds: 1, act: "none" }), bufs, [blocks, 1], params);
     return;
   }
   const part = Tensor.empty([splits, rows, dOut], "f32", op);
-  gpu().launcher.dispatch(spmmDecodeKernel(dtype, false, c, true), [xb, vb, mb, part.buffer(op)], [blocks, splits], params);
+  gpu().launcher.dispatch(spmmDecodeKernel({ dtype, c, mode: "split", bias: false, rounds: 1, act: "none" }), [xb, vb, mb, part.buffer(op)], [blocks, splits], params);
   const bufs = [part.buffer(op), out.buffer(op)];
   if (bias) bufs.push(bias.buffer(op));
   gpu().launcher.dispatch(spmmSplitSumKernel(dtype, !!bias), bufs, grid1d(rows * dOut, 256), [rows * dOut, dOut, splits]);

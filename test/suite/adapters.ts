@@ -5,11 +5,11 @@
 import * as ws from "../../src/index.ts";
 import { GPT, MergedSparseLinear, type Module } from "../../src/nn/index.ts";
 import { AdamW, SparseAdamW } from "../../src/optim/index.ts";
-import { LazyAdapterSchedule, LowRankAdapter, addLazyAdapters, lowRankAdd, mergeAdapters, pruneModel } from "../../src/slope/index.ts";
+import { LazyAdapterSchedule, LowRankAdapter, addLazyAdapters, compress24, decompress24, fusedDecodeWins, lowRankAdd, mergeAdapters, mergedLinear, pruneModel } from "../../src/slope/index.ts";
 import { TwoLayer } from "../lib/models.ts";
 import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
-import { type Arr, arr, map, matmul as refMatmul, randArr } from "../ref/cpu.ts";
+import { type Arr, arr, geluTanh, map, matmul as refMatmul, randArr } from "../ref/cpu.ts";
 import { fromArr, toArr } from "../ref/convert.ts";
 import { gradCheck } from "../ref/gradcheck.ts";
 import { copyInto } from "../../src/ops/raw/copy.ts";
@@ -73,6 +73,58 @@ test("the fused multiply-add equals a separate matmul and add (odd shapes)", asy
     const want = map((c, p) => c + p, C, refMatmul(A, R));
     assertClose(await got.toArray(), want.data, { rtol: 1e-5, atol: 1e-6, msg: `${rows}×${dOut}, r ${r}, ${kernel ?? "auto"}` });
   }
+});
+
+// The merged layer's math in float64 from the pruned [W; Lᵀ] (decompressed), [b; 0] and Rs.
+function refMerged(x: Arr, wl: Arr, bias: Arr, rs: Arr, dOut: number, act: "none" | "relu" | "gelu"): Arr {
+  const z = refMatmul(x, wl, false, true); // [rows, dOut + r]
+  const [rows, r] = [x.shape[0]!, rs.shape[0]!];
+  const out = arr([rows, dOut]);
+  for (let m = 0; m < rows; m++) for (let o = 0; o < dOut; o++) {
+    let y = z.data[m * (dOut + r) + o]! + bias.data[o]!;
+    for (let j = 0; j < r; j++) y += z.data[m * (dOut + r) + dOut + j]! * rs.data[j * dOut + o]!;
+    out.data[m * dOut + o] = act === "gelu" ? geluTanh(y) : act === "relu" ? Math.max(y, 0) : y;
+  }
+  return out;
+}
+
+test("fused merged decode (one dispatch: 2:4 spmm + bias + low-rank + activation) equals the float64 reference at odd shapes", async () => {
+  // rows 1–16 (1–4 vec4s of x per k), K from one 2:4 pair of groups to several staged chunks,
+  // d_out not a multiple of 16, ranks from 1 to the largest (one to four rounds of 32 rows per team)
+  const cases: [number, number, number, number, "none" | "relu" | "gelu"][] = [
+    [1, 8, 5, 1, "none"], [3, 40, 17, 3, "gelu"], [8, 776, 33, 12, "gelu"], [13, 520, 20, 17, "relu"],
+    [16, 200, 37, 40, "none"], [5, 64, 16, 112, "gelu"], [16, 64, 9, 16, "none"],
+  ];
+  for (const [rows, K, dOut, r, act] of cases) {
+    const label = `${rows}×${K} → ${dOut}, r ${r}, ${act}`;
+    const wl = ws.randn([dOut + r, K], { seed: K + r }), s = compress24(wl);
+    const bArr = randArr([dOut + r], dOut);
+    for (let j = 0; j < r; j++) bArr.data[dOut + j] = 0; // [b; 0], as mergeWeights pads it
+    const xArr = randArr([rows, K], rows), rsArr = randArr([r, dOut], r, -0.5, 0.5);
+    const x = fromArr(xArr), b = fromArr(bArr), rs = fromArr(rsArr), pruned = decompress24(s);
+    const want = refMerged(xArr, await toArr(pruned), bArr, rsArr, dOut, act);
+    const stats = ws.gpu().launcher.stats, d0 = stats.dispatches;
+    const fused = mergedLinear(x, s, b, rs, act, { fused: true });
+    assertEquals(stats.dispatches - d0, 1, `${label}: one dispatch`);
+    const tol = { rtol: 1e-4, atol: 1e-4 };
+    assertClose(await fused.toArray(), want.data, { ...tol, msg: `${label}, fused` });
+    const unfused = mergedLinear(x, s, b, rs, act, { fused: false });
+    assertClose(await unfused.toArray(), want.data, { ...tol, msg: `${label}, unfused` });
+    for (const t of [wl, x, b, rs, pruned, fused, unfused]) t.dispose();
+    s.dispose();
+  }
+  // refusals name the op and the fix, and allocate nothing
+  const s = compress24(ws.randn([10, 16], { seed: 1 })), x17 = ws.randn([17, 16], { seed: 2 });
+  // "auto" takes the fused kernel for one round of Z rows only (r ≤ 16) and ≤ 16 rows
+  assert(fusedDecodeWins(8, s, 12) && fusedDecodeWins(1, s, 16), "auto fuses r ≤ 16");
+  assert(!fusedDecodeWins(8, s, 17) && !fusedDecodeWins(17, s, 4), "auto leaves r > 16 and over 16 rows unfused");
+  const b = ws.zeros([10]), rs = ws.randn([2, 8], { seed: 3 }), bad = ws.randn([3, 8], { seed: 4 });
+  const live = ws.memoryStats().liveTensors;
+  await assertThrows(() => mergedLinear(x17, s, b, rs, "none", { fused: true }), ws.ShapeError, "mergedLinear", "17 rows", 'fused: "auto"');
+  await assertThrows(() => mergedLinear(x17, s, b, bad), ws.ShapeError, "mergedLinear", "r + d_out = 10");
+  assertEquals(ws.memoryStats().liveTensors, live, "nothing allocated by a refused call");
+  for (const t of [x17, b, rs, bad]) t.dispose();
+  s.dispose();
 });
 
 async function trainedAdapted() {
