@@ -25,7 +25,7 @@
 // the kernel: "'subgroupMatrixStore' requires argument 1 to be uniform".)
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
 import { bindGroup, kernelFamily } from "./kernel.ts";
-import { epilogueFn } from "./matmul.wgsl.ts";
+import { epilogueFn, GELU4_FN } from "./matmul.wgsl.ts";
 
 export type SgActivation = "none" | "relu" | "gelu";
 
@@ -388,11 +388,7 @@ var<workgroup> As: array<f16, ${stages * aSize}>;
 var<workgroup> Bs: array<f16, ${stages * bSize}>;
 var<workgroup> scratch: array<f32, ${256 * nsub}>;
 
-fn gelu4(x: vec4<f32>) -> vec4<f32> {
-  let u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
-  let t = exp(-2.0 * abs(u));
-  return 0.5 * x * (1.0 + sign(u) * (1.0 - t) / (1.0 + t));
-}
+${GELU4_FN}
 
 ${epilogueFn({ vec: v.vec, bias: v.bias ? "scalar" : "none", act: v.act, aux: v.aux, outType: O })}
 

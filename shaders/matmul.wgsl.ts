@@ -33,7 +33,15 @@ export function matmulSharedBytes(t: GemmTile, transA: boolean, transB: boolean)
   return 16 * t.bk * (bm / 4 + (transA ? 0 : 1) + bn / 4 + (transB ? 1 : 0));
 }
 
-const ACT: Record<Activation, (v: string) => string> = {
+/** WGSL gelu4 (tanh form, overflow-safe), needed by the "gelu" activation of ACT. */
+export const GELU4_FN = `fn gelu4(x: vec4<f32>) -> vec4<f32> {
+  let u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+  let t = exp(-2.0 * abs(u));
+  return 0.5 * x * (1.0 + sign(u) * (1.0 - t) / (1.0 + t));
+}`;
+
+/** The activations as WGSL expressions on a vec4<f32> (gelu needs GELU4_FN), shared by the product kernels' epilogues. */
+export const ACT: Record<Activation, (v: string) => string> = {
   none: (v) => v,
   relu: (v) => `max(${v}, vec4<f32>(0.0))`,
   gelu: (v) => `gelu4(${v})`,
@@ -108,11 +116,7 @@ export const matmulKernel = kernelFamily("matmul", (v: MatmulVariant) => {
 ${g.decls}
 ${gemmShared(gemm)}
 
-fn gelu4(x: vec4<f32>) -> vec4<f32> {
-  let u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
-  let t = exp(-2.0 * abs(u));
-  return 0.5 * x * (1.0 + sign(u) * (1.0 - t) / (1.0 + t));
-}
+${GELU4_FN}
 
 ${epilogueFn({ vec: v.vec, bias: v.bias ? (v.vec ? "vec4" : "scalar") : "none", act: v.act, aux: v.aux, outType: T })}
 

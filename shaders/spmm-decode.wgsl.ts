@@ -25,7 +25,7 @@
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
 import { bindGroup, enables, linearIndexFn, MAIN_ARGS } from "./kernel.ts";
 import { kernelFamily } from "./kernel.ts";
-import type { Activation } from "./matmul.wgsl.ts";
+import { ACT, type Activation, GELU4_FN } from "./matmul.wgsl.ts";
 import type { SpDType } from "./sparse24.wgsl.ts";
 
 export const DECODE_MAX_ROWS = 16;
@@ -68,14 +68,6 @@ export interface DecodeVariant {
   /** fused: the epilogue's activation. */
   act: Activation;
 }
-
-const GELU = `
-fn gelu1(x: f32) -> f32 {
-  let u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
-  let t = exp(-2.0 * abs(u));
-  return 0.5 * x * (1.0 + sign(u) * (1.0 - t) / (1.0 + t));
-}`;
-const ACT1: Record<Activation, (v: string) => string> = { none: (v) => v, relu: (v) => `max(${v}, 0.0)`, gelu: (v) => `gelu1(${v})` };
 
 /**
  * Bindings: X [M, K] (read), values [rows of S, K/2] as vec4 (read), meta (read u32), out (rw):
@@ -144,7 +136,7 @@ ${finish(q, i)}
 ${g.decls}
 var<workgroup> Xs: array<vec4<f32>, ${XC * c}>;
 var<workgroup> red: array<vec4<f32>, 256>;
-${fused && v.act === "gelu" ? GELU : ""}
+${fused && v.act === "gelu" ? GELU4_FN : ""}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -193,7 +185,7 @@ ${reduce}
       for (var j = 0u; j < r; j = j + 1u) {
         y = y + Xs[(${ro}u + j) * ${c}u + m / 4u][m % 4u] * Rs[j * dOut + o];
       }
-      Y[m * dOut + o] = ${dtype}(${ACT1[v.act]("y")});
+      Y[m * dOut + o] = ${dtype}((${ACT[v.act]("vec4<f32>(y)")}).x);
     }
   }
 #endif
