@@ -47,6 +47,7 @@ export function mergedLinear(x: Tensor, s: Sparse24, bias: Tensor, rs: Tensor, a
     throw new ShapeError(op, `Rs ${fmtShape(rs.shape)} (${rs.dtype}) must be f32 [r, d_out] with r + d_out = ${s.rows}, the rows of [W; Lᵀ]`);
   }
   const [r, dOut] = rs.shape as [number, number];
+  if (act !== "none" && act !== "relu" && act !== "gelu") throw new ShapeError(op, `unknown activation "${String(act)}"; one of none, relu, gelu`);
   const fused = opts.fused ?? "auto";
   if (fused !== "auto" && fused !== true && fused !== false) throw new ShapeError(op, `fused must be "auto", true or false, got ${String(fused)}`);
   if (fused === true && !fusedDecodeApplies(rows, s, r)) {

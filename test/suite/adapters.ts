@@ -122,6 +122,12 @@ test("fused merged decode (one dispatch: 2:4 spmm + bias + low-rank + activation
   const live = ws.memoryStats().liveTensors;
   await assertThrows(() => mergedLinear(x17, s, b, rs, "none", { fused: true }), ws.ShapeError, "mergedLinear", "17 rows", 'fused: "auto"');
   await assertThrows(() => mergedLinear(x17, s, b, bad), ws.ShapeError, "mergedLinear", "r + d_out = 10");
+  await assertThrows(() => mergedLinear(x17, s, b, rs, "tanh" as "gelu"), ws.ShapeError, "mergedLinear", "tanh", "none, relu, gelu");
+  await assertThrows(() => mergedLinear(x17, s, b, rs, "none", { fused: "yes" as "auto" }), ws.ShapeError, "mergedLinear", "fused must be");
+  // no rows: an empty [0, d_out] result, no kernel
+  const x0 = ws.zeros([0, 16]), y0 = mergedLinear(x0, s, b, rs);
+  assertEquals(y0.shape, [0, 8]);
+  x0.dispose(); y0.dispose();
   assertEquals(ws.memoryStats().liveTensors, live, "nothing allocated by a refused call");
   for (const t of [x17, b, rs, bad]) t.dispose();
   s.dispose();
