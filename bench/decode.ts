@@ -7,6 +7,8 @@
 //   - loop: a prompt of P tokens (not timed), then N decode steps each reading back its logits
 //     row and taking the argmax on the CPU, as generate() does; median over --reps repetitions
 //     after a warm-up of whole generate() calls.
+//   - pipe: the same N steps as generate()'s greedy path runs them: the argmax on the GPU fed
+//     straight back as the next input, each token read back while the next one computes.
 //   - gpu: the same N positions submitted without awaiting (fixed token ids, no readback), one
 //     forced completion at the end: the GPU time of a step without the per-token readback.
 // Correctness guard (printed and in the JSON): the merged model's greedy tokens against the
@@ -40,17 +42,19 @@ interface Row {
   rank: number; prompt: number; tokens: number;
   /** Median over reps of the N decode steps with a readback each, per token. */
   loopMsPerToken: number; loopTokensPerS: number; loopRepsMs: number[];
+  /** Median over reps of the N pipelined steps (GPU argmax fed back, overlapped readback), per token. */
+  pipeMsPerToken: number; pipeTokensPerS: number; pipeRepsMs: number[];
   /** Median over reps of N decode positions submitted without readback and one await, per position. */
   gpuMsPerToken: number; gpuTokensPerS: number; gpuRepsMs: number[];
   /** dense ms / this ms (1 for dense). */
-  loopSpeedup: number; gpuSpeedup: number;
+  loopSpeedup: number; pipeSpeedup: number; gpuSpeedup: number;
   /** --profile: one decode position's GPU time per op and kernel family. */
   profile?: { totalMs: number; dispatches: number; byOp: unknown; byFamily: unknown };
 }
 
 interface Guard {
   config: ConfigName;
-  /** The timed loop's tokens equal generate()'s, per variant. */
+  /** The timed loops' tokens (readback each, and pipelined) equal generate()'s, per variant. */
   loopMatchesGenerate: Record<Variant, boolean>;
   /** Merged tokens equal to the unmerged SLoPe model's (of N + 1). */
   tokensEqual: number; tokensTotal: number;
@@ -81,6 +85,38 @@ async function decodeLoop(model: GPT, prompt: number[], n: number): Promise<{ to
     const t0 = now();
     for (let i = 0; i < n; i++) tokens.push(argmax(await stepRow(model, [tokens.at(-1)!], cache)));
     return { tokens, ms: now() - t0 };
+  } finally {
+    cache.dispose();
+  }
+}
+
+/** generate()'s greedy path: the prompt (untimed), then N steps with the argmax kept on the GPU as the next input and each token read during the next step. */
+async function decodePipe(model: GPT, prompt: number[], n: number): Promise<{ tokens: number[]; ms: number }> {
+  const cache = new KVCache(model);
+  try {
+    const idx = ids(prompt);
+    const logits = forwardCached(model, idx, cache);
+    idx.dispose();
+    const last = logits.narrow(1, prompt.length - 1, 1);
+    logits.dispose();
+    let prev = ws.argmax(last, -1);
+    last.dispose();
+    const tokens = [((await prev.toArray()) as Int32Array)[0]!];
+    const t0 = now();
+    let reading: Promise<number> | null = null;
+    for (let i = 0; i < n; i++) {
+      const lg = forwardCached(model, prev, cache);
+      const next = ws.argmax(lg, -1);
+      lg.dispose(); prev.dispose();
+      prev = next;
+      const r = next.toArray().then((a) => a[0]!);
+      if (reading) tokens.push(await reading);
+      reading = r;
+    }
+    if (reading) tokens.push(await reading);
+    const ms = now() - t0;
+    prev.dispose();
+    return { tokens, ms };
   } finally {
     cache.dispose();
   }
@@ -137,17 +173,21 @@ async function measure(model: GPT, prompt: number[], o: { tokens: number; reps: 
   let reference: number[] = [];
   do reference = await generate(model, prompt, { maxNewTokens: o.tokens + 1, temperature: 0 });
   while (now() - t0 < o.warmupMs);
-  const loop: number[] = [], gpu: number[] = [];
-  let tokens: number[] = [];
+  const loop: number[] = [], pipe: number[] = [], gpu: number[] = [];
+  let tokens: number[] = [], piped: number[] = [];
   for (let r = 0; r < o.reps; r++) {
     const d = await decodeLoop(model, prompt, o.tokens);
     loop.push(d.ms / o.tokens);
     tokens = d.tokens;
+    const p = await decodePipe(model, prompt, o.tokens);
+    pipe.push(p.ms / o.tokens);
+    piped = p.tokens;
     gpu.push((await decodeGpu(model, prompt, o.tokens, reference[0]!)) / o.tokens);
   }
-  const matches = tokens.length === reference.length && tokens.every((t, i) => t === reference[i]);
+  const same = (a: number[]) => a.length === reference.length && a.every((t, i) => t === reference[i]);
+  const matches = same(tokens) && same(piped);
   const profile = o.profile ? await profileStep(model, prompt, reference[0]!) : null;
-  return { loop, gpu, tokens: reference, matches, profile };
+  return { loop, pipe, gpu, tokens: reference, matches, profile };
 }
 
 async function runConfig(name: ConfigName, f: { vocab: number; prompt: number; tokens: number; reps: number; warmupMs: number; rankFraction: number; seed: number; profile: boolean }) {
@@ -162,8 +202,9 @@ async function runConfig(name: ConfigName, f: { vocab: number; prompt: number; t
   const results = new Map<Variant, Awaited<ReturnType<typeof measure>> & { rank: number }>();
   const log = (v: Variant) => {
     const r = results.get(v)!;
-    console.log(`${name} ${v}${r.rank ? ` (r = ${r.rank})` : ""}: loop ${median(r.loop).toFixed(3)} ms/token, gpu ${median(r.gpu).toFixed(3)} ms/token` +
-      ` (reps: ${r.loop.map((x) => x.toFixed(2)).join(" ")} | ${r.gpu.map((x) => x.toFixed(2)).join(" ")})`);
+    const reps = (a: number[]) => a.map((x) => x.toFixed(2)).join(" ");
+    console.log(`${name} ${v}${r.rank ? ` (r = ${r.rank})` : ""}: loop ${median(r.loop).toFixed(3)} ms/token, pipe ${median(r.pipe).toFixed(3)}, ` +
+      `gpu ${median(r.gpu).toFixed(3)} (reps: ${reps(r.loop)} | ${reps(r.pipe)} | ${reps(r.gpu)})`);
     if (r.profile) console.log(`\nprofile of one ${name} ${v} decode position (${ws.gpu().info.adapterName}):\n${r.profile.table({ top: 15 })}\n`);
   };
 
@@ -206,12 +247,13 @@ async function runConfig(name: ConfigName, f: { vocab: number; prompt: number; t
 
   const dense = results.get("dense")!;
   const rows: Row[] = [...results].map(([variant, r]) => {
-    const loopMs = median(r.loop), gpuMs = median(r.gpu);
+    const loopMs = median(r.loop), pipeMs = median(r.pipe), gpuMs = median(r.gpu);
     return {
       config: name, variant, ...c, vocabSize: f.vocab, rank: r.rank, prompt: f.prompt, tokens: f.tokens,
       loopMsPerToken: loopMs, loopTokensPerS: 1000 / loopMs, loopRepsMs: r.loop,
+      pipeMsPerToken: pipeMs, pipeTokensPerS: 1000 / pipeMs, pipeRepsMs: r.pipe,
       gpuMsPerToken: gpuMs, gpuTokensPerS: 1000 / gpuMs, gpuRepsMs: r.gpu,
-      loopSpeedup: median(dense.loop) / loopMs, gpuSpeedup: median(dense.gpu) / gpuMs,
+      loopSpeedup: median(dense.loop) / loopMs, pipeSpeedup: median(dense.pipe) / pipeMs, gpuSpeedup: median(dense.gpu) / gpuMs,
       ...(r.profile ? { profile: { totalMs: r.profile.totalMs, dispatches: r.profile.dispatches, byOp: r.profile.summary("op"), byFamily: r.profile.summary("family") } } : {}),
     };
   });
@@ -262,11 +304,11 @@ async function main(): Promise<void> {
     guards.push(r.guard);
   }
 
-  console.log(`\n| config | model | ms/token (readback each) | tokens/s | × dense | GPU ms/token (no readback) | tokens/s | × dense |  (${engine})`);
-  console.log("|---|---|---|---|---|---|---|---|");
+  console.log(`\n| config | model | ms/token (readback each) | × dense | ms/token (generate: pipelined) | tokens/s | × dense | GPU ms/token (no readback) | × dense |  (${engine})`);
+  console.log("|---|---|---|---|---|---|---|---|---|");
   for (const r of rows) {
-    console.log(`| ${r.config} (${r.nLayer}×${r.nEmbd}, V ${r.vocabSize}) | ${r.variant}${r.rank ? ` r=${r.rank}` : ""} | ${r.loopMsPerToken.toFixed(3)} | ${r.loopTokensPerS.toFixed(1)} | ` +
-      `${r.loopSpeedup.toFixed(2)}× | ${r.gpuMsPerToken.toFixed(3)} | ${r.gpuTokensPerS.toFixed(1)} | ${r.gpuSpeedup.toFixed(2)}× |`);
+    console.log(`| ${r.config} (${r.nLayer}×${r.nEmbd}, V ${r.vocabSize}) | ${r.variant}${r.rank ? ` r=${r.rank}` : ""} | ${r.loopMsPerToken.toFixed(3)} | ${r.loopSpeedup.toFixed(2)}× | ` +
+      `${r.pipeMsPerToken.toFixed(3)} | ${r.pipeTokensPerS.toFixed(1)} | ${r.pipeSpeedup.toFixed(2)}× | ${r.gpuMsPerToken.toFixed(3)} | ${r.gpuSpeedup.toFixed(2)}× |`);
   }
   if (f.json) {
     await writeText(f.json, JSON.stringify({ bench: "decode", date: new Date().toISOString(), engine, adapter: ctx.info.adapterName, options: o, rows, guards }, null, 1));

@@ -39,6 +39,7 @@
 #   sparse-now  bench/sparse.ts at d = 768, 2048, M = 4096 (spmm, vector-wise, sddmm with split-K against the dense dYᵀX)
 #   spmm-lanes  bench/sparse.ts --lanes all --spmm-only at d = 768, 2048, M = 4096, f32: dense, the default 2:4 path, expand forced and every lanes variant, Dawn
 #   decode      bench/decode.ts: whole-GPT decode (KV cache, batch 1, greedy), dense against merged SLoPe r = 1.56%, gpt2 and small, Dawn
+#   decode-long  decode at gpt2 from a 900-token prompt (the cache near blockSize), 3 reps, with a profile of one position
 #   decode-profile  the same at gpt2, 2 reps, with a GPU profile of one decode position per model (where the time goes)
 #   mu-shapes   bench/matmul-shapes.ts: every matrix-unit product of one mixed-f16 small and gpt2 step (and square N), timed with every tile: the chooser's data
 #   sparse-decode  bench/sparse.ts at d = 768, 2048, M = 8 and 1 (the decode goal's shapes), Dawn
@@ -48,6 +49,7 @@
 #   units-auto  bench/matmul-units.ts: the chooser's own pick (f32 and f16 in, default rule, packed tiles known to it) beside the three packed tiles forced, N = 2048, 4096, 8192
 #   lowrank-decode  bench/lowrank.ts at d = 768, 2048, M = 1 and 8: the merged layer in one dispatch (fused decode) against its unfused form and the dense layer, Dawn
 #   deno-decode  sparse-decode (d = 768), lowrank-decode (d = 768) and decode (gpt2) under Deno (wgpu)
+#   deno-model-decode  decode (gpt2 and small, 5 reps) alone under Deno (wgpu)
 #   train-now / torch-now  bench/train.ts small + gpt2 (dense, SLoPe; f32, mixed-f16) and PyTorch's figures for them
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -127,6 +129,7 @@ for s in "$@"; do
     sparse-now) sec sparse-now 90 node .bench-dist/sparse.mjs --d 768,2048 --m 4096 --warmup 200 --batch-ms 150 --json "$out/spmm-dawn.json" ;;
     spmm-lanes) sec spmm-lanes 150 node .bench-dist/sparse.mjs --d 768,2048 --m 4096 --shapes dxd,3dxd,4dxd,dx4d --lanes all --spmm-only --warmup 200 --batch-ms 150 --json "$out/spmm-lanes-dawn.json" ;;
     decode) sec decode 120 node .bench-dist/decode.mjs --dawn-toggles --configs gpt2,small --reps 9 --json "$out/decode-dawn.json" ;;
+    decode-long) sec decode-long 120 node .bench-dist/decode.mjs --dawn-toggles --configs gpt2 --prompt 900 --reps 3 --profile --json "$out/decode-long-dawn.json" ;;
     decode-profile) sec decode-profile 60 node .bench-dist/decode.mjs --dawn-toggles --configs gpt2 --reps 2 --profile --json "$out/decode-dawn-profile.json" ;;
     units-packed) sec units-packed 170 node .bench-dist/matmul-units.mjs --mu-rule 192:0.85 --tiles 128x256s8,256x128s8,128x256s8h,128x256s8p,256x128s8p,128x128s8d2,128x128s8d2p --json "$out/matmul-units-packed.json" ;;
     suite-units-rest) sec suite-units-rest 120 env WEBSLOPE_DAWN_FLAGS=matrix node --test --test-name-pattern="matrix units: [^e]|mixed-f16 on the matrix units|compiled shader" .test-dist/node/suite.test.mjs ;;
@@ -139,6 +142,7 @@ for s in "$@"; do
       sec deno-sparse-decode 100 deno run -A .bench-dist/sparse.mjs --d 768 --m 8,1 --warmup 200 --batch-ms 150 --json "$out/spmm-decode-wgpu.json"
       sec deno-lowrank-decode 60 deno run -A .bench-dist/lowrank.mjs --d 768 --m 1,8 --json "$out/lowrank-decode-wgpu.json"
       sec deno-decode 120 deno run -A .bench-dist/decode.mjs --configs gpt2 --reps 3 --json "$out/decode-wgpu.json" ;;
+    deno-model-decode) sec deno-model-decode 150 deno run -A .bench-dist/decode.mjs --configs gpt2,small --reps 5 --json "$out/decode-wgpu.json" ;;
     train-rules) sec train-rules 150 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense,slope --precision mixed-f16 --mu-rule 192:0,192:0.85,128:0.85 --batches 3 --json "$out/train-dawn-rules.json" ;;
     units-auto) sec units-auto 120 node .bench-dist/matmul-units.mjs --mu-rule 192:0.85 --tiles 128x256s8p,256x128s8p,128x128s8d2p --json "$out/matmul-units-auto.json" ;;
     units-rules) sec units-rules 110 node .bench-dist/matmul-units.mjs --mu-rule 192:0,192:0.85,128:0.85 --tiles 128x256s8,256x128s8,128x128s4,128x128s8,128x64s4,128x256s8h --json "$out/matmul-units-rules.json" ;;

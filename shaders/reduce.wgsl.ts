@@ -169,3 +169,50 @@ fn main(${MAIN_ARGS}) {
 `;
   return { code, group: g };
 });
+
+/**
+ * Argmax over contiguous rows of C (torch.argmax on the last axis): one workgroup per row, each
+ * invocation keeps its best (value, index) over k ≡ lid (mod 256), merged in a tree; ties go to
+ * the lowest index, as torch and a CPU scan do. Bindings: src (read), dst (rw, i32).
+ * Params: [0]=rows [1]=C. NaN ordering is unspecified (WGSL may assume finite values).
+ */
+export const argmaxRowsKernel = kernelFamily("argmaxRows", (src: F) => {
+  const wg = REDUCE_WORKGROUP;
+  const g = bindGroup([
+    { name: "src", access: "read", type: `array<${src}>` },
+    { name: "dst", access: "rw", type: "array<i32>" },
+  ]);
+  const code = wgsl`${enables(src)}
+${g.decls}
+var<workgroup> bestV: array<f32, ${wg}>;
+var<workgroup> bestI: array<u32, ${wg}>;
+@compute @workgroup_size(${wg})
+fn main(${MAIN_ARGS}) {
+  let row = wid.y * nwg.x + wid.x;
+  if (row >= pu(0u)) { return; }
+  let C = pu(1u);
+  let base = row * C;
+  var v: f32 = ${initOf("max")};
+  var i: u32 = 0xffffffffu;
+  for (var k = lid.x; k < C; k = k + ${wg}u) {
+    let x = f32(src[base + k]);
+    if (i == 0xffffffffu || x > v) { v = x; i = k; }
+  }
+  bestV[lid.x] = v;
+  bestI[lid.x] = i;
+  workgroupBarrier();
+  for (var s = ${wg / 2}u; s > 0u; s = s >> 1u) {
+    if (lid.x < s) {
+      let ov = bestV[lid.x + s]; let oi = bestI[lid.x + s];
+      let mi = bestI[lid.x];
+      if (oi != 0xffffffffu && (mi == 0xffffffffu || ov > bestV[lid.x] || (ov == bestV[lid.x] && oi < mi))) {
+        bestV[lid.x] = ov; bestI[lid.x] = oi;
+      }
+    }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u) { dst[row] = i32(bestI[0]); }
+}
+`;
+  return { code, group: g };
+});

@@ -16,7 +16,7 @@ export type { CreateOptions, RandomOptions } from "./ops/creation.ts";
 export {
   add, sub, mul, div, neg, exp, log, sqrt, rsqrt, tanh, relu, gelu, pow, where, maskedFill, cast, compare,
 } from "./ops/elementwise.ts";
-export { sum, mean, max } from "./ops/reduce.ts";
+export { sum, mean, max, argmax } from "./ops/reduce.ts";
 export { reshape, permute, transpose, slice, narrow, concat, split, expand } from "./ops/layout.ts";
 export { matmul, type MatmulOptions, setFloat32MatmulPrecision, getFloat32MatmulPrecision, type MatmulPrecision, setMatrixUnitRule, getMatrixUnitRule, type MatrixUnitRule } from "./ops/matmul.ts";
 export { softmax, logSoftmax, type SoftmaxOptions } from "./ops/softmax.ts";

@@ -1,20 +1,32 @@
-// Incremental decoding for GPT: a KV cache holds every block's keys and values [B, H, L, D] of
-// the tokens seen so far, so each new token costs one forward of one position (its q·Kᵀ over
-// the cache, softmax, ·V) instead of a forward over the whole prefix. The projections go through
-// the layers' own forward, so a pruned or merged SLoPe model (mergeAdapters) decodes with its
-// fused sparse kernels. Inference only (no autograd, no dropout).
+// Incremental decoding for GPT: a KV cache holds every block's keys and values [B, H, capacity, D]
+// of the tokens seen so far, so each new token costs one forward of one position instead of a
+// forward over the whole prefix. A decode step's attention is one kernel per layer
+// (src/ops/attention-decode.ts: the new key and value written into the cache in place, the query
+// attended over it, heads merged) — the unfused form (permute, split, concat of the whole cache,
+// q·Kᵀ, scale, softmax, ·V, merge) took 13 dispatches and copied the cache every token. The
+// projections go through the layers' own forward, so a pruned or merged SLoPe model
+// (mergeAdapters) decodes with its fused sparse kernels. Inference only (no autograd, no dropout).
 import { ShapeError, WebslopeError, fmtShape } from "../errors.ts";
+import { kvCacheAppend, kvCacheAttention } from "../ops/attention-decode.ts";
 import { arange } from "../ops/creation.ts";
-import { concat } from "../ops/layout.ts";
 import { matmul } from "../ops/matmul.ts";
-import { softmax } from "../ops/softmax.ts";
+import { stridedCopy } from "../ops/raw/copy.ts";
+import { stridesOf } from "../ops/util.ts";
 import { keep, noGrad } from "../scope.ts";
-import type { Tensor } from "../tensor.ts";
+import type { DType } from "../dtype.ts";
+import { Tensor } from "../tensor.ts";
 import type { GPT } from "./gpt.ts";
 import type { Block } from "./transformer.ts";
 
+/** The smallest capacity allocated (positions); capacities are powers of two (a long prompt takes its own at once), capped at blockSize. */
+const MIN_CAPACITY = 64;
+
 export class KVCache {
-  /** Per block: keys and values [B, H, length, D] (null before the first forward). */
+  /**
+   * Per block: keys and values [B, H, capacity, D]; positions 0..length-1 hold the cached tokens,
+   * the rest is unwritten room (null before the first forward). The storage doubles as needed up
+   * to the model's blockSize and is kept across reset(), so a new prompt allocates nothing.
+   */
   readonly k: (Tensor | null)[];
   readonly v: (Tensor | null)[];
   /** Positions cached (the next token's position). */
@@ -25,45 +37,67 @@ export class KVCache {
     this.v = model.blocks.map(() => null);
   }
 
-  /** Frees every cached tensor; the cache is empty again. */
+  /** Positions the storage holds before it must grow (0 before the first forward). */
+  get capacity(): number {
+    return this.k[0]?.shape[2] ?? 0;
+  }
+
+  /** Empties the cache for a new prompt; the storage stays for reuse (dispose() frees it). */
   reset(): void {
+    this.length = 0;
+  }
+
+  /** Frees every cached tensor; the cache is empty and unallocated again. */
+  dispose(): void {
     for (const a of [this.k, this.v]) a.forEach((t, i) => { t?.dispose(); a[i] = null; });
     this.length = 0;
   }
 
-  dispose(): void {
-    this.reset();
+  /**
+   * Block i's [kCache, vCache] with room for `need` positions of a [B, H, ·, D] layout: allocated
+   * on first use (or when B, H, D or the dtype change), doubled with the cached positions copied
+   * over when full.
+   */
+  reserve(i: number, B: number, H: number, D: number, need: number, dtype: DType): [Tensor, Tensor] {
+    const old = [this.k[i], this.v[i]] as const;
+    const fits = old[0] && old[0].dtype === dtype && old[0].shape[0] === B && old[0].shape[1] === H && old[0].shape[3] === D;
+    if (fits && old[0]!.shape[2]! >= need) return [old[0]!, old[1]!];
+    const want = Math.max(need, 2 * (fits ? old[0]!.shape[2]! : 0), MIN_CAPACITY);
+    const cap = Math.min(this.model.config.blockSize, 2 ** Math.ceil(Math.log2(want)));
+    const made = old.map((t) => {
+      const n = keep(Tensor.empty([B, H, cap, D], dtype, "KVCache"));
+      if (t && fits && this.length > 0) {
+        const shape = [B, H, this.length, D];
+        stridedCopy("KVCache", t, n, shape, stridesOf(t.shape), stridesOf(n.shape));
+      }
+      t?.dispose();
+      return n;
+    }) as [Tensor, Tensor];
+    [this.k[i], this.v[i]] = made;
+    return made;
   }
 }
 
-/** One block on new positions: attention over cached + new keys, then the MLP; appends k, v to the cache. */
+/**
+ * One block on new positions: writes their keys and values into the cache, attends over cached +
+ * new keys (a decode step in one kernel; a prefill through the block's own causal attention on the
+ * same qkv), then the MLP.
+ */
 function blockStep(b: Block, i: number, x: Tensor, cache: KVCache): Tensor {
   const [B, T, C] = x.shape as [number, number, number];
-  const H = b.attn.nHead, D = C / H;
+  const H = b.attn.nHead, D = C / H, start = cache.length;
   const h1 = b.ln1.forward(x);
   const qkv = b.attn.qkv.forward(h1);
-  const split5 = qkv.reshape([B, T, 3, H, D]);
-  const heads = split5.permute([2, 0, 3, 1, 4]);              // [3, B, H, T, D]
-  const [q, k, v] = heads.split(1, 0).map((t) => { const r = t.reshape([B, H, T, D]); t.dispose(); return r; }) as [Tensor, Tensor, Tensor];
-  const pk = cache.k[i], pv = cache.v[i];
-  const K = pk ? concat([pk, k], 2) : k, V = pv ? concat([pv, v], 2) : v;
-  const scores = matmul(q, K, { transB: true });              // [B, H, T, L]
-  const scaled = scores.mul(1 / Math.sqrt(D));
-  const att = softmax(scaled, -1, { causal: T > 1 });         // T > 1 only on an empty cache: square
-  const y = matmul(att, V);                                   // [B, H, T, D]
-  const yt = y.permute([0, 2, 1, 3]);
-  const merged = yt.reshape([B, T, C]);
-  const a = b.attn.proj.forward(merged);
+  const [kc, vc] = cache.reserve(i, B, H, D, start + T, qkv.dtype);
+  let y: Tensor;
+  if (start === 0) { kvCacheAppend(qkv, kc, vc, 0, H); y = b.attn.attend(qkv); }
+  else y = kvCacheAttention(qkv, kc, vc, start, H);
+  const a = b.attn.proj.forward(y);
   const x1 = x.add(a);
   const h2 = b.ln2.forward(x1);
   const m = b.mlp.forward(h2);
   const x2 = x1.add(m);
-  for (const t of [h1, qkv, split5, heads, q, scores, scaled, att, y, yt, merged, a, x1, h2, m]) t.dispose();
-  if (K !== k) k.dispose();
-  if (V !== v) v.dispose();
-  pk?.dispose(); pv?.dispose();
-  cache.k[i] = keep(K);
-  cache.v[i] = keep(V);
+  for (const t of [h1, qkv, y, a, x1, h2, m]) t.dispose();
   return x2;
 }
 
@@ -81,7 +115,7 @@ export function forwardCached(model: GPT, idx: Tensor, cache: KVCache): Tensor {
     throw new ShapeError("forwardCached", `positions ${cache.length}..${cache.length + T - 1} pass blockSize ${model.config.blockSize}; reset() the cache and re-feed the last blockSize tokens`);
   }
   const k0 = cache.k[0];
-  if (k0 && k0.shape[0] !== idx.shape[0]) throw new ShapeError("forwardCached", `batch ${idx.shape[0]} differs from the cache's ${k0.shape[0]}`);
+  if (cache.length > 0 && k0 && k0.shape[0] !== idx.shape[0]) throw new ShapeError("forwardCached", `batch ${idx.shape[0]} differs from the cache's ${k0.shape[0]}`);
   return noGrad(() => {
     const pos = arange(cache.length, cache.length + T, 1, { dtype: "i32" });
     const tok = model.wte.forward(idx), pe = model.wpe.forward(pos);

@@ -81,12 +81,17 @@ export class CausalSelfAttention extends Module {
     this.proj = this.module("proj", new Linear(cfg.nEmbd, cfg.nEmbd, gptInit(cfg, true, seed())));
   }
 
+  /** The causal attention core on the qkv projection's output [B, T, 3C] → [B, T, C] (this.impl; dropout while training). */
+  attend(qkv: Tensor): Tensor {
+    const p = this.training ? this.pDrop : 0;
+    return this.impl === "fused" ? qkvAttention(qkv, this.nHead, { causal: true, dropoutP: p }) : unfusedCausalAttention(qkv, this.nHead, p);
+  }
+
   /** x [B, T, C] → [B, T, C]. Temporaries are disposed as soon as the graph no longer needs them. */
   forward(x: Tensor): Tensor {
     if (x.ndim !== 3 || x.shape[2] !== this.nEmbd) throw new ShapeError("CausalSelfAttention", `input ${fmtShape(x.shape)} must be [B, T, ${this.nEmbd}]`);
     const qkv = this.qkv.forward(x);                         // [B, T, 3C]
-    const p = this.training ? this.pDrop : 0;
-    const y = this.impl === "fused" ? qkvAttention(qkv, this.nHead, { causal: true, dropoutP: p }) : unfusedCausalAttention(qkv, this.nHead, p);
+    const y = this.attend(qkv);
     const out = this.proj.forward(y);
     qkv.dispose(); y.dispose();
     return out;

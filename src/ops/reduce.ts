@@ -1,15 +1,17 @@
-// Reduction front-ends (sum, mean, max over any axes, with keepDim), their Tensor methods and
-// backward rules, registered with the tape when this module loads. The kernels and sumToShape are
+// Reduction front-ends (sum, mean, max over any axes, with keepDim; argmax along one axis or the
+// flattened tensor), their Tensor methods and backward rules, registered with the tape when this module loads. The kernels and sumToShape are
 // in ./raw/reduce.ts.
 import { record } from "../autograd/graph.ts";
 import { registerRules, type Rules } from "../autograd/rules.ts";
 import { isGradEnabled } from "../scope.ts";
-import { defineTensorMethods, type Tensor } from "../tensor.ts";
-import { expandRaw } from "./raw/copy.ts";
+import { gpu } from "../gpu/context.ts";
+import { defineTensorMethods, Tensor } from "../tensor.ts";
+import { argmaxRowsKernel } from "../../shaders/reduce.wgsl.ts";
+import { expandRaw, permuteRaw } from "./raw/copy.ts";
 import { mapOp } from "./raw/map.ts";
 import { keptShape, reduceRaw } from "./raw/reduce.ts";
 import { ShapeError, fmtShape } from "../errors.ts";
-import { checkFloat, checkLive, normAxes, numel } from "./util.ts";
+import { checkFloat, checkLive, fdt, normAxes, numel, rowGrid } from "./util.ts";
 
 declare module "../autograd/ops.ts" {
   interface OpSaved {
@@ -48,6 +50,31 @@ export const sum = (x: Tensor, axes?: number | number[], keepDim = false) => red
 export const mean = (x: Tensor, axes?: number | number[], keepDim = false) => reduceOp("mean", x, axes, keepDim);
 /** Max over `axes` (all if omitted); its gradient is shared equally among tied maxima (torch.amax). */
 export const max = (x: Tensor, axes?: number | number[], keepDim = false) => reduceOp("max", x, axes, keepDim);
+
+/**
+ * Indices (i32) of the maximum along `axis` (torch.argmax): the first one among ties; with no axis,
+ * the index into the flattened tensor. Not differentiable. One workgroup per row (axis moved last).
+ */
+export function argmax(x: Tensor, axis?: number, keepDim = false): Tensor {
+  const op = "argmax";
+  checkLive(op, x);
+  checkFloat(op, x);
+  if (typeof keepDim !== "boolean") throw new ShapeError(op, `keepDim must be true or false, got ${String(keepDim)}`);
+  if (axis !== undefined && (!Number.isInteger(axis) || x.ndim === 0)) {
+    throw new ShapeError(op, `axis must be an integer axis of ${fmtShape(x.shape)}, got ${String(axis)}; leave it out for the flattened index`);
+  }
+  const a = axis === undefined ? -1 : normAxes(op, axis, x.ndim)[0]!;
+  const C = axis === undefined ? x.size : x.shape[a]!;
+  if (C === 0) throw new ShapeError(op, `argmax over an empty axis of ${fmtShape(x.shape)} has no answer; check the size first`);
+  const outShape = axis === undefined ? (keepDim ? x.shape.map(() => 1) : []) : keptShape(x.shape, [a], keepDim);
+  const last = axis === undefined || a === x.ndim - 1;
+  const src = last ? x : permuteRaw(op, x, [...[...Array(x.ndim).keys()].filter((i) => i !== a), a]);
+  const rows = x.size / C;
+  const out = Tensor.empty(outShape, "i32", op);
+  gpu().launcher.dispatch(argmaxRowsKernel(fdt(x)), [src.buffer(op), out.buffer(op)], rowGrid(rows), [rows, C]);
+  if (src !== x) src.dispose();
+  return out;
+}
 
 type RedOp = "sum" | "mean" | "max";
 
@@ -88,6 +115,7 @@ declare module "../tensor.ts" {
     sum(axes?: number | number[], keepDim?: boolean): Tensor;
     mean(axes?: number | number[], keepDim?: boolean): Tensor;
     max(axes?: number | number[], keepDim?: boolean): Tensor;
+    argmax(axis?: number, keepDim?: boolean): Tensor;
   }
 }
 
@@ -95,4 +123,5 @@ defineTensorMethods({
   sum(axes, keepDim = false) { return sum(this, axes, keepDim); },
   mean(axes, keepDim = false) { return mean(this, axes, keepDim); },
   max(axes, keepDim = false) { return max(this, axes, keepDim); },
+  argmax(axis, keepDim = false) { return argmax(this, axis, keepDim); },
 });

@@ -1,10 +1,13 @@
 // Sampling from a GPT: each new token reads back one row of logits (outside any training step),
-// then samples on the CPU with temperature and top-k from a seeded generator. With the KV cache
+// then samples on the CPU with temperature and top-k from a seeded generator; greedy decoding
+// (temperature 0) with the cache takes the argmax on the GPU and feeds it straight back, reading
+// each token while the next one computes. With the KV cache
 // (default) the prompt is one forward and every new token one forward of one position; once the
 // context passes blockSize the window slides (the last blockSize tokens are re-fed, as the
 // uncached path does every token), so cached and uncached sampling agree token for token.
 import type { GPT } from "../nn/gpt.ts";
 import { tensor } from "../ops/creation.ts";
+import { argmax } from "../ops/reduce.ts";
 import { Generator } from "../random.ts";
 import { noGrad } from "../scope.ts";
 import { KVCache, forwardCached } from "../nn/kv-cache.ts";
@@ -35,9 +38,9 @@ export async function generate(model: GPT, prompt: ArrayLike<number>, opts: Gene
   const wasTraining = model.training;
   model.eval();
   const cache = opts.kvCache === false ? null : new KVCache(model);
-  const lastRow = (logits: Tensor, n: number) => { const last = logits.narrow(1, n - 1, 1); logits.dispose(); return last; };
   const ids = (a: number[]) => tensor(Int32Array.from(a), [1, a.length]);
   try {
+    if (cache && temperature <= 0) return await greedyCached(model, ctx, opts.maxNewTokens, cache);
     for (let i = 0; i < opts.maxNewTokens; i++) {
       let logitsRow: Tensor;
       if (cache && i > 0 && cache.length < T) {
@@ -60,6 +63,52 @@ export async function generate(model: GPT, prompt: ArrayLike<number>, opts: Gene
   } finally {
     cache?.dispose();
     model.train(wasTraining);
+  }
+  return out;
+}
+
+/** The last position's row [B, 1, V] of logits [B, n, V]; disposes the logits. */
+function lastRow(logits: Tensor, n: number): Tensor {
+  const last = logits.narrow(1, n - 1, 1);
+  logits.dispose();
+  return last;
+}
+
+/**
+ * Greedy decoding with the KV cache, pipelined: the argmax stays on the GPU and is the next
+ * position's input, so token i + 1 is encoded and submitted while token i is still being read
+ * back (the CPU never waits on the GPU between tokens, only on a readback already under way).
+ * Past blockSize the window slides as in the sampled path, which needs the ids on the CPU first.
+ */
+async function greedyCached(model: GPT, ctx: number[], n: number, cache: KVCache): Promise<number[]> {
+  const T = model.config.blockSize;
+  const out: number[] = [];
+  let prev: Tensor | null = null;             // the previous token on the GPU [1, 1] i32
+  let reading: Promise<number> | null = null; // the same token on its way to the CPU
+  const land = async () => { if (reading) { const t = await reading; reading = null; ctx.push(t); out.push(t); } };
+  try {
+    for (let i = 0; i < n; i++) {
+      let logitsRow: Tensor;
+      if (prev && cache.length < T) logitsRow = lastRow(forwardCached(model, prev, cache), 1);
+      else {
+        await land();
+        const window = ctx.slice(-T);
+        const idx = tensor(Int32Array.from(window), [1, window.length]);
+        cache.reset();
+        logitsRow = lastRow(forwardCached(model, idx, cache), window.length);
+        idx.dispose();
+      }
+      const next = noGrad(() => argmax(logitsRow, -1));  // [1, 1]
+      logitsRow.dispose();
+      prev?.dispose();
+      prev = next;
+      const read = next.toArray().then((a) => a[0]!);
+      await land();
+      reading = read;
+    }
+    await land();
+  } finally {
+    prev?.dispose();
   }
   return out;
 }

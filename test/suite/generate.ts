@@ -57,3 +57,27 @@ test("generate: a merged SLoPe model (mergeAdapters, fused sparse kernels) decod
   assertEquals(b.join(), a.join(), "merged greedy tokens");
   trainer.dispose(); model.dispose(); merged.dispose();
 });
+
+test("forwardCached: the cache grows past its first 64 positions keeping what it holds, and reset() keeps the storage for the next prompt", async () => {
+  const model = new GPT({ ...cfg, blockSize: 80 }).eval();
+  const ids = Array.from({ length: 70 }, (_, i) => (i * 7 + 3) % cfg.vocabSize);
+  const full = ws.noGrad(() => model.forward(ws.tensor(Int32Array.from(ids), [1, ids.length])));
+  const cache = new KVCache(model);
+  const parts = [forwardCached(model, ws.tensor(Int32Array.from(ids.slice(0, 62)), [1, 62]), cache)];
+  assertEquals(cache.capacity, 64, "the first allocation");
+  for (let i = 62; i < ids.length; i++) parts.push(forwardCached(model, ws.tensor(Int32Array.from([ids[i]!]), [1, 1]), cache));
+  assertEquals(cache.capacity, 80, "doubled, capped at blockSize");
+  const got = ws.concat(parts, 1);
+  assertClose(await got.toArray(), await full.toArray(), { atol: 1e-4, rtol: 1e-4, msg: "logits across the growth" });
+  const k0 = cache.k[0];
+  cache.reset();
+  assertEquals(cache.length, 0);
+  const again = forwardCached(model, ws.tensor(Int32Array.from(ids.slice(0, 3)), [1, 3]), cache);
+  assert(cache.k[0] === k0, "reset() kept the storage");
+  const fresh = ws.noGrad(() => model.forward(ws.tensor(Int32Array.from(ids.slice(0, 3)), [1, 3])));
+  assertClose(await again.toArray(), await fresh.toArray(), { atol: 1e-4, rtol: 1e-4, msg: "a new prompt after reset()" });
+  for (const t of [full, got, again, fresh, ...parts]) t.dispose();
+  cache.dispose();
+  assertEquals(cache.capacity, 0, "dispose() frees the storage");
+  model.dispose();
+});

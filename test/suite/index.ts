@@ -11,6 +11,7 @@ import "./attention.ts";
 import "./attention-chunked.ts";
 import "./attention-units.ts";
 import "./attention-units-emulated.ts";
+import "./attention-decode.ts";
 import "./runtime.ts";
 import "./errors.ts";
 import "./hardening.ts";

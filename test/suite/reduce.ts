@@ -1,7 +1,8 @@
 // Reductions (sum, mean, max over any axes, keepDim) against the float64 reference, and their
-// backward rules by finite differences, including non-adjacent axes and large rows.
+// backward rules by finite differences, including non-adjacent axes and large rows; argmax
+// against a CPU scan (ties to the first index) along every axis and flattened.
 import * as ws from "../../src/index.ts";
-import { assertClose, assertEquals } from "../lib/assert.ts";
+import { assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
 import { reduce, randArr } from "../ref/cpu.ts";
 import { fromArr } from "../ref/convert.ts";
@@ -88,3 +89,40 @@ test("f16 sum/max over a non-last axis accumulate in f32 (R = 3000, inner = 384 
     t.dispose();
   }
 }, { needs: ["shader-f16"] });
+
+/** Indices of the first maximum along `axis` of a row-major array (undefined: flattened). */
+function refArgmax(data: ArrayLike<number>, shape: number[], axis?: number): number[] {
+  if (axis === undefined) { let b = 0; for (let i = 1; i < data.length; i++) if (data[i]! > data[b]!) b = i; return [b]; }
+  const outer = shape.slice(0, axis).reduce((a, b) => a * b, 1), n = shape[axis]!, inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const out: number[] = [];
+  for (let o = 0; o < outer; o++) for (let i = 0; i < inner; i++) {
+    let b = 0;
+    for (let k = 1; k < n; k++) if (data[(o * n + k) * inner + i]! > data[(o * n + b) * inner + i]!) b = k;
+    out.push(b);
+  }
+  return out;
+}
+
+test("argmax along every axis, flattened and with keepDim equals a CPU scan; ties go to the first index; bad input is a typed error", async () => {
+  const cases: [number[], number | undefined, boolean][] = [[[3, 700], -1, false], [[5, 7, 3], 0, false], [[5, 7, 3], 1, true], [[4, 9], undefined, false], [[4, 9], undefined, true], [[1301], 0, false]];
+  for (const [n, [shape, axis, keepDim]] of cases.entries()) {
+    const a = randArr(shape, 300 + n);
+    // coarse values: many ties, so the first-index rule is exercised
+    a.data.forEach((v, i) => { a.data[i] = Math.round(v * 3); });
+    const x = fromArr(a);
+    const y = x.argmax(axis, keepDim);
+    const norm = axis === undefined ? undefined : (axis + shape.length) % shape.length;
+    const want = norm === undefined ? (keepDim ? shape.map(() => 1) : []) : shape.flatMap((d, i) => (i === norm ? (keepDim ? [1] : []) : [d]));
+    assertEquals(y.dtype, "i32");
+    assertEquals(y.shape, want, `shape of ${shape} axis ${axis}`);
+    assertEquals(Array.from(await y.toArray()).join(), refArgmax(a.data, shape, norm).join(), `${shape} axis ${axis}`);
+    x.dispose(); y.dispose();
+  }
+  const x = ws.tensor([1, 5, 5, -2], [2, 2]);
+  assertEquals(Array.from(await ws.argmax(x, 1).toArray()).join(), "1,0");
+  await assertThrows(() => ws.argmax(ws.zeros([3, 0]), 1), ws.ShapeError, "argmax", "empty axis");
+  await assertThrows(() => ws.argmax(x, 2), ws.ShapeError, "argmax");
+  await assertThrows(() => ws.argmax(x, 0.5), ws.ShapeError, "argmax", "integer axis");
+  await assertThrows(() => ws.argmax(ws.cast(x, "i32"), 0), ws.DTypeError, "argmax");
+  x.dispose();
+});
