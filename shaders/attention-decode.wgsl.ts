@@ -25,18 +25,28 @@ export const DECODE_ATTN_MAX_HEAD_DIM = 4 * DECODE_ATTN_WG;
 export const decodeAttnCols = (D: number): 1 | 2 | 4 => (D <= DECODE_ATTN_WG ? 1 : D <= 2 * DECODE_ATTN_WG ? 2 : 4);
 
 /**
- * Bindings: qkv (read), kc (rw), vc (rw), y (rw; absent in "append"). Params: [0]=B [1]=T
- * (new positions) [2]=H [3]=D [4]=start (cached positions) [5]=capacity [6]=scale (f32 bits).
- * Grid: B·T·H workgroups, index (b·T + t)·H + h.
+ * "attend": the whole key range per workgroup, y written. "partial": the keys split into S spans
+ * of `span` (a multiple of WG) per query, each workgroup writing its unnormalised Σp·v, running
+ * max and Σp to `part` [B·T·H, S, D + 2] for attentionDecodeCombineKernel (long caches: one
+ * workgroup per head alone is latency-bound). "append": only the cache writes.
  */
-export const attentionDecodeKernel = kernelFamily("attention_decode", (dtype: F, mode: "attend" | "append", cols: 1 | 2 | 4) => {
+export type DecodeAttnMode = "attend" | "partial" | "append";
+
+/**
+ * Bindings: qkv (read), kc (rw), vc (rw), then y (rw, "attend") or part (rw f32, "partial").
+ * Params: [0]=B [1]=T (new positions) [2]=H [3]=D [4]=start (cached positions) [5]=capacity
+ * [6]=scale (f32 bits) [7]=span [8]=S ("partial"). Grid: B·T·H·S workgroups, index
+ * ((b·T + t)·H + h)·S + split; the y row of (b, t, h) is (b·T + t)·H + h (y is [B, T, H·D]).
+ */
+export const attentionDecodeKernel = kernelFamily("attention_decode", (dtype: F, mode: DecodeAttnMode, cols: 1 | 2 | 4) => {
   const WG = DECODE_ATTN_WG;
-  const attend = mode === "attend";
+  const attend = mode !== "append", partial = mode === "partial";
   const g = bindGroup([
     { name: "qkv", access: "read", type: `array<${dtype}>` },
     { name: "kc", access: "rw", type: `array<${dtype}>` },
     { name: "vc", access: "rw", type: `array<${dtype}>` },
-    attend && { name: "y", access: "rw", type: `array<${dtype}>` },
+    mode === "attend" && { name: "y", access: "rw", type: `array<${dtype}>` },
+    partial && { name: "part", access: "rw", type: "array<f32>" },
   ]);
   const R = [...Array(cols).keys()];
   // q·k over D from buffer `buf` at `kr`, four independent partial sums (the loads of a step
@@ -70,10 +80,13 @@ fn main(${MAIN_ARGS}) {
   let B = pu(0u); let T = pu(1u); let H = pu(2u); let D = pu(3u);
   let start = pu(4u); let cap = pu(5u);
   let wgi = wid.y * nwg.x + wid.x;
-  if (wgi >= B * T * H) { return; }
-  let h = wgi % H;
-  let t = (wgi / H) % T;
-  let b = wgi / (H * T);
+  let S = ${partial ? "pu(8u)" : "1u"};     // key splits per query
+  if (wgi >= B * T * H * S) { return; }
+  let split = wgi % S;
+  let row = wgi / S;                      // (b·T + t)·H + h
+  let h = row % H;
+  let t = (row / H) % T;
+  let b = row / (H * T);
   let C = H * D;
   let C3 = 3u * C;
   let rowB = b * T;                       // qkv row of the batch's first new position
@@ -81,8 +94,10 @@ fn main(${MAIN_ARGS}) {
   let head = (b * H + h) * cap;           // cache row of position 0 of this (batch, head)
   let pos = start + t;
   for (var d = lid.x; d < D; d = d + ${WG}u) {
-    kc[(head + pos) * D + d] = qkv[qb + C + d];
-    vc[(head + pos) * D + d] = qkv[qb + 2u * C + d];
+    if (split == 0u) {
+      kc[(head + pos) * D + d] = qkv[qb + C + d];
+      vc[(head + pos) * D + d] = qkv[qb + 2u * C + d];
+    }
 #if ${attend}
     qs[d] = f32(qkv[qb + d]);
 #endif
@@ -91,6 +106,8 @@ fn main(${MAIN_ARGS}) {
   workgroupBarrier();
   let scale = pf(6u);
   let n = pos + 1u;                       // keys this query sees
+  let kBeg = ${partial ? "split * pu(7u)" : "0u"};
+  let kEnd = ${partial ? "min(n, kBeg + pu(7u))" : "n"};    // this workgroup's keys (none when kBeg ≥ n)
   let G = max(1u, ${WG}u / D);            // invocation groups over the keys
   let grp = lid.x / D;
   let col = lid.x % D;
@@ -98,10 +115,10 @@ fn main(${MAIN_ARGS}) {
   var m: f32 = ${NEG_BIG};
   var s: f32 = 0.0;
   ${R.map((r) => `var a${r}: f32 = 0.0;`).join(" ")}
-  for (var c0 = 0u; c0 < n; c0 = c0 + ${WG}u) {
+  for (var c0 = kBeg; c0 < kEnd; c0 = c0 + ${WG}u) {
     let j = c0 + lid.x;
     var sc: f32 = ${NEG_BIG};
-    if (j < n) {
+    if (j < kEnd) {
       var dot: f32 = 0.0;
       if (j < start) {
         let kr = (head + j) * D;
@@ -117,7 +134,7 @@ ${treeReduce(WG, (w) => `    red[lid.x] = max(red[lid.x], red[lid.x + ${w}u]);`)
     let mNew = max(m, red[0]);
     workgroupBarrier();
     var p: f32 = 0.0;
-    if (j < n) { p = exp(sc - mNew); }
+    if (j < kEnd) { p = exp(sc - mNew); }
     ps[lid.x] = p;
     red[lid.x] = p;
 ${treeReduce(WG, (w) => `    red[lid.x] = red[lid.x] + red[lid.x + ${w}u];`)}
@@ -126,7 +143,7 @@ ${treeReduce(WG, (w) => `    red[lid.x] = red[lid.x] + red[lid.x + ${w}u];`)}
     m = mNew;
     ${R.map((r) => `a${r} = a${r} * alpha;`).join(" ")}
     if (busy) {
-      let end = min(${WG}u, n - c0);
+      let end = min(${WG}u, kEnd - c0);
       let cached = min(end, select(0u, start - c0, start > c0)); // keys below it are in the cache
       ${R.map((r) => `let d${r} = col + ${r * WG}u;`).join(" ")}
       var jj = grp;
@@ -142,19 +159,57 @@ ${pv(["jj"], qkvRow)}
     }
     workgroupBarrier();
   }
-  let yb = (rowB + t) * C + h * D;
 #if ${cols === 1}
   red[lid.x] = select(0.0, a0, busy);
   workgroupBarrier();
   if (lid.x < D) {
     var tot: f32 = 0.0;
     for (var q = 0u; q < G; q = q + 1u) { tot = tot + red[q * D + lid.x]; }
-    y[yb + lid.x] = ${dtype}(tot / s);
+    ${partial ? "part[wgi * (D + 2u) + lid.x] = tot;" : `y[row * D + lid.x] = ${dtype}(tot / s);`}
   }
 #else
-  ${R.map((r) => `if (col + ${r * WG}u < D) { y[yb + col + ${r * WG}u] = ${dtype}(a${r} / s); }`).join("\n  ")}
+  ${R.map((r) => `if (col + ${r * WG}u < D) { ${partial ? `part[wgi * (D + 2u) + col + ${r * WG}u] = a${r};` : `y[row * D + col + ${r * WG}u] = ${dtype}(a${r} / s);`} }`).join("\n  ")}
+#endif
+#if ${partial}
+  if (lid.x == 0u) { part[wgi * (D + 2u) + D] = m; part[wgi * (D + 2u) + D + 1u] = s; }
 #endif
 #endif
+}
+`;
+  return { code, group: g };
+});
+
+/**
+ * The splits of "partial" merged: y[row, d] = Σ_s e^(m_s − M)·acc_s[d] / Σ_s e^(m_s − M)·sum_s with
+ * M = max_s m_s. One workgroup per row. Bindings: part (read f32), y (rw). Params: [0]=rows [1]=S [2]=D.
+ */
+export const attentionDecodeCombineKernel = kernelFamily("attention_decode_combine", (dtype: F) => {
+  const WG = DECODE_ATTN_WG;
+  const g = bindGroup([
+    { name: "part", access: "read", type: "array<f32>" },
+    { name: "y", access: "rw", type: `array<${dtype}>` },
+  ]);
+  const code = wgsl`${enables(dtype)}
+${g.decls}
+@compute @workgroup_size(${WG})
+fn main(${MAIN_ARGS}) {
+  let row = wid.y * nwg.x + wid.x;
+  if (row >= pu(0u)) { return; }
+  let S = pu(1u); let D = pu(2u);
+  let base = row * S * (D + 2u);
+  var M: f32 = ${NEG_BIG};
+  for (var q = 0u; q < S; q = q + 1u) { M = max(M, part[base + q * (D + 2u) + D]); }
+  for (var d = lid.x; d < D; d = d + ${WG}u) {
+    var num: f32 = 0.0;
+    var den: f32 = 0.0;
+    for (var q = 0u; q < S; q = q + 1u) {
+      let o = base + q * (D + 2u);
+      let w = exp(part[o + D] - M);
+      num = num + w * part[o + d];
+      den = den + w * part[o + D + 1u];
+    }
+    y[row * D + d] = ${dtype}(num / den);
+  }
 }
 `;
   return { code, group: g };

@@ -11,18 +11,27 @@ type F = "f32" | "f16";
 export const LN_COLUMN_WORKGROUP = 256;
 
 /**
- * Forward. Bindings: x, [weight], [bias] (read), y, mean, rstd (rw; mean and rstd f32 per row).
+ * Forward. Bindings: x, [r], [weight], [bias] (read), y, mean, rstd (rw; mean and rstd f32 per
+ * row), [sum] (rw). With `residual` the row normalised is x + r (rounded to the dtype, as a
+ * separate add would), written to sum as well: a residual add and the next norm in one pass.
  * Params: [0]=rows [1]=C [2]=eps bits.
  */
-export const layerNormKernel = kernelFamily("layerNorm", (dtype: F, hasWeight: boolean, hasBias: boolean, wg: number) => {
+export const layerNormKernel = kernelFamily("layerNorm", (dtype: F, hasWeight: boolean, hasBias: boolean, wg: number, residual: boolean) => {
   const g = bindGroup([
     { name: "x", access: "read", type: `array<${dtype}>` },
+    residual && { name: "r", access: "read", type: `array<${dtype}>` },
     hasWeight && { name: "w", access: "read", type: `array<${dtype}>` },
     hasBias && { name: "b", access: "read", type: `array<${dtype}>` },
     { name: "y", access: "rw", type: `array<${dtype}>` },
     { name: "meanOut", access: "rw", type: "array<f32>" },
     { name: "rstdOut", access: "rw", type: "array<f32>" },
+    residual && { name: "sumOut", access: "rw", type: `array<${dtype}>` },
   ]);
+  // the row's element k after the first pass (which writes x + r to sumOut with residual)
+  const xv = (k: string) => (residual ? `f32(sumOut[base + ${k}])` : `f32(x[base + ${k}])`);
+  const first = residual
+    ? `let sv = ${dtype}(f32(x[base + k]) + f32(r[base + k])); sumOut[base + k] = sv; acc = acc + f32(sv);`
+    : "acc = acc + f32(x[base + k]);";
   const code = wgsl`${enables(dtype)}
 ${g.decls}
 var<workgroup> red1: array<f32, ${wg}>;
@@ -34,18 +43,18 @@ fn main(${MAIN_ARGS}) {
   let C = pu(1u);
   let base = row * C;
   var acc: f32 = 0.0;
-  for (var k = lid.x; k < C; k = k + ${wg}u) { acc = acc + f32(x[base + k]); }
+  for (var k = lid.x; k < C; k = k + ${wg}u) { ${first} }
   red1[lid.x] = acc;
 ${sumReduce(wg, "red1")}
   let mean = red1[0] / f32(C);
   var acc2: f32 = 0.0;
-  for (var k = lid.x; k < C; k = k + ${wg}u) { let d = f32(x[base + k]) - mean; acc2 = acc2 + d * d; }
+  for (var k = lid.x; k < C; k = k + ${wg}u) { let d = ${xv("k")} - mean; acc2 = acc2 + d * d; }
   red2[lid.x] = acc2;
 ${sumReduce(wg, "red2")}
   let rstd = inverseSqrt(red2[0] / f32(C) + pf(2u));
   if (lid.x == 0u) { meanOut[row] = mean; rstdOut[row] = rstd; }
   for (var k = lid.x; k < C; k = k + ${wg}u) {
-    var v = (f32(x[base + k]) - mean) * rstd;
+    var v = (${xv("k")} - mean) * rstd;
 #if ${hasWeight}
     v = v * f32(w[k]);
 #endif

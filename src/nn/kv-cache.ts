@@ -3,11 +3,13 @@
 // forward over the whole prefix. A decode step's attention is one kernel per layer
 // (src/ops/attention-decode.ts: the new key and value written into the cache in place, the query
 // attended over it, heads merged) — the unfused form (permute, split, concat of the whole cache,
-// q·Kᵀ, scale, softmax, ·V, merge) took 13 dispatches and copied the cache every token. The
+// q·Kᵀ, scale, softmax, ·V, merge) took 13 dispatches and copied the cache every token; each
+// residual add runs inside the norm that follows it (addLayerNorm), 7 dispatches a block. The
 // projections go through the layers' own forward, so a pruned or merged SLoPe model
 // (mergeAdapters) decodes with its fused sparse kernels. Inference only (no autograd, no dropout).
 import { ShapeError, WebslopeError, fmtShape } from "../errors.ts";
 import { kvCacheAppend, kvCacheAttention } from "../ops/attention-decode.ts";
+import { addLayerNorm } from "../ops/layernorm.ts";
 import { arange } from "../ops/creation.ts";
 import { matmul } from "../ops/matmul.ts";
 import { stridedCopy } from "../ops/raw/copy.ts";
@@ -16,6 +18,7 @@ import { keep, noGrad } from "../scope.ts";
 import type { DType } from "../dtype.ts";
 import { Tensor } from "../tensor.ts";
 import type { GPT } from "./gpt.ts";
+import type { LayerNorm } from "./layers.ts";
 import type { Block } from "./transformer.ts";
 
 /** The smallest capacity allocated (positions); capacities are powers of two (a long prompt takes its own at once), capped at blockSize. */
@@ -79,26 +82,26 @@ export class KVCache {
 }
 
 /**
- * One block on new positions: writes their keys and values into the cache, attends over cached +
- * new keys (a decode step in one kernel; a prefill through the block's own causal attention on the
- * same qkv), then the MLP.
+ * One block on new positions, given its input x (the residual stream) and h = ln1(x): writes the
+ * new keys and values into the cache, attends over cached + new keys (a decode step in one kernel;
+ * a prefill through the block's own causal attention on the same qkv), then the MLP. Each residual
+ * add is fused with the norm after it (ln2, then `next`: the next block's ln1 or the final norm),
+ * so a block is seven dispatches. Returns [x2, next(x2)].
  */
-function blockStep(b: Block, i: number, x: Tensor, cache: KVCache): Tensor {
+function blockStep(b: Block, i: number, x: Tensor, h: Tensor, next: LayerNorm, cache: KVCache): [Tensor, Tensor] {
   const [B, T, C] = x.shape as [number, number, number];
   const H = b.attn.nHead, D = C / H, start = cache.length;
-  const h1 = b.ln1.forward(x);
-  const qkv = b.attn.qkv.forward(h1);
+  const qkv = b.attn.qkv.forward(h);
   const [kc, vc] = cache.reserve(i, B, H, D, start + T, qkv.dtype);
   let y: Tensor;
   if (start === 0) { kvCacheAppend(qkv, kc, vc, 0, H); y = b.attn.attend(qkv); }
   else y = kvCacheAttention(qkv, kc, vc, start, H);
   const a = b.attn.proj.forward(y);
-  const x1 = x.add(a);
-  const h2 = b.ln2.forward(x1);
+  const [x1, h2] = addLayerNorm(x, a, b.ln2.weight, b.ln2.bias, b.ln2.eps);
   const m = b.mlp.forward(h2);
-  const x2 = x1.add(m);
-  for (const t of [h1, qkv, y, a, x1, h2, m]) t.dispose();
-  return x2;
+  const out = addLayerNorm(x1, m, next.weight, next.bias, next.eps);
+  for (const t of [qkv, y, a, x1, h2, m]) t.dispose();
+  return out;
 }
 
 /**
@@ -121,8 +124,13 @@ export function forwardCached(model: GPT, idx: Tensor, cache: KVCache): Tensor {
     const tok = model.wte.forward(idx), pe = model.wpe.forward(pos);
     let x = tok.add(pe);
     for (const t of [pos, tok, pe]) t.dispose();
-    model.blocks.forEach((b, i) => { const y = blockStep(b, i, x, cache); x.dispose(); x = y; });
-    const h = model.lnF.forward(x);
+    const blocks = model.blocks;
+    let h = blocks.length ? blocks[0]!.ln1.forward(x) : model.lnF.forward(x);
+    blocks.forEach((b, i) => {
+      const [x2, h2] = blockStep(b, i, x, h, blocks[i + 1]?.ln1 ?? model.lnF, cache);
+      x.dispose(); h.dispose();
+      x = x2; h = h2;
+    });
     x.dispose();
     const logits = matmul(h, model.wte.weight, { transB: true });
     h.dispose();

@@ -1,17 +1,27 @@
 // Attention over a KV cache for decoding (shaders/attention-decode.wgsl.ts): new positions'
 // queries, keys and values are read in place from the qkv projection's [B, T, 3C] output, their
 // keys and values written into the cache [B, H, capacity, D] at positions start..start+T-1, and
-// y [B, T, C] returned — one dispatch where the unfused decode took thirteen. Inference only
+// y [B, T, C] returned — one dispatch where the unfused decode took thirteen (two past
+// DECODE_ATTN_SPAN keys: the keys split across workgroups, then merged). Inference only
 // (no autograd). `kvCacheAppend` writes the cache and attends nothing (a prefill, whose causal
 // attention the flash kernel of ./attention.ts does on the same qkv).
 import { DTypeError, ShapeError, fmtShape } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
 import { f32bits } from "../gpu/launcher.ts";
 import { Tensor } from "../tensor.ts";
-import { DECODE_ATTN_MAX_HEAD_DIM, attentionDecodeKernel, decodeAttnCols } from "../../shaders/attention-decode.wgsl.ts";
+import {
+  DECODE_ATTN_MAX_HEAD_DIM, DECODE_ATTN_WG, attentionDecodeCombineKernel, attentionDecodeKernel, decodeAttnCols,
+} from "../../shaders/attention-decode.wgsl.ts";
 import { checkFloat, checkLive, fdt, rowGrid } from "./util.ts";
 
 export { DECODE_ATTN_MAX_HEAD_DIM };
+
+/**
+ * Keys per workgroup once a query sees more than this many: one chunk of the kernel. Past it the
+ * keys split across workgroups and a second dispatch merges them (at gpt2 with 930 cached keys,
+ * one workgroup per head took 75 µs a layer on the H200, latency-bound).
+ */
+export const DECODE_ATTN_SPAN = DECODE_ATTN_WG;
 
 interface Geometry { B: number; T: number; H: number; D: number; cap: number }
 
@@ -44,9 +54,18 @@ function check(op: string, qkv: Tensor, kCache: Tensor, vCache: Tensor, start: n
 
 function launch(op: string, qkv: Tensor, kCache: Tensor, vCache: Tensor, start: number, g: Geometry, y: Tensor | null): void {
   if (g.B * g.T === 0) return;
-  const kernel = attentionDecodeKernel(fdt(qkv), y ? "attend" : "append", decodeAttnCols(g.D));
-  const buffers = [qkv.buffer(op), kCache.buffer(op), vCache.buffer(op), ...(y ? [y.buffer(op)] : [])];
-  gpu().launcher.dispatch(kernel, buffers, rowGrid(g.B * g.T * g.H), [g.B, g.T, g.H, g.D, start, g.cap, f32bits(1 / Math.sqrt(g.D))]);
+  const { B, T, H, D } = g;
+  const cols = decodeAttnCols(D), dt = fdt(qkv), L = gpu().launcher;
+  const p = [B, T, H, D, start, g.cap, f32bits(1 / Math.sqrt(D))];
+  const io = [qkv.buffer(op), kCache.buffer(op), vCache.buffer(op)];
+  if (!y) { L.dispatch(attentionDecodeKernel(dt, "append", cols), io, rowGrid(B * T * H), p); return; }
+  const S = Math.ceil((start + T) / DECODE_ATTN_SPAN);
+  if (S <= 1) { L.dispatch(attentionDecodeKernel(dt, "attend", cols), [...io, y.buffer(op)], rowGrid(B * T * H), p); return; }
+  // a long cache: the keys split across S workgroups per query, then merged
+  const part = Tensor.empty([B * T * H, S, D + 2], "f32", op);
+  L.dispatch(attentionDecodeKernel(dt, "partial", cols), [...io, part.buffer(op)], rowGrid(B * T * H * S), [...p, DECODE_ATTN_SPAN, S]);
+  L.dispatch(attentionDecodeCombineKernel(dt), [part.buffer(op), y.buffer(op)], rowGrid(B * T * H), [B * T * H, S, D]);
+  part.dispose();
 }
 
 /**

@@ -1,5 +1,7 @@
 // Fused layer normalisation over the last axis (shaders/layernorm.wgsl.ts): one workgroup per row
-// forward and for dX; the weight and bias gradients as chunked column sums. Registers its rule.
+// forward and for dX; the weight and bias gradients as chunked column sums. addLayerNorm folds
+// the residual add before a norm into the same pass when no gradient is recorded (decoding).
+// Registers its rule.
 import { record } from "../autograd/graph.ts";
 import type { OpSaved } from "../autograd/ops.ts";
 import { registerRules, type Rules } from "../autograd/rules.ts";
@@ -12,7 +14,8 @@ import { rowWorkgroup } from "../../shaders/softmax.wgsl.ts";
 import { LN_COLUMN_WORKGROUP, layerNormBackwardKernel, layerNormKernel, layerNormParamGradKernel } from "../../shaders/layernorm.wgsl.ts";
 import { mapOp } from "./raw/map.ts";
 import { reduceInto } from "./raw/reduce.ts";
-import { type F, checkFloat, checkLive, fdt, grid1d, rowGrid } from "./util.ts";
+import { add } from "./elementwise.ts";
+import { type F, checkFloat, checkLive, fdt, grid1d, rowGrid, sameShape } from "./util.ts";
 
 declare module "../autograd/ops.ts" {
   interface OpSaved {
@@ -27,6 +30,58 @@ declare module "../autograd/ops.ts" {
  */
 export function layerNorm(x: Tensor, weight: Tensor | null = null, bias: Tensor | null = null, eps = 1e-5): Tensor {
   const op = "layerNorm";
+  checkArgs(op, x, weight, bias);
+  const rows = rowsOf(x);
+  const y = Tensor.empty(x.shape, x.dtype, op);
+  const mean = Tensor.empty([rows], "f32", op), rstd = Tensor.empty([rows], "f32", op);
+  const bufs = [x.buffer(op)];
+  if (weight) bufs.push(weight.buffer(op));
+  if (bias) bufs.push(bias.buffer(op));
+  bufs.push(y.buffer(op), mean.buffer(op), rstd.buffer(op));
+  if (rows > 0) {
+    gpu().launcher.dispatch(layerNormKernel(fdt(x), !!weight, !!bias, rowWorkgroup(x.shape.at(-1)!), false), bufs, rowGrid(rows), [rows, x.shape.at(-1)!, f32bits(eps)]);
+  }
+  if (isGradEnabled()) {
+    record(op, [x, weight, bias], y, { eps, hasWeight: !!weight, hasBias: !!bias }, { x, mean, rstd, weight: weight ?? undefined });
+  }
+  mean.dispose(); rstd.dispose();
+  return y;
+}
+
+/**
+ * [s, layerNorm(s)] with s = x + r (same shape): a residual add and the norm that follows it, in
+ * one pass when nothing records gradients (decoding); with autograd on, the add and layerNorm
+ * ops themselves, so the backward is theirs.
+ */
+export function addLayerNorm(x: Tensor, r: Tensor, weight: Tensor | null = null, bias: Tensor | null = null, eps = 1e-5): [Tensor, Tensor] {
+  const op = "addLayerNorm";
+  checkArgs(op, x, weight, bias);
+  checkLive(op, r);
+  if (!sameShape(x.shape, r.shape) || r.dtype !== x.dtype) {
+    throw new ShapeError(op, `x ${x.dtype} ${fmtShape(x.shape)} and the residual ${r.dtype} ${fmtShape(r.shape)} must match in shape and dtype`);
+  }
+  if (isGradEnabled() && [x, r, weight, bias].some((t) => t?.requiresGrad)) {
+    const s = add(x, r);
+    return [s, layerNorm(s, weight, bias, eps)];
+  }
+  const rows = rowsOf(x), C = x.shape.at(-1)!;
+  const s = Tensor.empty(x.shape, x.dtype, op), y = Tensor.empty(x.shape, x.dtype, op);
+  const mean = Tensor.empty([rows], "f32", op), rstd = Tensor.empty([rows], "f32", op);
+  const bufs = [x.buffer(op), r.buffer(op)];
+  if (weight) bufs.push(weight.buffer(op));
+  if (bias) bufs.push(bias.buffer(op));
+  bufs.push(y.buffer(op), mean.buffer(op), rstd.buffer(op), s.buffer(op));
+  if (rows > 0) gpu().launcher.dispatch(layerNormKernel(fdt(x), !!weight, !!bias, rowWorkgroup(C), true), bufs, rowGrid(rows), [rows, C, f32bits(eps)]);
+  mean.dispose(); rstd.dispose();
+  return [s, y];
+}
+
+function rowsOf(x: Tensor): number {
+  const C = x.shape[x.ndim - 1]!;
+  return C === 0 ? 0 : x.size / C;
+}
+
+function checkArgs(op: string, x: Tensor, weight: Tensor | null, bias: Tensor | null): void {
   checkLive(op, x, weight, bias);
   checkFloat(op, x);
   if (x.ndim < 1) throw new ShapeError(op, `needs at least one axis to normalise, got a scalar ${fmtShape(x.shape)}`);
@@ -40,21 +95,6 @@ export function layerNorm(x: Tensor, weight: Tensor | null = null, bias: Tensor 
       throw new DTypeError(op, `${name} is ${t.dtype} ${fmtShape(t.shape)}, the input ${x.dtype} ${fmtShape(x.shape)}; convert one with .to("${x.dtype}")`);
     }
   }
-  const rows = C === 0 ? 0 : x.size / C;
-  const y = Tensor.empty(x.shape, x.dtype, op);
-  const mean = Tensor.empty([rows], "f32", op), rstd = Tensor.empty([rows], "f32", op);
-  const bufs = [x.buffer(op)];
-  if (weight) bufs.push(weight.buffer(op));
-  if (bias) bufs.push(bias.buffer(op));
-  bufs.push(y.buffer(op), mean.buffer(op), rstd.buffer(op));
-  if (rows > 0) {
-    gpu().launcher.dispatch(layerNormKernel(fdt(x), !!weight, !!bias, rowWorkgroup(C)), bufs, rowGrid(rows), [rows, C, f32bits(eps)]);
-  }
-  if (isGradEnabled()) {
-    record(op, [x, weight, bias], y, { eps, hasWeight: !!weight, hasBias: !!bias }, { x, mean, rstd, weight: weight ?? undefined });
-  }
-  mean.dispose(); rstd.dispose();
-  return y;
 }
 
 /** Most rows one invocation of the parameter-gradient kernel sums (its loop bound). */

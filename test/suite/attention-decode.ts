@@ -3,9 +3,10 @@
 // tokens), the cache holds the new keys and values at their positions afterwards and nothing past
 // them is touched. Odd shapes: head dims 5 and 300 (two columns per invocation), one and three
 // heads, B = 2, several new positions at once (causal among themselves), 256 and 257 keys (one
-// chunk exactly, one key into the next), an exactly full cache. Bad input is refused before any write.
+// span exactly; one key into a second, split across workgroups and merged), three spans, a span
+// empty for one query, an exactly full cache. Bad input is refused before any write.
 import * as ws from "../../src/index.ts";
-import { kvCacheAppend, kvCacheAttention } from "../../src/ops/attention-decode.ts";
+import { DECODE_ATTN_SPAN, kvCacheAppend, kvCacheAttention } from "../../src/ops/attention-decode.ts";
 import { assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
 import { test } from "../lib/harness.ts";
 import { type Arr, arr, randArr } from "../ref/cpu.ts";
@@ -50,6 +51,8 @@ const CASES: Case[] = [
   { B: 1, H: 2, D: 16, start: 255, T: 1, cap: 260 }, // 256 keys: one chunk exactly
   { B: 1, H: 1, D: 16, start: 256, T: 1, cap: 257 }, // 257 keys: one into the second chunk
   { B: 1, H: 1, D: 300, start: 6, T: 2, cap: 9 },    // head dim over the workgroup: two columns per invocation
+  { B: 2, H: 3, D: 5, start: 254, T: 4, cap: 300 },  // keys split in two spans and merged; the first query's second span is empty
+  { B: 1, H: 1, D: 300, start: 520, T: 1, cap: 521 }, // three spans at two columns per invocation
 ];
 
 test(`kvCacheAttention: new positions' outputs and the written cache equal the float64 reference at ${CASES.length} odd shapes`, async () => {
@@ -58,7 +61,9 @@ test(`kvCacheAttention: new positions' outputs and the written cache equal the f
     const r = reference(c, 40 + n);
     const qkv = fromArr(rows(r.full, c.start, r.S));
     const kc = fromArr(cacheOf(r.k, c, c.start)), vc = fromArr(cacheOf(r.v, c, c.start));
+    const d0 = ws.gpu().launcher.stats.dispatches;
     const y = kvCacheAttention(qkv, kc, vc, c.start, c.H);
+    assertEquals(ws.gpu().launcher.stats.dispatches - d0, r.S > DECODE_ATTN_SPAN ? 2 : 1, `${msg} dispatches (split and merged past one span)`);
     assertEquals(y.shape, [c.B, c.T, r.C]);
     assertClose(await y.toArray(), rows(r.y, c.start, r.S).data, { rtol: 1e-4, atol: 1e-5, msg: `${msg} y` });
     assertClose(await kc.toArray(), cacheOf(r.k, c, r.S).data, { rtol: 0, atol: 0, msg: `${msg} keys` });

@@ -7,6 +7,7 @@ import { test } from "../lib/harness.ts";
 import { type Arr, arr, permute, randArr, softmax as refSoftmax } from "../ref/cpu.ts";
 import { fromArr } from "../ref/convert.ts";
 import { gradCheck } from "../ref/gradcheck.ts";
+import { addLayerNorm } from "../../src/ops/layernorm.ts";
 import { crossEntropy as refCrossEntropy, embedding as refEmbedding, layerNorm as refLayerNorm } from "../ref/nn.ts";
 
 const i32 = (data: number[], shape: number[]) => ws.tensor(Int32Array.from(data), shape);
@@ -143,6 +144,30 @@ test("layerNorm: forward matches float64 with and without weight/bias (C = 1, 8,
     assertClose(await y.toArray(), refLayerNorm(a, w, b).data, { rtol: 1e-4, atol: 1e-5, msg: `${shape} w=${hw} b=${hb}` });
     y.dispose();
   }
+});
+
+test("addLayerNorm: [x + r, layerNorm(x + r)] in one pass equals float64 (C = 1, 8, 33, 300, 1000), and with autograd on its gradients are add's and layerNorm's", async () => {
+  const cases: [number[], boolean][] = [[[4, 1], true], [[5, 8], true], [[2, 3, 33], false], [[3, 300], true], [[1, 1, 1000], true]];
+  for (const [i, [shape, hw]] of cases.entries()) {
+    const C = shape.at(-1)!;
+    const xa = randArr(shape, 400 + i, -3, 3), ra = randArr(shape, 410 + i, -3, 3);
+    const w = hw ? randArr([C], 420 + i, 0.5, 2) : null, b = hw ? randArr([C], 430 + i, -1, 1) : null;
+    const sum = arr(shape, xa.data.map((v, k) => v + ra.data[k]!));
+    const ins = [fromArr(xa), fromArr(ra), w && fromArr(w), b && fromArr(b)] as const;
+    const d0 = ws.gpu().launcher.stats.dispatches;
+    const [s, y] = ws.noGrad(() => addLayerNorm(ins[0], ins[1], ins[2], ins[3]));
+    assertEquals(ws.gpu().launcher.stats.dispatches - d0, 1, "one kernel");
+    for (const t of ins) t?.dispose();
+    assertClose(await s.toArray(), sum.data, { rtol: 1e-6, atol: 1e-6, msg: `${shape} sum` });
+    assertClose(await y.toArray(), refLayerNorm(sum, w, b).data, { rtol: 1e-4, atol: 1e-5, msg: `${shape} norm` });
+    s.dispose(); y.dispose();
+  }
+  const xa = randArr([3, 7], 440, -2, 2), ra = randArr([3, 7], 441, -2, 2), wa = randArr([7], 442, 0.5, 2), ba = randArr([7], 443, -1, 1);
+  const ref = ([x, r, w, b]: Arr[]) => refLayerNorm(arr(x!.shape, x!.data.map((v, k) => v + r!.data[k]!)), w!, b!);
+  await gradCheck({ inputs: [xa, ra, wa, ba], gpu: ([x, r, w, b]) => { const [s, y] = addLayerNorm(x!, r!, w!, b!); s.dispose(); return y; }, ref });
+  const x = ws.zeros([2, 4]);
+  await assertThrows(() => addLayerNorm(x, ws.zeros([2, 3])), ws.ShapeError, "addLayerNorm", "[2, 3]");
+  x.dispose();
 });
 
 test("layerNorm: eps is honoured (a constant row gives bias; large eps shrinks the output)", async () => {
