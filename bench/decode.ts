@@ -8,7 +8,7 @@
 //     row and taking the argmax on the CPU, as generate() does; median over --reps repetitions
 //     after a warm-up of whole generate() calls.
 //   - pipe: the same N steps as generate()'s greedy path runs them: the argmax on the GPU fed
-//     straight back as the next input, each token read back while the next one computes.
+//     straight back as the next input, up to 8 tokens in flight before the oldest readback is awaited.
 //   - gpu: the same N positions submitted without awaiting (fixed token ids, no readback), one
 //     forced completion at the end: the GPU time of a step without the per-token readback.
 // Correctness guard (printed and in the JSON): the merged model's greedy tokens against the
@@ -24,6 +24,7 @@ import * as ws from "../src/index.ts";
 import { forwardCached, GPT, KVCache, SparseLinear } from "../src/nn/index.ts";
 import { addLazyAdapters, mergeAdapters, pruneModel } from "../src/slope/index.ts";
 import { generate } from "../src/train/index.ts";
+import { GREEDY_PIPELINE_DEPTH } from "../src/train/generate.ts";
 import { exit, flags, runtimeGpu, writeText } from "./env.ts";
 import { median, now, randomF32 } from "./timing.ts";
 
@@ -90,7 +91,7 @@ async function decodeLoop(model: GPT, prompt: number[], n: number): Promise<{ to
   }
 }
 
-/** generate()'s greedy path: the prompt (untimed), then N steps with the argmax kept on the GPU as the next input and each token read during the next step. */
+/** generate()'s greedy path: the prompt (untimed), then N steps with the argmax kept on the GPU as the next input and up to GREEDY_PIPELINE_DEPTH tokens in flight before the oldest is awaited. */
 async function decodePipe(model: GPT, prompt: number[], n: number): Promise<{ tokens: number[]; ms: number }> {
   const cache = new KVCache(model);
   try {
@@ -103,17 +104,16 @@ async function decodePipe(model: GPT, prompt: number[], n: number): Promise<{ to
     last.dispose();
     const tokens = [((await prev.toArray()) as Int32Array)[0]!];
     const t0 = now();
-    let reading: Promise<number> | null = null;
+    const reading: Promise<number>[] = [];
     for (let i = 0; i < n; i++) {
       const lg = forwardCached(model, prev, cache);
       const next = ws.argmax(lg, -1);
       lg.dispose(); prev.dispose();
       prev = next;
-      const r = next.toArray().then((a) => a[0]!);
-      if (reading) tokens.push(await reading);
-      reading = r;
+      reading.push(next.toArray().then((a) => a[0]!));
+      while (reading.length > GREEDY_PIPELINE_DEPTH - 1) tokens.push(await reading.shift()!);
     }
-    if (reading) tokens.push(await reading);
+    while (reading.length) tokens.push(await reading.shift()!);
     const ms = now() - t0;
     prev.dispose();
     return { tokens, ms };

@@ -50,6 +50,7 @@
 #   lowrank-decode  bench/lowrank.ts at d = 768, 2048, M = 1 and 8: the merged layer in one dispatch (fused decode) against its unfused form and the dense layer, Dawn
 #   deno-decode  sparse-decode (d = 768), lowrank-decode (d = 768) and decode (gpt2) under Deno (wgpu)
 #   deno-model-decode  decode (gpt2 and small, 5 reps) alone under Deno (wgpu)
+#   deno-decode-long   decode-long under Deno (wgpu)
 #   train-now / torch-now  bench/train.ts small + gpt2 (dense, SLoPe; f32, mixed-f16) and PyTorch's figures for them
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -143,6 +144,7 @@ for s in "$@"; do
       sec deno-lowrank-decode 60 deno run -A .bench-dist/lowrank.mjs --d 768 --m 1,8 --json "$out/lowrank-decode-wgpu.json"
       sec deno-decode 120 deno run -A .bench-dist/decode.mjs --configs gpt2 --reps 3 --json "$out/decode-wgpu.json" ;;
     deno-model-decode) sec deno-model-decode 150 deno run -A .bench-dist/decode.mjs --configs gpt2,small --reps 5 --json "$out/decode-wgpu.json" ;;
+    deno-decode-long) sec deno-decode-long 150 deno run -A .bench-dist/decode.mjs --configs gpt2 --prompt 900 --reps 3 --profile --json "$out/decode-long-wgpu.json" ;;
     train-rules) sec train-rules 150 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense,slope --precision mixed-f16 --mu-rule 192:0,192:0.85,128:0.85 --batches 3 --json "$out/train-dawn-rules.json" ;;
     units-auto) sec units-auto 120 node .bench-dist/matmul-units.mjs --mu-rule 192:0.85 --tiles 128x256s8p,256x128s8p,128x128s8d2p --json "$out/matmul-units-auto.json" ;;
     units-rules) sec units-rules 110 node .bench-dist/matmul-units.mjs --mu-rule 192:0,192:0.85,128:0.85 --tiles 128x256s8,256x128s8,128x128s4,128x128s8,128x64s4,128x256s8h --json "$out/matmul-units-rules.json" ;;
