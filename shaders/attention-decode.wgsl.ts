@@ -8,8 +8,10 @@
 // column with the workgroup split into WG / D groups of D columns (coalesced V rows). y is
 // written as [B, T, C] (heads concatenated), the layout the output projection reads. This
 // replaces the unfused decode's permute, split, two concats, q·Kᵀ, scale, softmax, ·V and head
-// merge (13 dispatches per layer). Mode "append" only writes the cache (the prefill, whose
-// attention the flash kernel does).
+// merge (13 dispatches per layer). Past one span of keys ("partial") the keys split across
+// workgroups, each writing its running (max, Σp, Σp·v), merged by attentionDecodeCombineKernel:
+// one workgroup per head alone was latency-bound on a long cache. Mode "append" only writes the
+// cache (the prefill, whose attention the flash kernel does).
 import { wgsl } from "wgsl-preprocessor/wgsl-preprocessor.js";
 import { bindGroup, enables, kernelFamily, MAIN_ARGS } from "./kernel.ts";
 import { NEG_BIG, treeReduce } from "./softmax.wgsl.ts";
