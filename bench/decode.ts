@@ -27,6 +27,7 @@ import { generate } from "../src/train/index.ts";
 import { GREEDY_PIPELINE_DEPTH } from "../src/train/generate.ts";
 import { exit, flags, runtimeGpu, writeText } from "./env.ts";
 import { median, now, randomF32 } from "./timing.ts";
+import { fillKernel } from "../shaders/fill.wgsl.ts";
 
 /** bench/train.ts's shapes (heads of 64); `tiny` is --quick's. */
 const CONFIGS = {
@@ -47,6 +48,8 @@ interface Row {
   pipeMsPerToken: number; pipeTokensPerS: number; pipeRepsMs: number[];
   /** Median over reps of N decode positions submitted without readback and one await, per position. */
   gpuMsPerToken: number; gpuTokensPerS: number; gpuRepsMs: number[];
+  /** Median over reps of the host's share of a GPU-only position (its forwardCached call), its dispatches, and the host µs per dispatch. */
+  hostMsPerToken: number; dispatchesPerToken: number; hostUsPerDispatch: number;
   /** dense ms / this ms (1 for dense). */
   loopSpeedup: number; pipeSpeedup: number; gpuSpeedup: number;
   /** --profile: one decode position's GPU time per op and kernel family. */
@@ -122,8 +125,12 @@ async function decodePipe(model: GPT, prompt: number[], n: number): Promise<{ to
   }
 }
 
-/** The same N positions with no readback: every step submitted, one forced completion. Returns ms. */
-async function decodeGpu(model: GPT, prompt: number[], n: number, token: number): Promise<number> {
+/**
+ * The same N positions with no readback: every step submitted, one forced completion. Returns
+ * the ms, and the host's share: the summed time of the forwardCached calls themselves (encoding
+ * and submitting, the GPU running behind) and the dispatches they recorded.
+ */
+async function decodeGpu(model: GPT, prompt: number[], n: number, token: number): Promise<{ ms: number; hostMs: number; dispatches: number }> {
   const ctx = ws.gpu();
   const cache = new KVCache(model);
   try {
@@ -132,12 +139,14 @@ async function decodeGpu(model: GPT, prompt: number[], n: number, token: number)
     idx.dispose();
     await ctx.sync();
     const one = ids([token]);
+    const d0 = ctx.launcher.stats.dispatches;
+    let hostMs = 0;
     const t0 = now();
-    for (let i = 0; i < n; i++) forwardCached(model, one, cache).dispose();
+    for (let i = 0; i < n; i++) { const h0 = now(); forwardCached(model, one, cache).dispose(); hostMs += now() - h0; }
     await ctx.sync();
     const ms = now() - t0;
     one.dispose();
-    return ms;
+    return { ms, hostMs, dispatches: ctx.launcher.stats.dispatches - d0 };
   } finally {
     cache.dispose();
   }
@@ -166,6 +175,24 @@ async function sequenceLogits(model: GPT, seq: number[]): Promise<Float32Array> 
   return out;
 }
 
+const FLOOR_DISPATCHES = 4000;
+
+/** µs of host time per launcher.dispatch with nothing else around it: the engine's own share of a dispatch. */
+async function launcherFloor(): Promise<number> {
+  const ctx = ws.gpu();
+  const buf = ws.zeros([64]);
+  const k = fillKernel("f32", false);
+  const b = [buf.buffer()];
+  for (let i = 0; i < 200; i++) ctx.launcher.dispatch(k, b, [1], [64, 0]);
+  await ctx.sync();
+  const t0 = now();
+  for (let i = 0; i < FLOOR_DISPATCHES; i++) ctx.launcher.dispatch(k, b, [1], [64, 0]);
+  const us = ((now() - t0) * 1000) / FLOOR_DISPATCHES;
+  await ctx.sync();
+  buf.dispose();
+  return us;
+}
+
 async function measure(model: GPT, prompt: number[], o: { tokens: number; reps: number; warmupMs: number; profile: boolean }) {
   model.eval();
   // warm-up: whole generate() calls (compiles the pipelines; the H200 idles at a low clock)
@@ -173,7 +200,8 @@ async function measure(model: GPT, prompt: number[], o: { tokens: number; reps: 
   let reference: number[] = [];
   do reference = await generate(model, prompt, { maxNewTokens: o.tokens + 1, temperature: 0 });
   while (now() - t0 < o.warmupMs);
-  const loop: number[] = [], pipe: number[] = [], gpu: number[] = [];
+  const loop: number[] = [], pipe: number[] = [], gpu: number[] = [], host: number[] = [];
+  let dispatches = 0;
   let tokens: number[] = [], piped: number[] = [];
   for (let r = 0; r < o.reps; r++) {
     const d = await decodeLoop(model, prompt, o.tokens);
@@ -182,12 +210,15 @@ async function measure(model: GPT, prompt: number[], o: { tokens: number; reps: 
     const p = await decodePipe(model, prompt, o.tokens);
     pipe.push(p.ms / o.tokens);
     piped = p.tokens;
-    gpu.push((await decodeGpu(model, prompt, o.tokens, reference[0]!)) / o.tokens);
+    const g = await decodeGpu(model, prompt, o.tokens, reference[0]!);
+    gpu.push(g.ms / o.tokens);
+    host.push(g.hostMs / o.tokens);
+    dispatches = g.dispatches / o.tokens;
   }
   const same = (a: number[]) => a.length === reference.length && a.every((t, i) => t === reference[i]);
   const matches = same(tokens) && same(piped);
   const profile = o.profile ? await profileStep(model, prompt, reference[0]!) : null;
-  return { loop, pipe, gpu, tokens: reference, matches, profile };
+  return { loop, pipe, gpu, host, dispatches, tokens: reference, matches, profile };
 }
 
 async function runConfig(name: ConfigName, f: { vocab: number; prompt: number; tokens: number; reps: number; warmupMs: number; rankFraction: number; seed: number; profile: boolean }) {
@@ -204,7 +235,8 @@ async function runConfig(name: ConfigName, f: { vocab: number; prompt: number; t
     const r = results.get(v)!;
     const reps = (a: number[]) => a.map((x) => x.toFixed(2)).join(" ");
     console.log(`${name} ${v}${r.rank ? ` (r = ${r.rank})` : ""}: loop ${median(r.loop).toFixed(3)} ms/token, pipe ${median(r.pipe).toFixed(3)}, ` +
-      `gpu ${median(r.gpu).toFixed(3)} (reps: ${reps(r.loop)} | ${reps(r.pipe)} | ${reps(r.gpu)})`);
+      `gpu ${median(r.gpu).toFixed(3)} (reps: ${reps(r.loop)} | ${reps(r.pipe)} | ${reps(r.gpu)}); host ${median(r.host).toFixed(3)} ms for ` +
+      `${r.dispatches} dispatches (${((1000 * median(r.host)) / r.dispatches).toFixed(1)} µs each)`);
     if (r.profile) console.log(`\nprofile of one ${name} ${v} decode position (${ws.gpu().info.adapterName}):\n${r.profile.table({ top: 15 })}\n`);
   };
 
@@ -252,6 +284,7 @@ async function runConfig(name: ConfigName, f: { vocab: number; prompt: number; t
       config: name, variant, ...c, vocabSize: f.vocab, rank: r.rank, prompt: f.prompt, tokens: f.tokens,
       loopMsPerToken: loopMs, loopTokensPerS: 1000 / loopMs, loopRepsMs: r.loop,
       pipeMsPerToken: pipeMs, pipeTokensPerS: 1000 / pipeMs, pipeRepsMs: r.pipe,
+      hostMsPerToken: median(r.host), dispatchesPerToken: r.dispatches, hostUsPerDispatch: (1000 * median(r.host)) / r.dispatches,
       gpuMsPerToken: gpuMs, gpuTokensPerS: 1000 / gpuMs, gpuRepsMs: r.gpu,
       loopSpeedup: median(dense.loop) / loopMs, pipeSpeedup: median(dense.pipe) / pipeMs, gpuSpeedup: median(dense.gpu) / gpuMs,
       ...(r.profile ? { profile: { totalMs: r.profile.totalMs, dispatches: r.profile.dispatches, byOp: r.profile.summary("op"), byFamily: r.profile.summary("family") } } : {}),
@@ -297,6 +330,7 @@ async function main(): Promise<void> {
   const ctx = await ws.init({ gpu });
   console.log(`engine: ${engine}; adapter: ${ctx.info.adapterName}; configs ${configs.join(", ")}; vocab ${o.vocab}; ` +
     `prompt ${o.prompt}, ${o.tokens} decode steps, ${o.reps} reps, warm-up ${o.warmupMs} ms; rank ${(o.rankFraction * 100).toFixed(2)}% of nEmbd`);
+  console.log(`host floor: ${(await launcherFloor()).toFixed(1)} µs per raw launcher.dispatch (a 1-workgroup fill into one buffer, ${FLOOR_DISPATCHES} recorded, then one sync)`);
   const rows: Row[] = [], guards: Guard[] = [];
   for (const name of configs) {
     const r = await runConfig(name, o);
