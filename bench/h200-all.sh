@@ -39,6 +39,7 @@
 #   sparse-now  bench/sparse.ts at d = 768, 2048, M = 4096 (spmm, vector-wise, sddmm with split-K against the dense dYᵀX)
 #   spmm-lanes  bench/sparse.ts --lanes all --spmm-only at d = 768, 2048, M = 4096, f32: dense, the default 2:4 path, expand forced and every lanes variant, Dawn
 #   decode      bench/decode.ts: whole-GPT decode (KV cache, batch 1, greedy), dense against merged SLoPe r = 1.56%, gpt2 and small, Dawn
+#   decode-host  decode (gpt2, small; 5 reps) for its host-share figures (µs of host time per dispatch, the raw launcher floor)
 #   decode-long  decode at gpt2 from a 900-token prompt (the cache near blockSize), 3 reps, with a profile of one position
 #   decode-profile  the same at gpt2, 2 reps, with a GPU profile of one decode position per model (where the time goes)
 #   mu-shapes   bench/matmul-shapes.ts: every matrix-unit product of one mixed-f16 small and gpt2 step (and square N), timed with every tile: the chooser's data
@@ -130,6 +131,7 @@ for s in "$@"; do
     sparse-now) sec sparse-now 90 node .bench-dist/sparse.mjs --d 768,2048 --m 4096 --warmup 200 --batch-ms 150 --json "$out/spmm-dawn.json" ;;
     spmm-lanes) sec spmm-lanes 150 node .bench-dist/sparse.mjs --d 768,2048 --m 4096 --shapes dxd,3dxd,4dxd,dx4d --lanes all --spmm-only --warmup 200 --batch-ms 150 --json "$out/spmm-lanes-dawn.json" ;;
     decode) sec decode 120 node .bench-dist/decode.mjs --dawn-toggles --configs gpt2,small --reps 9 --json "$out/decode-dawn.json" ;;
+    decode-host) sec decode-host 100 node .bench-dist/decode.mjs --dawn-toggles --configs gpt2,small --reps 5 --json "$out/decode-host-dawn.json" ;;
     decode-long) sec decode-long 120 node .bench-dist/decode.mjs --dawn-toggles --configs gpt2 --prompt 900 --reps 3 --profile --json "$out/decode-long-dawn.json" ;;
     decode-profile) sec decode-profile 60 node .bench-dist/decode.mjs --dawn-toggles --configs gpt2 --reps 2 --profile --json "$out/decode-dawn-profile.json" ;;
     units-packed) sec units-packed 170 node .bench-dist/matmul-units.mjs --mu-rule 192:0.85 --tiles 128x256s8,256x128s8,128x256s8h,128x256s8p,256x128s8p,128x128s8d2,128x128s8d2p --json "$out/matmul-units-packed.json" ;;
