@@ -8,7 +8,7 @@
 //     row and taking the argmax on the CPU, as generate() does; median over --reps repetitions
 //     after a warm-up of whole generate() calls.
 //   - pipe: the same N steps as generate()'s greedy path runs them: the argmax on the GPU fed
-//     straight back as the next input, up to 8 tokens in flight before the oldest readback is awaited.
+//     straight back as the next input, the ids read back 8 at a time (one readback per 8 tokens).
 //   - gpu: the same N positions submitted without awaiting (fixed token ids, no readback), one
 //     forced completion at the end: the GPU time of a step without the per-token readback.
 // Correctness guard (printed and in the JSON): the merged model's greedy tokens against the
@@ -24,7 +24,7 @@ import * as ws from "../src/index.ts";
 import { forwardCached, GPT, KVCache, SparseLinear } from "../src/nn/index.ts";
 import { addLazyAdapters, mergeAdapters, pruneModel } from "../src/slope/index.ts";
 import { generate } from "../src/train/index.ts";
-import { GREEDY_PIPELINE_DEPTH } from "../src/train/generate.ts";
+import { TokenReader } from "../src/train/generate.ts";
 import { exit, flags, runtimeGpu, writeText } from "./env.ts";
 import { median, now, randomF32 } from "./timing.ts";
 import { fillKernel } from "../shaders/fill.wgsl.ts";
@@ -94,9 +94,10 @@ async function decodeLoop(model: GPT, prompt: number[], n: number): Promise<{ to
   }
 }
 
-/** generate()'s greedy path: the prompt (untimed), then N steps with the argmax kept on the GPU as the next input and up to GREEDY_PIPELINE_DEPTH tokens in flight before the oldest is awaited. */
+/** generate()'s greedy path: the prompt (untimed), then N steps with the argmax kept on the GPU as the next input and the ids read back GREEDY_BATCH at a time (TokenReader). */
 async function decodePipe(model: GPT, prompt: number[], n: number): Promise<{ tokens: number[]; ms: number }> {
   const cache = new KVCache(model);
+  const reader = new TokenReader();
   try {
     const idx = ids(prompt);
     const logits = forwardCached(model, idx, cache);
@@ -107,20 +108,19 @@ async function decodePipe(model: GPT, prompt: number[], n: number): Promise<{ to
     last.dispose();
     const tokens = [((await prev.toArray()) as Int32Array)[0]!];
     const t0 = now();
-    const reading: Promise<number>[] = [];
     for (let i = 0; i < n; i++) {
       const lg = forwardCached(model, prev, cache);
       const next = ws.argmax(lg, -1);
       lg.dispose(); prev.dispose();
       prev = next;
-      reading.push(next.toArray().then((a) => a[0]!));
-      while (reading.length > GREEDY_PIPELINE_DEPTH - 1) tokens.push(await reading.shift()!);
+      await reader.push(next);
     }
-    while (reading.length) tokens.push(await reading.shift()!);
+    await reader.drain();
     const ms = now() - t0;
     prev.dispose();
-    return { tokens, ms };
+    return { tokens: [...tokens, ...reader.tokens], ms };
   } finally {
+    reader.dispose();
     cache.dispose();
   }
 }
