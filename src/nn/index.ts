@@ -5,5 +5,5 @@ export { Linear, Embedding, LayerNorm, type LinearOptions, type LinearLike } fro
 export { CausalSelfAttention, MLP, Block, type BlockConfig } from "./transformer.ts";
 export { GPT, type GPTConfig } from "./gpt.ts";
 export { SparseLinear, type SparseLinearOptions } from "./sparse-linear.ts";
-export { KVCache, forwardCached } from "./kv-cache.ts";
+export { KVCache, forwardCached, kvCacheSupports } from "./kv-cache.ts";
 export { MergedSparseLinear, type MergedWeights } from "./merged-sparse-linear.ts";

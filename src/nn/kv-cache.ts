@@ -8,7 +8,7 @@
 // projections go through the layers' own forward, so a pruned or merged SLoPe model
 // (mergeAdapters) decodes with its fused sparse kernels. Inference only (no autograd, no dropout).
 import { ShapeError, WebslopeError, fmtShape } from "../errors.ts";
-import { kvCacheAppend, kvCacheAttention } from "../ops/attention-decode.ts";
+import { DECODE_ATTN_MAX_HEAD_DIM, kvCacheAppend, kvCacheAttention } from "../ops/attention-decode.ts";
 import { addLayerNorm } from "../ops/layernorm.ts";
 import { arange } from "../ops/creation.ts";
 import { matmul } from "../ops/matmul.ts";
@@ -104,6 +104,11 @@ function blockStep(b: Block, i: number, x: Tensor, h: Tensor, next: LayerNorm, c
   return out;
 }
 
+/** Whether the cached decode runs this model: a head dim up to DECODE_ATTN_MAX_HEAD_DIM (generate() falls back to the whole window otherwise). */
+export function kvCacheSupports(model: GPT): boolean {
+  return model.config.nEmbd / model.config.nHead <= DECODE_ATTN_MAX_HEAD_DIM;
+}
+
 /**
  * Logits [B, T, vocab] of tokens idx [B, T] (i32) at positions cache.length.. — the whole prompt
  * on an empty cache, then one token at a time — and appends their keys and values to `cache`.
@@ -111,6 +116,10 @@ function blockStep(b: Block, i: number, x: Tensor, h: Tensor, next: LayerNorm, c
  */
 export function forwardCached(model: GPT, idx: Tensor, cache: KVCache): Tensor {
   if (cache.model !== model) throw new WebslopeError("forwardCached: the cache belongs to another model");
+  if (!kvCacheSupports(model)) {
+    const { nEmbd, nHead } = model.config;
+    throw new ShapeError("forwardCached", `head dim ${nEmbd / nHead} (nEmbd ${nEmbd} / nHead ${nHead}) is over the decode kernel's ${DECODE_ATTN_MAX_HEAD_DIM}; run model.forward on the whole window (generate does with kvCache: false)`);
+  }
   if (idx.ndim !== 2 || idx.dtype !== "i32") throw new ShapeError("forwardCached", `token ids must be i32 [B, T], got ${idx.dtype} ${fmtShape(idx.shape)}`);
   const T = idx.shape[1]!;
   if (cache.length > 0 && T !== 1) throw new ShapeError("forwardCached", `a filled cache takes one new token at a time, got ${T}; reset() it to start a new prompt`);

@@ -11,7 +11,7 @@ import { tensor, zeros } from "../ops/creation.ts";
 import { argmax } from "../ops/reduce.ts";
 import { Generator } from "../random.ts";
 import { noGrad } from "../scope.ts";
-import { KVCache, forwardCached } from "../nn/kv-cache.ts";
+import { KVCache, forwardCached, kvCacheSupports } from "../nn/kv-cache.ts";
 import type { Tensor } from "../tensor.ts";
 import { checkGenerate } from "./validate.ts";
 
@@ -23,7 +23,7 @@ export interface GenerateOptions {
   topK?: number;
   /** Seeds the sampling. Default 0. */
   seed?: number;
-  /** Decode with a KV cache (default true); false re-runs the whole window per token. */
+  /** Decode with a KV cache (default true, where kvCacheSupports the model: head dims up to 1024); false re-runs the whole window per token. */
   kvCache?: boolean;
 }
 
@@ -38,7 +38,7 @@ export async function generate(model: GPT, prompt: ArrayLike<number>, opts: Gene
   const temperature = opts.temperature ?? 1, topK = opts.topK ?? 0;
   const wasTraining = model.training;
   model.eval();
-  const cache = opts.kvCache === false ? null : new KVCache(model);
+  const cache = opts.kvCache === false || !kvCacheSupports(model) ? null : new KVCache(model);
   const ids = (a: number[]) => tensor(Int32Array.from(a), [1, a.length]);
   try {
     if (cache && temperature <= 0) return await greedyCached(model, ctx, opts.maxNewTokens, cache);

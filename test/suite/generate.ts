@@ -2,7 +2,7 @@
 // sampling equals uncached token for token (greedy and seeded top-k, past blockSize), each new
 // token is one forward of one position, and a merged SLoPe model decodes like the unmerged one.
 import * as ws from "../../src/index.ts";
-import { GPT, KVCache, forwardCached } from "../../src/nn/index.ts";
+import { GPT, KVCache, forwardCached, kvCacheSupports } from "../../src/nn/index.ts";
 import { mergeAdapters } from "../../src/slope/index.ts";
 import { CharTokenizer, Corpus, Trainer, checkpointFromBytes, checkpointToBytes, generate } from "../../src/train/index.ts";
 import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
@@ -81,3 +81,23 @@ test("forwardCached: the cache grows past its first 64 positions keeping what it
   assertEquals(cache.capacity, 0, "dispose() frees the storage");
   model.dispose();
 });
+
+test("a head dim over the decode kernel's 1024: forwardCached refuses it before any GPU work", async () => {
+  const model = new GPT({ vocabSize: 11, blockSize: 4, nLayer: 1, nHead: 1, nEmbd: 1032, seed: 5, attention: "unfused" }); // the fused kernels stop at 256
+  assert(!kvCacheSupports(model), "D = 1032 is over the kernel");
+  const cache = new KVCache(model);
+  const d0 = ws.gpu().launcher.stats.dispatches;
+  await assertThrows(() => forwardCached(model, ws.tensor(Int32Array.from([1, 2]), [1, 2]), cache), ws.ShapeError, "forwardCached", "head dim 1032", "kvCache: false");
+  assertEquals(ws.gpu().launcher.stats.dispatches - d0, 0, "nothing dispatched");
+  assertEquals(cache.capacity, 0, "nothing allocated");
+  cache.dispose(); model.dispose();
+});
+
+test("generate() on a head dim over the decode kernel's 1024 decodes the whole window instead of the cache (a 1032-wide model: Deno only)", async () => {
+  const model = new GPT({ vocabSize: 11, blockSize: 4, nLayer: 1, nHead: 1, nEmbd: 1032, seed: 5, attention: "unfused" });
+  const a = await generate(model, [1, 2], { maxNewTokens: 3, temperature: 0 });
+  const b = await generate(model, [1, 2], { maxNewTokens: 3, temperature: 0, kvCache: false });
+  assertEquals(a.join(), b.join(), "the default falls back to the uncached path");
+  assertEquals(a.length, 3);
+  model.dispose();
+}, { runtimes: ["deno"] });
