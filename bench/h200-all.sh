@@ -52,6 +52,10 @@
 #   deno-decode  sparse-decode (d = 768), lowrank-decode (d = 768) and decode (gpt2) under Deno (wgpu)
 #   deno-model-decode  decode (gpt2 and small, 5 reps) alone under Deno (wgpu)
 #   deno-decode-long   decode-long under Deno (wgpu)
+#   sparse-tune bench/sparse.ts --tune --spmm-only at d = 768, 2048, M = 4096, f32 and f16: tuneSpmm's measured choice per shape beside dense and the rule, Dawn
+#   deno-sparse-tune  the same at d = 768 under Deno (wgpu)
+#   train-tune  bench/train.ts small + gpt2, dense and SLoPe (f32, mixed-f16) with --tune: the SLoPe step on its measured spmm kernels
+#   deno-train-tune  the same in f32 under Deno (wgpu)
 #   train-now / torch-now  bench/train.ts small + gpt2 (dense, SLoPe; f32, mixed-f16) and PyTorch's figures for them
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -148,6 +152,12 @@ for s in "$@"; do
     deno-model-decode) sec deno-model-decode 150 deno run -A .bench-dist/decode.mjs --configs gpt2,small --reps 5 --json "$out/decode-wgpu.json" ;;
     deno-decode-long) sec deno-decode-long 150 deno run -A .bench-dist/decode.mjs --configs gpt2 --prompt 900 --reps 3 --profile --json "$out/decode-long-wgpu.json" ;;
     train-rules) sec train-rules 150 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense,slope --precision mixed-f16 --mu-rule 192:0,192:0.85,128:0.85 --batches 3 --json "$out/train-dawn-rules.json" ;;
+    sparse-tune)
+      sec sparse-tune 150 node .bench-dist/sparse.mjs --d 768,2048 --m 4096 --spmm-only --tune --warmup 200 --batch-ms 150 --json "$out/spmm-tune-dawn.json"
+      sec sparse-tune-f16 120 node .bench-dist/sparse.mjs --dawn-toggles --dtype f16 --d 768,2048 --m 4096 --spmm-only --tune --warmup 200 --batch-ms 150 --json "$out/spmm-tune-dawn-f16.json" ;;
+    train-tune) sec train-tune 200 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense,slope --precision f32,mixed-f16 --tune --json "$out/train-dawn-tune.json" ;;
+    deno-train-tune) sec deno-train-tune 200 deno run -A .bench-dist/train.mjs --configs small,gpt2 --modes dense,slope --tune --json "$out/train-wgpu-tune.json" ;;
+    deno-sparse-tune) sec deno-sparse-tune 150 deno run -A .bench-dist/sparse.mjs --d 768 --m 4096 --spmm-only --tune --warmup 200 --batch-ms 150 --json "$out/spmm-tune-wgpu.json" ;;
     units-auto) sec units-auto 120 node .bench-dist/matmul-units.mjs --mu-rule 192:0.85 --tiles 128x256s8p,256x128s8p,128x128s8d2p --json "$out/matmul-units-auto.json" ;;
     units-rules) sec units-rules 110 node .bench-dist/matmul-units.mjs --mu-rule 192:0,192:0.85,128:0.85 --tiles 128x256s8,256x128s8,128x128s4,128x128s8,128x64s4,128x256s8h --json "$out/matmul-units-rules.json" ;;
     *) echo "unknown section $s" ;;

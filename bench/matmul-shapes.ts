@@ -57,7 +57,7 @@ function recordProducts(fn: () => void): Product[] {
   const seen = new Map<string, Product>();
   l.dispatch = (kernel: Kernel, buffers: readonly BufferRange[], groups: readonly number[], params?: ArrayLike<number>) => {
     if (kernel.key.startsWith("matmul_sgmat:")) {
-      const variant = (JSON.parse(kernel.key.slice(kernel.key.indexOf(":") + 1)) as [SgMatmulVariant])[0];
+      const variant = JSON.parse(kernel.key.slice(kernel.key.indexOf(":") + 1)) as SgMatmulVariant;
       const p: Product = { variant, z: groups[2] ?? 1, params: Array.from(params ?? []), sizes: buffers.map((b) => b.size), count: 1 };
       const k = shapeKey(p);
       const had = seen.get(k);

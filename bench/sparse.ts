@@ -14,12 +14,13 @@
 //        sddmm at each forced split × tile, the automatic tile when --sddmm-tiles is left out)
 //        [--warmup MS] [--batch-ms MS]   (timing per measurement, default 400 and 250; the JSON is rewritten after each weight)
 //        [--lanes 8x8,8x4,4x8,4x4 | all]   (M > 16: the lanes kernel's variants, with the expand kernel forced, in the same run)
+//        [--tune]   (M > 16: tuneSpmm times every candidate kernel, then the default path runs again with its choice kept)
 //        [--spmm-only]   (M > 16: leave out the vector-wise spmm and the weight-gradient products)
 //   deno run -A bench/sparse.ts --quick        (d = 256, M = 8 and 256, shapes d×d and d×4d, short timing: a smoke run on software adapters)
 //   node .bench-dist/sparse.mjs ...   (after npm run bench:build)
 //   npm run bench:browser -- sparse ...   (Chromium, bench/browser/)
 import * as ws from "../src/index.ts";
-import { compress24, compressVector, decompress24, SDDMM_LANES, type SddmmLanesVariant, sddmm, sddmmVector, spmm, spmmVector, type SddmmTile } from "../src/sparse/index.ts";
+import { clearSpmmTuning, compress24, compressVector, decompress24, SDDMM_LANES, type SddmmLanesVariant, sddmm, sddmmVector, spmm, spmmVector, type SddmmTile, tuneSpmm } from "../src/sparse/index.ts";
 import { sddmmPlan } from "../src/sparse/sddmm.ts";
 import { sddmmVectorPlan } from "../src/sparse/vector24.ts";
 import { lanesVariant } from "../src/sparse/spmm.ts";
@@ -44,6 +45,8 @@ interface Row {
   sddmmVectorPlan?: string;
   /** --lanes: the expand kernel forced, each lanes variant (ms and speedup over dense), and the variant "lanes" picks by itself. */
   expandMs?: number; expandSpeedup?: number; lanesMs?: Record<string, number>; lanesSpeedup?: Record<string, number>; lanesAuto?: string;
+  /** --tune: tuneSpmm's choice (GPU-timed candidates) and spmm "auto" timed again with it kept, ms and speedup over dense. */
+  tunedChoice?: string; tunedMs?: number; tunedSpeedup?: number; tuneTimings?: { choice: string; ms: number }[];
   /** --sddmm-split sweep: ms per "tile/sS" (tile "auto" unless --sddmm-tiles; forced split S, the slices actually dispatched can be fewer at small M). */
   sddmmSweepMs?: Record<string, number>;
 }
@@ -63,6 +66,8 @@ async function main(): Promise<void> {
     /** Variants of the lanes sddmm to time (names of SDDMM_LANES, "all" or "none"). */
     "sddmm-lanes": { type: "string", default: "c4g2m4" },
     lanes: { type: "string" }, "spmm-only": { type: "boolean", default: false },
+    /** M > 16: tuneSpmm on each product, then the default path timed again with the kept choice. */
+    tune: { type: "boolean", default: false },
   });
   const lanes = (f.lanes === "all" ? Object.keys(LANES_VARIANTS) : f.lanes?.split(",") ?? []) as LanesVariant[];
   for (const v of lanes) if (!(v in LANES_VARIANTS)) throw new Error(`--lanes: unknown variant ${v}; use all or some of ${Object.keys(LANES_VARIANTS)}`);
@@ -161,6 +166,13 @@ async function main(): Promise<void> {
           }
           r.lanesAuto = lanesVariant(M, dOut, ctx.limits.maxComputeWorkgroupStorageSize);
         }
+        if (f.tune) {
+          const t = await tuneSpmm(X, S, b);
+          r.tunedChoice = t.choice; r.tuneTimings = t.timings;
+          r.tunedMs = (await time(() => spmm(X, S, b))).medianMs;
+          r.tunedSpeedup = r.denseMs / r.tunedMs;
+          clearSpmmTuning();
+        }
       }
       if (M > 16 && !f["spmm-only"]) {
         r.vectorMs = (await time(() => spmmVector(X, V, b, { block }))).medianMs;
@@ -196,7 +208,8 @@ async function main(): Promise<void> {
         dY.dispose();
       }
       rows.push(r);
-      const lanesText = r.lanesMs ? `; expand ${r.expandMs!.toFixed(4)} ms → ${r.expandSpeedup!.toFixed(2)}×; lanes ${Object.entries(r.lanesMs).map(([v, ms]) => `${v} ${ms.toFixed(4)} ms → ${r.lanesSpeedup![v]!.toFixed(2)}×`).join(", ")} (auto: ${r.lanesAuto})` : "";
+      const tuneText = r.tunedChoice ? `; tuned: ${r.tunedChoice} ${r.tunedMs!.toFixed(4)} ms → ${r.tunedSpeedup!.toFixed(2)}× (${r.tuneTimings!.map((t) => `${t.choice} ${t.ms.toFixed(4)}`).join(", ")})` : "";
+      const lanesText = tuneText + (r.lanesMs ? `; expand ${r.expandMs!.toFixed(4)} ms → ${r.expandSpeedup!.toFixed(2)}×; lanes ${Object.entries(r.lanesMs).map(([v, ms]) => `${v} ${ms.toFixed(4)} ms → ${r.lanesSpeedup![v]!.toFixed(2)}×`).join(", ")} (auto: ${r.lanesAuto})` : "");
       console.log(`d=${d} ${shape} M=${M}: dense ${r.denseMs.toFixed(4)} ms (${r.denseTflops.toFixed(2)} TFLOP/s), 2:4 ${r.sparseMs.toFixed(4)} ms (${r.sparseTflopsEq.toFixed(2)} dense-eq TFLOP/s) → ${r.speedup.toFixed(2)}×` + lanesText +
         (M <= 16 ? `; small kernel ${r.smallMs!.toFixed(4)} ms → ${r.smallSpeedup!.toFixed(2)}×; decode one pass ${r.onePassMs!.toFixed(4)} ms → ${r.onePassSpeedup!.toFixed(2)}×; weight bytes/s dense ${r.denseWeightGBs.toFixed(0)} GB/s, 2:4 ${r.sparseWeightGBs.toFixed(0)} GB/s`
           : f["spmm-only"] ? "" : `; vector-wise ${r.vectorMs!.toFixed(4)} ms → ${r.vectorSpeedup!.toFixed(2)}×; dW dense ${r.denseDwMs!.toFixed(4)} ms, sddmm (${r.sddmmPlan}) ${r.sddmmMs!.toFixed(4)} ms → ${r.sddmmSpeedup!.toFixed(2)}×` +

@@ -24,7 +24,7 @@ export class Storage {
   /** What kernels bind (one object per storage, so aliases compare equal). */
   readonly range: BufferRange;
   constructor(readonly buffer: GPUBuffer, readonly bytes: number, readonly offset = 0, readonly parent: Storage | null = null) {
-    this.range = { buffer, offset, size: parent ? Math.ceil(bytes / 4) * 4 : buffer.size };
+    this.range = parent ? { buffer, offset, size: Math.ceil(bytes / 4) * 4 } : { buffer, offset, size: buffer.size, whole: offset === 0 };
   }
   /** A storage of `bytes` at byte `offset` (a multiple of the adapter's minStorageBufferOffsetAlignment) of this one. */
   view(offset: number, bytes: number): Storage {
@@ -49,6 +49,26 @@ const registry = typeof FinalizationRegistry === "function"
   ? new FinalizationRegistry<Storage>((s) => { try { s.release(); } catch { /* device gone */ } })
   : null;
 
+/**
+ * Tensors made since the last microtask, not yet registered with the FinalizationRegistry.
+ * register() is one of the costliest calls of a dispatch (V8 allocates a weak cell), and most
+ * tensors an op makes are disposed within the same synchronous step (tidy(), temporaries): they
+ * never need it. The rest are registered at the end of the job, or once 4096 are waiting.
+ */
+let unregistered: Tensor[] = [];
+const REGISTER_BATCH = 4096;
+function registerLater(t: Tensor): void {
+  if (!registry) return;
+  if (unregistered.length === 0) queueMicrotask(registerPending);
+  unregistered.push(t);
+  if (unregistered.length >= REGISTER_BATCH) registerPending();
+}
+function registerPending(): void {
+  const list = unregistered;
+  unregistered = [];
+  for (const t of list) t.registerForCollection();
+}
+
 export class Tensor {
   readonly id = nextTensorId++;
   readonly size: number;
@@ -62,13 +82,15 @@ export class Tensor {
   gradSlot: Storage | null = null;
   private _gradFn: GraphNode | null = null;
   private _storage: Storage | null;
+  /** Whether the FinalizationRegistry holds this tensor's storage (see registerLater). */
+  private registered = false;
 
   /** Internal: wraps storage. Use tensor(), zeros(), randn() ... to make tensors. */
   constructor(storage: Storage, readonly shape: readonly number[], readonly dtype: DType) {
     this._storage = storage;
     this.size = shape.reduce((a, b) => a * b, 1);
     track(this);
-    registry?.register(this, storage, this);
+    registerLater(this);
   }
 
   /** Allocates an uninitialised tensor from the pool. */
@@ -136,16 +158,23 @@ export class Tensor {
    */
   adoptStorage(storage: Storage): void {
     const old = this.storage("adoptStorage");
-    registry?.unregister(this);
+    if (this.registered) { registry!.unregister(this); this.registered = false; }
     this._storage = storage;
-    registry?.register(this, storage, this);
+    this.registerForCollection();
     old.release();
+  }
+
+  /** Internal: lets the garbage collector free this tensor's storage if it is never disposed (once; a disposed tensor is skipped). */
+  registerForCollection(): void {
+    if (!registry || this.registered || !this._storage) return;
+    registry.register(this, this._storage, this);
+    this.registered = true;
   }
 
   /** Frees the GPU memory (when no alias still holds it). Safe to call twice. */
   dispose(): void {
     if (!this._storage) return;
-    registry?.unregister(this);
+    if (this.registered) { registry!.unregister(this); this.registered = false; }
     this._storage.release();
     this._storage = null;
     if (this._gradFn) { this._gradFn.unref(); this._gradFn = null; }

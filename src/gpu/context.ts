@@ -9,6 +9,16 @@ import { PipelineCache } from "./pipelines.ts";
 import { BufferPool, type BufferRange, type MemoryStats } from "./pool.ts";
 import { BufferUsage, MapMode } from "./usage.ts";
 
+/** A plain copy of every numeric limit; the live object where an engine does not enumerate them. */
+function snapshotLimits(live: GPUSupportedLimits): GPUSupportedLimits {
+  const copy: Record<string, number> = {};
+  for (const k in live) {
+    const v = (live as unknown as Record<string, unknown>)[k];
+    if (typeof v === "number") copy[k] = v;
+  }
+  return typeof copy.maxBufferSize === "number" && typeof copy.maxStorageBufferBindingSize === "number"
+    ? (copy as unknown as GPUSupportedLimits) : live;
+}
 
 export class GpuContext {
   readonly device: GPUDevice;
@@ -39,9 +49,14 @@ export class GpuContext {
     return this.info.features;
   }
 
+  /**
+   * The device's limits, copied once into a plain object: each read of the live object is a call
+   * into the engine (Dawn's Node binding), and ops read limits on every dispatch.
+   */
   get limits(): GPUSupportedLimits {
-    return this.device.limits;
+    return (this.limitsCopy ??= snapshotLimits(this.device.limits));
   }
+  private limitsCopy: GPUSupportedLimits | null = null;
 
   hasF16(): boolean {
     return this.info.features.has("shader-f16");

@@ -11,12 +11,16 @@ export interface CachedPipeline {
   kernel: Kernel;
 }
 
+type BindGroupLevel = Map<number | string, BindGroupLevel | GPUBindGroup>;
+
 const GPUShaderStage_COMPUTE = 0x4;
 export const PARAM_SLOT_BYTES = 256;
 
 export class PipelineCache {
   private pipelines = new Map<string, CachedPipeline>();
-  private bindGroups = new Map<string, GPUBindGroup>();
+  /** Bind groups by kernel key, then one level per binding (see bindGroup). */
+  private bindGroups = new Map<string, BindGroupLevel>();
+  private bindGroupCount = 0;
 
   constructor(private device: GPUDevice) {}
 
@@ -49,18 +53,27 @@ export class PipelineCache {
   }
 
   bindGroup(p: CachedPipeline, buffers: readonly BufferRange[], paramsBuffer: GPUBuffer | null): GPUBindGroup {
-    let key = p.kernel.key;
-    for (const b of buffers) key += b.offset || b.size !== b.buffer.size ? `|${bufferId(b.buffer)}@${b.offset}+${b.size}` : "|" + bufferId(b.buffer);
-    if (paramsBuffer) key += "|p" + bufferId(paramsBuffer);
-    let bg = this.bindGroups.get(key);
+    // One map level per binding, keyed by the buffer's small id (a sub-range by id, offset and
+    // size): a lookup on every dispatch, so no key string is built for whole buffers.
+    if (this.bindGroupCount >= 20000) this.clearBindGroups(); // a bound on what stale entries can hold
+    let level = this.bindGroups.get(p.kernel.key);
+    if (!level) this.bindGroups.set(p.kernel.key, (level = new Map()));
+    for (const b of buffers) {
+      const k = b.whole || (b.offset === 0 && b.size === b.buffer.size) ? bufferId(b.buffer) : `${bufferId(b.buffer)}@${b.offset}+${b.size}`;
+      let next = level.get(k) as BindGroupLevel | undefined;
+      if (!next) level.set(k, (next = new Map()));
+      level = next;
+    }
+    const pk = paramsBuffer ? bufferId(paramsBuffer) : 0;
+    let bg = level.get(pk) as GPUBindGroup | undefined;
     if (!bg) {
       const entries: GPUBindGroupEntry[] = buffers.map((b, i) => ({ binding: i, resource: { buffer: b.buffer, offset: b.offset, size: b.size } }));
       if (paramsBuffer) {
         entries.push({ binding: buffers.length, resource: { buffer: paramsBuffer, offset: 0, size: PARAM_SLOT_BYTES } });
       }
       bg = this.device.createBindGroup({ layout: p.layout, entries });
-      if (this.bindGroups.size > 20000) this.bindGroups.clear();
-      this.bindGroups.set(key, bg);
+      level.set(pk, bg);
+      this.bindGroupCount++;
     }
     return bg;
   }
@@ -68,6 +81,7 @@ export class PipelineCache {
   /** Drop cached bind groups (buffers were destroyed). */
   clearBindGroups(): void {
     this.bindGroups.clear();
+    this.bindGroupCount = 0;
   }
 
   /** Every compiled module, for getCompilationInfo() checks. */

@@ -11,6 +11,8 @@ export interface BufferRange {
   readonly buffer: GPUBuffer;
   readonly offset: number;
   readonly size: number;
+  /** Set where the range is the whole buffer (offset 0, size = buffer.size): its bind-group key is the buffer's id alone. */
+  readonly whole?: boolean;
 }
 
 export const STORAGE_USAGE = BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST;

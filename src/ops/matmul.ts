@@ -6,7 +6,7 @@
 import { record } from "../autograd/graph.ts";
 import { registerRules, type Rules } from "../autograd/rules.ts";
 import type { Activation } from "../autograd/ops.ts";
-import type { Kernel } from "../../shaders/kernel.ts";
+import { type Kernel, kernelMemo } from "../../shaders/kernel.ts";
 import { DTypeError, ResourceLimitError, ShapeError, fmtShape } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
 import { isGradEnabled } from "../scope.ts";
@@ -119,6 +119,8 @@ export function matmulSplitK(M: number, N: number, K: number, nb: number, transA
   return s;
 }
 
+const memo = kernelMemo();
+
 /** The product without autograd. `aux` (pre-activation output) is written when given. */
 export function matmulRaw(a: Tensor, b: Tensor, transA = false, transB = false, bias: Tensor | null = null, act: Activation = "none", aux = false): [Tensor, Tensor | null] {
   const g = gpu();
@@ -141,7 +143,8 @@ export function matmulRaw(a: Tensor, b: Tensor, transA = false, transB = false, 
     const t = SG_TILES[sgName];
     const shared = sgSharedBytes(t, transA, transB);
     if (shared > maxShared) throw new ResourceLimitError("matmul", `tile ${sgName} needs ${shared} bytes of workgroup memory, over this adapter's ${maxShared}`);
-    const kernel = sgMatmulKernel({ ...t, transA, transB, bias: !!bias, act, aux, inType: dtype, outType: dtype, vec, vec8, subgroupSize: mu.subgroupSize, prefetch: (t as SgTile).prefetch ?? true, sgSyntax: mu.sgSyntax });
+    const kernel = memo(`sg|${sgName}|${+transA}${+transB}${+!!bias}${+aux}|${act}|${dtype}|${vec},${vec8}|${mu.subgroupSize}|${mu.sgSyntax}`,
+      () => sgMatmulKernel({ ...t, transA, transB, bias: !!bias, act, aux, inType: dtype, outType: dtype, vec, vec8, subgroupSize: mu.subgroupSize, prefetch: (t as SgTile).prefetch ?? true, sgSyntax: mu.sgSyntax }));
     const { bm, bn } = sgTileExtent(t);
     return launch(kernel, bm, bn, a, b, { batch, M, N, K }, bias, aux);
   }
@@ -151,7 +154,8 @@ export function matmulRaw(a: Tensor, b: Tensor, transA = false, transB = false, 
   if (shared > maxShared) {
     throw new ResourceLimitError("matmul", `tile ${tileName} needs ${shared} bytes of workgroup memory, over this adapter's ${maxShared}`);
   }
-  const kernel = matmulKernel({ ...tile, transA, transB, bias: !!bias, act, aux, dtype, vec });
+  const kernel = memo(`mm|${tileName}|${+transA}${+transB}${+!!bias}${+aux}|${act}|${dtype}|${vec}`,
+    () => matmulKernel({ ...tile, transA, transB, bias: !!bias, act, aux, dtype, vec }));
   const { bm, bn } = tileExtent(tile);
   return launch(kernel, bm, bn, a, b, { batch, M, N, K }, bias, aux);
 }
@@ -170,12 +174,13 @@ function splitK(a: Tensor, b: Tensor, M: number, N: number, K: number, S: number
   let kernel: Kernel, bm: number, bn: number;
   if (sgName && mu.tiles.includes(sgName) && sgSharedBytes(SG_TILES[sgName], true, false) <= g.limits.maxComputeWorkgroupStorageSize) {
     const t = SG_TILES[sgName];
-    kernel = sgMatmulKernel({ ...t, transA: true, transB: false, bias: false, act: "none", aux: false, inType: dtype, outType: "f32", vec, vec8, subgroupSize: mu.subgroupSize, prefetch: (t as SgTile).prefetch ?? true, sgSyntax: mu.sgSyntax });
+    kernel = memo(`sgsplit|${sgName}|${dtype}|${vec},${vec8}|${mu.subgroupSize}|${mu.sgSyntax}`,
+      () => sgMatmulKernel({ ...t, transA: true, transB: false, bias: false, act: "none", aux: false, inType: dtype, outType: "f32", vec, vec8, subgroupSize: mu.subgroupSize, prefetch: (t as SgTile).prefetch ?? true, sgSyntax: mu.sgSyntax }));
     ({ bm, bn } = sgTileExtent(t));
   } else {
     if (dtype !== "f32") return null;
     const tileName = (tileOverride && tileOverride in GEMM_TILES ? tileOverride as GemmTileName : null) ?? chooseMatmulTile(M, N, S, g.limits.maxComputeWorkgroupStorageSize, true, false);
-    kernel = matmulKernel({ ...GEMM_TILES[tileName], transA: true, transB: false, bias: false, act: "none", aux: false, dtype: "f32", vec });
+    kernel = memo(`mmsplit|${tileName}|${vec}`, () => matmulKernel({ ...GEMM_TILES[tileName], transA: true, transB: false, bias: false, act: "none", aux: false, dtype: "f32", vec }));
     ({ bm, bn } = tileExtent(GEMM_TILES[tileName]));
   }
   const partial = Tensor.empty([S, M, N], "f32", "matmul");

@@ -7,6 +7,7 @@ export {
 } from "./sparse24.ts";
 export { doublePrune, refreshTranspose, repruneTranspose } from "./double-prune.ts";
 export { setSpmmKernel, spmm, type SpmmOptions } from "./spmm.ts";
+export { clearSpmmTuning, loadSpmmTuning, spmmCandidates, spmmShapesOf, spmmTuning, tuneSpmm, tuneSpmmShapes, type SpmmChoice, type SpmmTuneOptions, type SpmmTuneResult, type SpmmTuning } from "./spmm-tune.ts";
 export type { LanesVariant } from "../../shaders/spmm-lanes.wgsl.ts";
 export { sddmm, setSddmmMethod, type SddmmMethod, type SddmmOptions } from "./sddmm.ts";
 export type { SddmmTile } from "../../shaders/sddmm.wgsl.ts";

@@ -11,8 +11,9 @@ import { gpu } from "../gpu/context.ts";
 import { Tensor } from "../tensor.ts";
 import type { SpDType } from "../../shaders/sparse24.wgsl.ts";
 import { chooseTile } from "../../shaders/gemm.ts";
+import { kernelMemo } from "../../shaders/kernel.ts";
 import { SG_TILES, type SgTile, sgMatmulKernel, sgTileExtent } from "../../shaders/matmul-subgroup.wgsl.ts";
-import { chooseMatrixUnitTile } from "../ops/raw/precision.ts";
+import { chooseMatrixUnitTile, getFloat32MatmulPrecision } from "../ops/raw/precision.ts";
 import { EXPAND_TILES, SPMM_SMALL_MAX_ROWS, SPMM_SMALL_WORKGROUP, SPMM_TILE, expandExtent, type ExpandTile, spmmExpandKernel, spmmExpandStorage, spmmSmallKernel, spmmGatherKernel, spmmGatherStorage } from "../../shaders/spmm.wgsl.ts";
 import { LANES_VARIANTS, type LanesVariant, lanesExtent, spmmLanesKernel, spmmLanesStorage } from "../../shaders/spmm-lanes.wgsl.ts";
 import { DECODE_MAX_ROWS, DECODE_ROWS, spmmDecodeKernel, spmmSplitSumKernel } from "../../shaders/spmm-decode.wgsl.ts";
@@ -20,6 +21,9 @@ import { fill } from "../ops/raw/map.ts";
 import { stridedCopy } from "../ops/raw/copy.ts";
 import { checkLive, grid1d, numel } from "../ops/util.ts";
 import { metaWords, type Sparse24, type SparseLike } from "./sparse24.ts";
+
+/** Matrix-unit kernels by variant (their options object is built once, not per call). */
+const memo = kernelMemo();
 
 export interface SpmmOptions {
   /**
@@ -89,6 +93,41 @@ export function setSpmmKernel(kernel: "expand" | "gather" | "lanes" | null, vari
   variantOverride = variant;
 }
 
+/**
+ * Measured choices (src/sparse/spmm-tune.ts: tuneSpmm) by product shape: what "auto" runs for a
+ * 2:4 product above 16 rows of x in place of its rule. Per adapter, filled by measurement only.
+ */
+const tuned = new Map<string, SpmmOptions>();
+
+/**
+ * The tuning key of a product: rows of x, d_out, K, dtype, bias, and the f32 matmul precision
+ * then in force (below "highest" the rule may send the product to the matrix units, so the
+ * fastest kernel differs: the mixed-f16 step sets "medium" around its products).
+ */
+export function spmmTuneKey(rows: number, dOut: number, K: number, dtype: string, bias: boolean): string {
+  return `${rows}x${dOut}x${K}|${dtype}|${bias ? "bias" : "nobias"}|${getFloat32MatmulPrecision()}`;
+}
+
+/** Internal (spmm-tune.ts): sets or clears (null) the measured options for a key; the whole table with no key. */
+export function setSpmmTuned(key: string | null, opts: SpmmOptions | null): void {
+  if (key === null) { tuned.clear(); return; }
+  if (opts) tuned.set(key, opts);
+  else tuned.delete(key);
+}
+
+/** While spmmShapesOf() runs: the tuning keys of the products "auto" would choose a kernel for. */
+let shapeLog: Set<string> | null = null;
+
+/** Internal (spmm-tune.ts): starts (a set) or stops (null) logging the keys of tunable products. */
+export function setSpmmShapeLog(log: Set<string> | null): void {
+  shapeLog = log;
+}
+
+/** Internal: the measured table's entries. */
+export function spmmTunedEntries(): [string, SpmmOptions][] {
+  return [...tuned];
+}
+
 /** Workgroups from which the lanes kernel takes its widest variant (H200: 132 SMs, two workgroups each). */
 const LANES_BIG_GRID = 256;
 
@@ -118,6 +157,11 @@ function invocationsPerRow(words: number): number {
 /** The product without validation or autograd, into a new [rows, d_out] tensor. */
 export function spmmRaw(x: Tensor, s: SparseLike, bias: Tensor | null, rows: number, opts: SpmmOptions = {}, op = "spmm"): Tensor {
   const is24 = s.n === 2 && s.m === 4;
+  if ((tuned.size || shapeLog) && is24 && rows > SPMM_SMALL_MAX_ROWS && kernelOverride === null && (opts.path ?? "auto") === "auto" && !opts.expandTile && !opts.lanesVariant && !opts.tileRows) {
+    const key = spmmTuneKey(rows, s.rows, s.cols, s.values.dtype, !!bias);
+    shapeLog?.add(key);
+    opts = tuned.get(key) ?? opts;
+  }
   const overridden = (opts.path ?? "auto") === "auto" && kernelOverride !== null && is24 && rows > SPMM_SMALL_MAX_ROWS;
   const path = overridden ? kernelOverride! : opts.path ?? "auto";
   const K = s.cols, dOut = s.rows, ws = metaWords(K), dtype = s.values.dtype as SpDType;
@@ -150,8 +194,8 @@ export function spmmRaw(x: Tensor, s: SparseLike, bias: Tensor | null, rows: num
   } else if (sgName) {
     const t = SG_TILES[sgName] as SgTile;
     const vec = K % 4 === 0 && dOut % 4 === 0;
-    const kernel = sgMatmulKernel({ ...t, transA: false, transB: true, bias: !!bias, act: "none", aux: false, inType: dtype, outType: dtype, vec,
-      subgroupSize: mu.subgroupSize, prefetch: t.prefetch ?? true, sgSyntax: mu.sgSyntax, sparseB: true });
+    const kernel = memo(`sg|${sgName}|${+!!bias}|${dtype}|${+vec}|${mu.subgroupSize}|${mu.sgSyntax}`, () => sgMatmulKernel({ ...t, transA: false, transB: true,
+      bias: !!bias, act: "none", aux: false, inType: dtype, outType: dtype, vec, subgroupSize: mu.subgroupSize, prefetch: t.prefetch ?? true, sgSyntax: mu.sgSyntax, sparseB: true }));
     const { bm, bn } = sgTileExtent(t);
     gpu().launcher.dispatch(kernel, bufs, [Math.ceil(dOut / bn), Math.ceil(rows / bm), 1], [rows, dOut, K, 0, 0, 0, ws, (K * s.n) / s.m]);
   } else if (path === "expand" || (path === "auto" && !small)) {

@@ -21,6 +21,7 @@ import "./training.ts";
 import "./optim.ts";
 import "./mixed-precision.ts";
 import "./sparse.ts";
+import "./spmm-tune.ts";
 import "./slope.ts";
 import "./adapters.ts";
 import "./profiler.ts";
