@@ -2,8 +2,8 @@
 // per adapter, with the choice cached). The automatic rule picks the expand kernel's tile from the
 // grid size and never the lanes kernel, though on the H200 lanes won 5 of 6 shapes under Dawn and
 // lost under wgpu: only a measurement on the adapter at hand can choose. tuneSpmm() times every
-// candidate on the real product (the GPU-timestamp span of a batch where the adapter has
-// timestamp-query, else wall clock over a synchronised batch), keeps the fastest in spmm's table,
+// candidate on the real product (the GPU-timestamp span of a batch, or wall clock over a
+// synchronised batch: SpmmTuneOptions.clock), keeps the fastest in spmm's table,
 // and "auto" takes it from then on for that shape and f32 matmul precision. The table is per
 // adapter: spmmTuning() exports it with the adapter's name and loadSpmmTuning() refuses a table
 // measured on another one. Tuning awaits the GPU, so it runs once before training or serving,
@@ -27,8 +27,15 @@ export type SpmmChoice = "rule" | `expand:${ExpandTile}` | `lanes:${LanesVariant
 export interface SpmmTuneOptions {
   /** Candidates to time (default: every one that fits the adapter's workgroup memory). */
   candidates?: readonly SpmmChoice[];
-  /** Timed calls per candidate (default 5; the median is kept). */
+  /** Timed batches per candidate (default 5; the median is kept). */
   reps?: number;
+  /**
+   * "gpu": the timestamp span of a ~2 ms batch (needs timestamp-query); "wall": wall clock over a
+   * batch of ≥ 50 ms and one sync. "auto" (default): "gpu" where the adapter has timestamps, except
+   * under Deno's wgpu, where on the H200 the timestamp ranking disagreed with wall-clock batches
+   * (bench/results/2026-12-03/p4-spmm-tune-wgpu.txt).
+   */
+  clock?: "auto" | "gpu" | "wall";
 }
 
 export interface SpmmTuneResult {
@@ -38,7 +45,7 @@ export interface SpmmTuneResult {
   choice: SpmmChoice;
   /** Median ms per call of each candidate, fastest first. */
   timings: { choice: SpmmChoice; ms: number }[];
-  /** "gpu" (the timestamp span of a batch of calls) or "wall" (no timestamp-query: a synchronised batch). */
+  /** The clock used (SpmmTuneOptions.clock): "gpu" (the timestamp span of a batch) or "wall" (a synchronised batch). */
   clock: "gpu" | "wall";
 }
 
@@ -114,7 +121,10 @@ export async function tuneSpmm(x: Tensor, s: Sparse24, bias: Tensor | null = nul
   const previous = spmmTunedEntries().find(([k]) => k === key)?.[1] ?? null;
   setSpmmTuned(key, null); // "rule" must time the untuned rule
   const ctx = gpu();
-  const clock = ctx.features.has("timestamp-query") ? "gpu" : "wall";
+  const wanted = opts.clock ?? "auto";
+  if (wanted !== "auto" && wanted !== "gpu" && wanted !== "wall") throw new ValueError(op, `clock must be "auto", "gpu" or "wall", got ${String(wanted)}`);
+  if (wanted === "gpu" && !ctx.features.has("timestamp-query")) throw new ValueError(op, `clock "gpu" needs timestamp-query, which this adapter lacks; use "wall" or "auto"`);
+  const clock = wanted !== "auto" ? wanted : ctx.features.has("timestamp-query") && ctx.info.runtime !== "Deno" ? "gpu" : "wall";
   const timings: { choice: SpmmChoice; ms: number }[] = [];
   try {
     for (const c of candidates) {
@@ -130,11 +140,21 @@ export async function tuneSpmm(x: Tensor, s: Sparse24, bias: Tensor | null = nul
         const batch = () => { for (let i = 0; i < n; i++) call(); };
         for (let r = 0; r < reps; r++) per.push((await profile(batch)).spanMs / n);
       } else {
-        for (let r = 0; r < reps; r++) {
+        // Batches doubled until one takes ≥ 50 ms with its sync, so a late answer to the await
+        // (Deno: ~11 ms) is a small share of what is timed.
+        let n = 4;
+        for (;;) {
           const t0 = performance.now();
-          for (let i = 0; i < 4; i++) call();
+          for (let i = 0; i < n; i++) call();
           await ctx.sync();
-          per.push((performance.now() - t0) / 4);
+          if (performance.now() - t0 >= 50 || n >= 512) break;
+          n *= 2;
+        }
+        for (let r = 0; r < reps; r++) {
+          const t1 = performance.now();
+          for (let i = 0; i < n; i++) call();
+          await ctx.sync();
+          per.push((performance.now() - t1) / n);
         }
       }
       timings.push({ choice: c, ms: median(per) });

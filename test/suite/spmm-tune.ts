@@ -75,6 +75,14 @@ test("spmm tuning tables: round trip, another adapter's table refused, bad input
   await assertThrows(() => tuneSpmm(small, s), ws.ShapeError, "16 rows");
   await assertThrows(() => tuneSpmm(big, s, null, { reps: 0 }), ws.ValueError, "reps must be an integer");
   await assertThrows(() => tuneSpmm(big, s, null, { candidates: [] }), ws.ValueError, "candidates is empty");
+  await assertThrows(() => tuneSpmm(big, s, null, { clock: "cpu" as "wall" }), ws.ValueError, "clock must be");
+  // the wall clock (a synchronised batch) times and keeps a choice too
+  const wall = await tuneSpmm(big, s, null, { candidates: ["rule", "expand:64x64"], reps: 1, clock: "wall" });
+  assertEquals(wall.clock, "wall");
+  assert(wall.timings.length === 2 && wall.timings.every((t) => Number.isFinite(t.ms) && t.ms > 0), `wall timings ${JSON.stringify(wall.timings)}`);
+  assertEquals(spmmTuning().entries[wall.key], wall.choice);
+  clearSpmmTuning();
+  loadSpmmTuning({ adapter, entries });
   await assertThrows(() => tuneSpmm(big, s, null, { candidates: ["expand:32x32" as SpmmChoice] }), ws.ValueError, "unknown spmm choice");
   await assertThrows(() => tuneSpmm(fromArr(rand32([20, 36], 8)), s), ws.ShapeError, "K=36");
   const s28 = compress24(w, { pattern: "2:8" });
