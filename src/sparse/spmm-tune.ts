@@ -15,9 +15,8 @@ import { noGrad, tidy } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import { LANES_VARIANTS, type LanesVariant, spmmLanesStorage } from "../../shaders/spmm-lanes.wgsl.ts";
 import { EXPAND_TILES, type ExpandTile, SPMM_SMALL_MAX_ROWS, spmmExpandStorage, spmmGatherStorage } from "../../shaders/spmm.wgsl.ts";
-import type { Sparse24 } from "./sparse24.ts";
+import { compress24, type Sparse24 } from "./sparse24.ts";
 import { checkSpmm, setSpmmShapeLog, setSpmmTuned, spmmRaw, spmmTunedEntries, spmmTuneKey, type SpmmOptions } from "./spmm.ts";
-import { compress24 } from "./sparse24.ts";
 import { randn } from "../ops/creation.ts";
 import { getFloat32MatmulPrecision, type MatmulPrecision, setFloat32MatmulPrecision } from "../ops/raw/precision.ts";
 
@@ -117,14 +116,15 @@ export async function tuneSpmm(x: Tensor, s: Sparse24, bias: Tensor | null = nul
     optionsOf(op, bad); // an unknown name gets its own error first
     throw new ValueError(op, `candidate "${bad}" does not fit this adapter's workgroup memory; the ones that do: ${all.join(", ")}`);
   }
-  const key = spmmTuneKey(rows, s.rows, s.cols, s.values.dtype, !!bias);
-  const previous = spmmTunedEntries().find(([k]) => k === key)?.[1] ?? null;
-  setSpmmTuned(key, null); // "rule" must time the untuned rule
   const ctx = gpu();
   const wanted = opts.clock ?? "auto";
   if (wanted !== "auto" && wanted !== "gpu" && wanted !== "wall") throw new ValueError(op, `clock must be "auto", "gpu" or "wall", got ${String(wanted)}`);
   if (wanted === "gpu" && !ctx.features.has("timestamp-query")) throw new ValueError(op, `clock "gpu" needs timestamp-query, which this adapter lacks; use "wall" or "auto"`);
   const clock = wanted !== "auto" ? wanted : ctx.features.has("timestamp-query") && ctx.info.runtime !== "Deno" ? "gpu" : "wall";
+  // every check is above: a refused call leaves the table as it was
+  const key = spmmTuneKey(rows, s.rows, s.cols, s.values.dtype, !!bias);
+  const previous = spmmTunedEntries().find(([k]) => k === key)?.[1] ?? null;
+  setSpmmTuned(key, null); // "rule" must time the untuned rule
   const timings: { choice: SpmmChoice; ms: number }[] = [];
   try {
     for (const c of candidates) {
