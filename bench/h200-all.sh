@@ -56,6 +56,12 @@
 #   deno-sparse-tune  the same at d = 768 under Deno (wgpu)
 #   train-tune  bench/train.ts small + gpt2, dense and SLoPe (f32, mixed-f16) with --tune: the SLoPe step on its measured spmm kernels
 #   deno-train-tune  the same in f32 under Deno (wgpu)
+#   sparse-units-ab  bench/sparse.ts --units --spmm-only (2:4 and dense both on the matrix units), the old bundle (.bench-old) and today's alternated
+#   sddmm-ab    bench/sparse.ts at d = 768, 2048, M = 4096 (f32): the old bundle and today's alternated (the sddmm columns)
+#   train-f32-ab  bench/train.ts small + gpt2 f32: SLoPe with the old bundle, then dense and SLoPe with today's
+#   train-mixed-ab   bench/train.ts small + gpt2, dense and SLoPe, mixed-f16: the old bundle, then today's
+#   profile-mixed-gpt2  one profiled gpt2 step in mixed-f16, dense and SLoPe
+#   suite-units-sparse  the Node suite's 2:4 / sparse cases on the GPU with the matrix units on
 #   train-now / torch-now  bench/train.ts small + gpt2 (dense, SLoPe; f32, mixed-f16) and PyTorch's figures for them
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -160,6 +166,24 @@ for s in "$@"; do
     deno-sparse-tune) sec deno-sparse-tune 150 deno run -A .bench-dist/sparse.mjs --d 768 --m 4096 --spmm-only --tune --warmup 200 --batch-ms 150 --json "$out/spmm-tune-wgpu.json" ;;
     units-auto) sec units-auto 120 node .bench-dist/matmul-units.mjs --mu-rule 192:0.85 --tiles 128x256s8p,256x128s8p,128x128s8d2p --json "$out/matmul-units-auto.json" ;;
     units-rules) sec units-rules 110 node .bench-dist/matmul-units.mjs --mu-rule 192:0,192:0.85,128:0.85 --tiles 128x256s8,256x128s8,128x128s4,128x128s8,128x64s4,128x256s8h --json "$out/matmul-units-rules.json" ;;
+    sparse-units-ab) # the vec4 2:4 staging of the matrix-unit spmm (new) against the scalar one (.bench-old, built from b14b047), alternated ($AB_N times, default 1)
+      for i in $(seq "${AB_N:-1}"); do
+        sec "sparse-units-old-$i" 90 node .bench-old/sparse.mjs --units --spmm-only --d 768,2048 --m 16384 --warmup 200 --batch-ms 150 --json "$out/spmm-units-old-$i.json"
+        sec "sparse-units-new-$i" 90 node .bench-dist/sparse.mjs --units --spmm-only --d 768,2048 --m 16384 --warmup 200 --batch-ms 150 --json "$out/spmm-units-new-$i.json"
+      done ;;
+    sddmm-ab) # the pipelined dense-tile sddmm (new) against the direct-load one (.bench-old), f32 shader cores, M = 4096, alternated ($AB_N times, default 1)
+      for i in $(seq "${AB_N:-1}"); do
+        sec "sddmm-old-$i" 100 node .bench-old/sparse.mjs --d 768,2048 --m 4096 --sddmm-lanes none --warmup 200 --batch-ms 150 --json "$out/sddmm-old-$i.json"
+        sec "sddmm-new-$i" 100 node .bench-dist/sparse.mjs --d 768,2048 --m 4096 --sddmm-lanes none --warmup 200 --batch-ms 150 --json "$out/sddmm-new-$i.json"
+      done ;;
+    train-f32-ab) # the f32 step, small and gpt2, SLoPe (and dense once): .bench-old then today's bundle
+      sec train-f32-old 120 node .bench-old/train.mjs --dawn-toggles --configs small,gpt2 --modes slope --json "$out/train-f32-old.json"
+      sec train-f32-new 150 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense,slope --json "$out/train-f32-new.json" ;;
+    train-mixed-ab) # the mixed-f16 step, small and gpt2, dense and SLoPe: .bench-old then today's bundle
+      sec train-mixed-old 150 node .bench-old/train.mjs --dawn-toggles --configs small,gpt2 --modes dense,slope --precision mixed-f16 --json "$out/train-mixed-old.json"
+      sec train-mixed-new 150 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense,slope --precision mixed-f16 --json "$out/train-mixed-new.json" ;;
+    profile-mixed-gpt2) sec profile-mixed-gpt2 90 node .bench-dist/train.mjs --dawn-toggles --configs gpt2 --modes dense,slope --precision mixed-f16 --profile --batches 3 --json "$out/train-dawn-profile-mixed-gpt2.json" ;;
+    suite-units-sparse) sec suite-units-sparse 90 env WEBSLOPE_DAWN_FLAGS=matrix node --test --test-name-pattern="2:4|sparse|spmm" .test-dist/node/suite.test.mjs ;;
     *) echo "unknown section $s" ;;
   esac
 done

@@ -102,8 +102,11 @@ export function tileOperand(o: {
   index: (row: string, k: string) => string;
   /** WGSL reading element (vec4 when vec) i as f32. */
   read: (i: string) => string;
+  /** WGSL name of the reduction's extent (default K; sddmm reduces over its slice's nB rows). */
+  bound?: string;
 }): PipelinedOperand {
   const { prefix: p, shared, rows, bk, kMajor, vec } = o;
+  const K = o.bound ?? "K";
   const T = vec ? "vec4<f32>" : "f32";
   const zero = vec ? "vec4<f32>(0.0)" : "0.0";
   const perThread = (rows * bk) / (vec ? 4 : 1) / GEMM_THREADS;
@@ -121,12 +124,12 @@ export function tileOperand(o: {
       if (vec) {
         lines.setup.push(`let ${p}ok${j} = ${o.row0} + ${p}c${j} * 4u < ${o.extent};`);
         lines.setup.push(`let ${p}g${j} = ${o.index(`${p}c${j}`, `${p}k${j}`)};`);
-        lines.fetch.push(`${r} = vec4<f32>(0.0); if (${p}ok${j} && kk + ${p}k${j} < K) { ${r} = ${o.read(`${p}g${j} + kk * (${o.extent} / 4u)`)}; }`);
+        lines.fetch.push(`${r} = vec4<f32>(0.0); if (${p}ok${j} && kk + ${p}k${j} < ${K}) { ${r} = ${o.read(`${p}g${j} + kk * (${o.extent} / 4u)`)}; }`);
         lines.store.push(`${shared}[${p}k${j}][${p}c${j}] = ${r};`);
       } else {
         lines.setup.push(`let ${p}ok${j} = ${o.row0} + ${p}c${j} < ${o.extent};`);
         lines.setup.push(`let ${p}g${j} = ${o.index(`${p}c${j}`, `${p}k${j}`)};`);
-        lines.fetch.push(`${r} = 0.0; if (${p}ok${j} && kk + ${p}k${j} < K) { ${r} = ${o.read(`${p}g${j} + kk * ${o.extent}`)}; }`);
+        lines.fetch.push(`${r} = 0.0; if (${p}ok${j} && kk + ${p}k${j} < ${K}) { ${r} = ${o.read(`${p}g${j} + kk * ${o.extent}`)}; }`);
         lines.store.push(`${shared}[${p}k${j}][${p}c${j} >> 2u][${p}c${j} & 3u] = ${r};`);
       }
     } else {
@@ -137,11 +140,11 @@ export function tileOperand(o: {
       lines.setup.push(`let ${p}s${j} = ${p}c${j} >> 2u; let ${p}m${j} = ${p}c${j} & 3u;`);
       if (vec) {
         lines.setup.push(`let ${p}g${j} = (${o.index(`${p}c${j}`, `${p}k${j}`)}) / 4u;`);
-        lines.fetch.push(`${r} = vec4<f32>(0.0); if (${p}ok${j} && kk + ${p}k${j} < K) { ${r} = ${o.read(`${p}g${j} + kk / 4u`)}; }`);
+        lines.fetch.push(`${r} = vec4<f32>(0.0); if (${p}ok${j} && kk + ${p}k${j} < ${K}) { ${r} = ${o.read(`${p}g${j} + kk / 4u`)}; }`);
         for (const i of range(4)) lines.store.push(`${shared}[${p}k${j} + ${i}u][${p}s${j}][${p}m${j}] = ${r}.${XYZW[i]};`);
       } else {
         lines.setup.push(`let ${p}g${j} = ${o.index(`${p}c${j}`, `${p}k${j}`)};`);
-        lines.fetch.push(`${r} = 0.0; if (${p}ok${j} && kk + ${p}k${j} < K) { ${r} = ${o.read(`${p}g${j} + kk`)}; }`);
+        lines.fetch.push(`${r} = 0.0; if (${p}ok${j} && kk + ${p}k${j} < ${K}) { ${r} = ${o.read(`${p}g${j} + kk`)}; }`);
         lines.store.push(`${shared}[${p}k${j}][${p}s${j}][${p}m${j}] = ${r};`);
       }
     }

@@ -129,6 +129,8 @@ export interface SgMatmulVariant extends SgTile {
    * Needs transB and bk = 32 (one mask word per row per stage).
    */
   sparseB?: boolean;
+  /** With sparseB: the values per row are a multiple of 4 (K % 8 = 0), so each is read as vec4s, four invocations per row (sparseOperand). */
+  sparseVec4?: boolean;
 }
 export type SgSyntax = "majorness" | "bool";
 
@@ -266,12 +268,21 @@ function operand2(name: string, src: string, dst: string, outer: number, inner: 
  * Staging of a 2:4 B (rows col0 … col0 + bn, the K slice at k): each row's mask word and its 16
  * values are fetched into named registers — in the K loop's prefetch slot, like a dense operand,
  * so their latency hides behind the previous slice's products — and decoded into 32 halves of Bs
- * (row stride ld, zeros where pruned) at the store. Where the workgroup has more invocations than
- * the tile has rows, a row is cut into P parts of 8/P groups, so every invocation fetches. Params
- * [6] = mask words per row, [7] = values per row. Rows past N and columns past K decode to zeros
- * (their mask bits are 0, and values past the row read as 0).
+ * (row stride ld, zeros where pruned) at the store. Params [6] = mask words per row, [7] = values
+ * per row. Rows past N and columns past K decode to zeros (their mask bits are 0, and values past
+ * the row read as 0).
+ *
+ * Two layouts. `vec4` (values per row a multiple of 4, i.e. K % 8 = 0): four invocations per row,
+ * each reading one vec4 of values (two groups of 4 columns) and its byte of the mask word, so the
+ * four cover a row's 16 values in one coalesced read and a warp reads 8 rows with 8 instructions'
+ * worth of lines. The scalar layout (any K) gives each invocation a whole row or a half of one, and
+ * each of its loads touches as many lines as the warp has lanes: in the H200's mixed-f16 step this
+ * spmm ran about 1.5× the time of the dense product of the same shape (bench/README.md).
+ * The decode is branch-free: the kept values sit in slots 0, 1 in column order, so column j of a
+ * group is 0 if its bit is clear, else slot 0 when no lower bit is set and slot 1 otherwise.
  */
-function sparseOperand(bn: number, threads: number, ld: number, I: "f32" | "f16") {
+function sparseOperand(bn: number, threads: number, ld: number, I: "f32" | "f16", vec4: boolean) {
+  if (vec4) return sparseOperandVec4(bn, threads, ld, I);
   const P = Math.min(8, 2 ** Math.floor(Math.log2(Math.max(1, threads / bn))));
   const G = 8 / P, items = bn * P, n = Math.ceil(items / threads), full = items % threads === 0;
   const place = (i: number) => `let it = tid + ${i * threads}u; let e = it / ${P}u; let p = it % ${P}u;`;
@@ -287,10 +298,37 @@ function sparseOperand(bn: number, threads: number, ld: number, I: "f32" | "f16"
       } }`).join("\n    ");
   const store = range(n).map((i) => `{ ${place(i)} let dst = e * ${ld}u + p * ${4 * G}u;
       ${full ? "" : `if (it < ${items}u) `}{
-${range(G).map((g) => `        { let b0 = (sw${i} >> ${g * 4}u) & 15u; let b1 = b0 & (b0 - 1u); var q = vec4<f16>(0.0);
-          if (b0 != 0u) { q[countTrailingZeros(b0)] = f16(sv${i}_${2 * g}); }
-          if (b1 != 0u) { q[countTrailingZeros(b1)] = f16(sv${i}_${2 * g + 1}); }
-          Bs[dst + ${g * 4}u] = q.x; Bs[dst + ${g * 4 + 1}u] = q.y; Bs[dst + ${g * 4 + 2}u] = q.z; Bs[dst + ${g * 4 + 3}u] = q.w; }`).join("\n")}
+${range(G).map((g) => `        ${decodeGroup(`(sw${i} >> ${g * 4}u) & 15u`, `sv${i}_${2 * g}`, `sv${i}_${2 * g + 1}`, `dst + ${g * 4}u`)}`).join("\n")}
+      } }`).join("\n    ");
+  return { decl, fetch, store };
+}
+
+/** One group's 4 halves into Bs[at …]: nibble `nib`, kept values `v0`, `v1` (slots 0, 1 in column order). */
+function decodeGroup(nib: string, v0: string, v1: string, at: string): string {
+  return `{ let b = ${nib}; let h0 = f16(${v0}); let h1 = f16(${v1}); let z = f16(0.0);
+          Bs[${at}] = select(z, h0, (b & 1u) != 0u);
+          Bs[${at} + 1u] = select(z, select(h0, h1, (b & 1u) != 0u), (b & 2u) != 0u);
+          Bs[${at} + 2u] = select(z, select(h0, h1, (b & 3u) != 0u), (b & 4u) != 0u);
+          Bs[${at} + 3u] = select(z, select(h0, h1, (b & 7u) != 0u), (b & 8u) != 0u); }`;
+}
+
+/** sparseOperand's vec4 layout: B bound as array<vec4<I>>, four invocations per row of the tile. */
+function sparseOperandVec4(bn: number, threads: number, ld: number, I: "f32" | "f16") {
+  const items = bn * 4, n = Math.ceil(items / threads), full = items % threads === 0;
+  // item i of this invocation: row tid/4 + i·threads/4 of the tile, part tid % 4 (threads is a multiple of 4)
+  const place = (i: number) => `let e = (tid / 4u) + ${(i * threads) / 4}u; let p = tid % 4u;`;
+  const decl = range(n).map((i) => `var sw${i}: u32; var sv${i}: vec4<${I}>;`).join(" ");
+  const fetch = (k: string) => range(n).map((i) => `{ ${place(i)}
+      let nn = col0 + e; let w = ${k} / 32u; let wpr = pu(6u); let vpr = pu(7u); let s0 = w * 16u + p * 4u;
+      sw${i} = 0u; sv${i} = vec4<${I}>();
+      if (nn < N && w < wpr && s0 < vpr${full ? "" : ` && e < ${bn}u`}) {
+        sw${i} = mbits[nn * wpr + w] >> (p * 8u);
+        sv${i} = B[(nn * vpr + s0) / 4u];
+      } }`).join("\n    ");
+  const store = range(n).map((i) => `{ ${place(i)} let dst = e * ${ld}u + p * 8u;
+      ${full ? "" : `if (e < ${bn}u) `}{
+        ${decodeGroup(`sw${i} & 15u`, `sv${i}.x`, `sv${i}.y`, "dst")}
+        ${decodeGroup(`(sw${i} >> 4u) & 15u`, `sv${i}.z`, `sv${i}.w`, "dst + 4u")}
       } }`).join("\n    ");
   return { decl, fetch, store };
 }
@@ -314,7 +352,7 @@ export const sgMatmulKernel = kernelFamily("matmul_sgmat", (v: SgMatmulVariant) 
   if (v.sparseB && (!v.transB || bk !== 32 || stages !== 1)) throw new Error(`sgMatmulKernel: a 2:4 B needs transB, bk 32 and one stage (got transB ${v.transB}, bk ${bk}, stages ${stages})`);
   const g = bindGroup([
     { name: "A", access: "read", type: aType },
-    { name: "B", access: "read", type: v.sparseB ? `array<${I}>` : aType },
+    { name: "B", access: "read", type: v.sparseB ? (v.sparseVec4 ? `array<vec4<${I}>>` : `array<${I}>`) : aType },
     v.sparseB && { name: "mbits", access: "read", type: "array<u32>" },
     { name: "C", access: "rw", type: v.vec ? `array<vec4<${O}>>` : `array<${O}>` },
     v.bias && { name: "bias", access: "read", type: `array<${I}>` },
@@ -329,7 +367,7 @@ export const sgMatmulKernel = kernelFamily("matmul_sgmat", (v: SgMatmulVariant) 
   const dense = v.transB
     ? operand("rb", "B", "Bs", bn, bk, threads, v.vec, { outer: "col0", inner: "$k" }, { outer: "N", inner: "K" }, "K", "bBase")
     : operand("rb", "B", "Bs", bk, bn, threads, v.vec, { outer: "$k", inner: "col0" }, { outer: "K", inner: "N" }, "N", "bBase");
-  const B1 = v.sparseB ? sparseOperand(bn, threads, bk + PAD, I) : dense;
+  const B1 = v.sparseB ? sparseOperand(bn, threads, bk + PAD, I, !!v.sparseVec4) : dense;
   const { aSize, bSize, lda, ldb } = sgStageLayout(v, v.transA, v.transB);
   // Double-buffered staging (stages 2): the same tiles, f16 registers, stores into either buffer.
   const A2 = v.transA

@@ -206,7 +206,8 @@ export function sddmmRaw(dY: Tensor, x: Tensor, s: SparseLike, rows: number, out
     l.dispatch(sddmmKernel(s.n, s.m, dtype, accumulate, split), bufs, [ws, Math.ceil(s.rows / SDDMM_ROWS), plan.slices], params);
   } else {
     const { bo, bk } = sddmmExtent(plan.tile);
-    l.dispatch(sddmmDenseTileKernel(s.n, s.m, dtype, accumulate, plan.tile, split), bufs, [Math.ceil(s.cols / bk), Math.ceil(s.rows / bo), plan.slices], params);
+    const vec = s.rows % 4 === 0 && s.cols % 4 === 0;
+    l.dispatch(sddmmDenseTileKernel(s.n, s.m, dtype, accumulate, plan.tile, split, vec), bufs, [Math.ceil(s.cols / bk), Math.ceil(s.rows / bo), plan.slices], params);
   }
   if (part) sumSplit(part, gW, s.rows * vpr, plan.slices, accumulate, op);
   return gW;
