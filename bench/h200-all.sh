@@ -58,6 +58,7 @@
 #   deno-train-tune  the same in f32 under Deno (wgpu)
 #   sparse-units-ab  bench/sparse.ts --units --spmm-only (2:4 and dense both on the matrix units), the old bundle (.bench-old) and today's alternated
 #   sddmm-ab    bench/sparse.ts at d = 768, 2048, M = 4096 (f32): the old bundle and today's alternated (the sddmm columns)
+#   deno-sddmm-ab, deno-train-f32-ab  the same two under Deno (wgpu), sddmm at d = 768
 #   train-f32-ab  bench/train.ts small + gpt2 f32: SLoPe with the old bundle, then dense and SLoPe with today's
 #   train-mixed-ab   bench/train.ts small + gpt2, dense and SLoPe, mixed-f16: the old bundle, then today's
 #   profile-mixed-gpt2  one profiled gpt2 step in mixed-f16, dense and SLoPe
@@ -176,6 +177,12 @@ for s in "$@"; do
         sec "sddmm-old-$i" 100 node .bench-old/sparse.mjs --d 768,2048 --m 4096 --sddmm-lanes none --warmup 200 --batch-ms 150 --json "$out/sddmm-old-$i.json"
         sec "sddmm-new-$i" 100 node .bench-dist/sparse.mjs --d 768,2048 --m 4096 --sddmm-lanes none --warmup 200 --batch-ms 150 --json "$out/sddmm-new-$i.json"
       done ;;
+    deno-sddmm-ab) # sddmm-ab under Deno (wgpu), d = 768
+      sec deno-sddmm-old 100 deno run -A .bench-old/sparse.mjs --d 768 --m 4096 --sddmm-lanes none --warmup 200 --batch-ms 150 --json "$out/sddmm-wgpu-old.json"
+      sec deno-sddmm-new 100 deno run -A .bench-dist/sparse.mjs --d 768 --m 4096 --sddmm-lanes none --warmup 200 --batch-ms 150 --json "$out/sddmm-wgpu-new.json" ;;
+    deno-train-f32-ab) # the f32 step under Deno (wgpu), small and gpt2: SLoPe with the old bundle, dense and SLoPe with today's
+      sec deno-train-f32-old 120 deno run -A .bench-old/train.mjs --configs small,gpt2 --modes slope --json "$out/train-wgpu-f32-old.json"
+      sec deno-train-f32-new 150 deno run -A .bench-dist/train.mjs --configs small,gpt2 --modes dense,slope --json "$out/train-wgpu-f32-new.json" ;;
     train-f32-ab) # the f32 step, small and gpt2, SLoPe (and dense once): .bench-old then today's bundle
       sec train-f32-old 120 node .bench-old/train.mjs --dawn-toggles --configs small,gpt2 --modes slope --json "$out/train-f32-old.json"
       sec train-f32-new 150 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense,slope --json "$out/train-f32-new.json" ;;
