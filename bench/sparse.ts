@@ -14,13 +14,13 @@
 //        sddmm at each forced split × tile, the automatic tile when --sddmm-tiles is left out)
 //        [--warmup MS] [--batch-ms MS]   (timing per measurement, default 400 and 250; the JSON is rewritten after each weight)
 //        [--lanes 8x8,8x4,4x8,4x4 | all]   (M > 16: the lanes kernel's variants, with the expand kernel forced, in the same run)
-//        [--tune]   (M > 16: tuneSpmm times every candidate kernel, then the default path runs again with its choice kept)
+//        [--tune]   (M > 16: tuneSpmm and tuneSddmm time every candidate kernel, then the default paths run again with their choices kept)
 //        [--spmm-only]   (M > 16: leave out the vector-wise spmm and the weight-gradient products)
 //   deno run -A bench/sparse.ts --quick        (d = 256, M = 8 and 256, shapes d×d and d×4d, short timing: a smoke run on software adapters)
 //   node .bench-dist/sparse.mjs ...   (after npm run bench:build)
 //   npm run bench:browser -- sparse ...   (Chromium, bench/browser/)
 import * as ws from "../src/index.ts";
-import { clearSpmmTuning, compress24, compressVector, decompress24, SDDMM_LANES, type SddmmLanesVariant, sddmm, sddmmVector, spmm, spmmVector, type SddmmTile, tuneSpmm } from "../src/sparse/index.ts";
+import { clearSddmmTuning, clearSpmmTuning, compress24, compressVector, decompress24, SDDMM_LANES, type SddmmLanesVariant, sddmm, sddmmVector, spmm, spmmVector, type SddmmTile, tuneSddmm, tuneSpmm } from "../src/sparse/index.ts";
 import { sddmmPlan } from "../src/sparse/sddmm.ts";
 import { sddmmVectorPlan } from "../src/sparse/vector24.ts";
 import { lanesVariant } from "../src/sparse/spmm.ts";
@@ -47,6 +47,8 @@ interface Row {
   expandMs?: number; expandSpeedup?: number; lanesMs?: Record<string, number>; lanesSpeedup?: Record<string, number>; lanesAuto?: string;
   /** --tune: tuneSpmm's choice (GPU-timed candidates) and spmm "auto" timed again with it kept, ms and speedup over dense. */
   tunedChoice?: string; tunedMs?: number; tunedSpeedup?: number; tuneTimings?: { choice: string; ms: number }[];
+  /** --tune: tuneSddmm's choice and sddmm timed again with it kept (ms; its speedup is over denseDwMs). */
+  sddmmTunedChoice?: string; sddmmTunedMs?: number; sddmmTuneTimings?: { choice: string; ms: number }[];
   /** --sddmm-split sweep: ms per "tile/sS" (tile "auto" unless --sddmm-tiles; forced split S, the slices actually dispatched can be fewer at small M). */
   sddmmSweepMs?: Record<string, number>;
 }
@@ -180,6 +182,12 @@ async function main(): Promise<void> {
         const dY = rnd([M, dOut], M + 1);
         r.denseDwMs = (await time(() => ws.matmul(dY, X, { transA: true }))).medianMs;
         r.sddmmMs = (await time(() => sddmm(dY, X, S))).medianMs;
+        if (f.tune) {
+          const t = await tuneSddmm(dY, X, S);
+          r.sddmmTunedChoice = t.choice; r.sddmmTuneTimings = t.timings;
+          r.sddmmTunedMs = (await time(() => sddmm(dY, X, S))).medianMs;
+          clearSddmmTuning();
+        }
         const plan = sddmmPlan(M, dOut, K);
         r.sddmmPlan = `${plan.tile}, ${plan.slices > 1 ? `split ${plan.slices} × ${plan.sliceRows} rows` : "no split"}`;
         if (splits.length) {
@@ -213,6 +221,7 @@ async function main(): Promise<void> {
       console.log(`d=${d} ${shape} M=${M}: dense ${r.denseMs.toFixed(4)} ms (${r.denseTflops.toFixed(2)} TFLOP/s), 2:4 ${r.sparseMs.toFixed(4)} ms (${r.sparseTflopsEq.toFixed(2)} dense-eq TFLOP/s) → ${r.speedup.toFixed(2)}×` + lanesText +
         (M <= 16 ? `; small kernel ${r.smallMs!.toFixed(4)} ms → ${r.smallSpeedup!.toFixed(2)}×; decode one pass ${r.onePassMs!.toFixed(4)} ms → ${r.onePassSpeedup!.toFixed(2)}×; weight bytes/s dense ${r.denseWeightGBs.toFixed(0)} GB/s, 2:4 ${r.sparseWeightGBs.toFixed(0)} GB/s`
           : f["spmm-only"] ? "" : `; vector-wise ${r.vectorMs!.toFixed(4)} ms → ${r.vectorSpeedup!.toFixed(2)}×; dW dense ${r.denseDwMs!.toFixed(4)} ms, sddmm (${r.sddmmPlan}) ${r.sddmmMs!.toFixed(4)} ms → ${r.sddmmSpeedup!.toFixed(2)}×` +
+            (r.sddmmTunedChoice ? `; sddmm tuned: ${r.sddmmTunedChoice} ${r.sddmmTunedMs!.toFixed(4)} ms → ${(r.denseDwMs! / r.sddmmTunedMs!).toFixed(2)}× (${r.sddmmTuneTimings!.map((t) => `${t.choice} ${t.ms.toFixed(4)}`).join(", ")})` : "") +
             (r.sddmmSweepMs ? ` [${Object.entries(r.sddmmSweepMs).map(([k, v]) => `${k} ${v.toFixed(4)} ms`).join(", ")}]` : "") +
             (r.sddmmLanesMs ? `, lanes ${Object.entries(r.sddmmLanesMs).map(([k, v]) => `${k} ${v.toFixed(4)} ms → ${(r.denseDwMs! / v).toFixed(2)}×`).join(", ")}` : "") + `, sddmmVector (${r.sddmmVectorPlan}) ${r.sddmmVectorMs!.toFixed(4)} ms → ${r.sddmmVectorSpeedup!.toFixed(2)}×`));
       X.dispose();

@@ -14,7 +14,7 @@
 //   deno run -A bench/train.ts [--configs tiny,mid,small,gpt2] [--modes dense,slope] [--precision f32,mixed-f16] [--quick]
 //        [--profile] [--trace-dir DIR] [--json FILE] [--data PATH] [--warmup MS] [--batch-ms MS]
 //        [--attn-backward auto|fused|chunked] [--attn-chunk-mib MIB] [--mu-rule 192:0,192:0.85] (matrix-unit tile rules, one run each)
-//        [--tune]   (SLoPe: tuneSpmmShapes on the step's 2:4 product shapes after the first step; the row lists the choices)
+//        [--tune]   (SLoPe: tuneSpmmShapes and tuneSddmmShapes on the step's 2:4 product and weight-gradient shapes after the first step; the row lists the choices)
 //   node .bench-dist/train.mjs ... [--dawn-toggles]      (after npm run bench:build)
 //   npm run bench:browser -- train ...                    (Chromium through Playwright)
 import * as ws from "../src/index.ts";
@@ -22,7 +22,7 @@ import { GPT, type GPTConfig } from "../src/nn/index.ts";
 import { CharTokenizer, Corpus, type Precision, Trainer } from "../src/train/index.ts";
 import { DTYPE_BYTES } from "../src/dtype.ts";
 import { setMatrixUnitRule } from "../src/ops/matmul.ts";
-import { clearSpmmTuning, spmmShapesOf, tuneSpmmShapes } from "../src/sparse/index.ts";
+import { clearSddmmTuning, clearSpmmTuning, sddmmShapesOf, spmmShapesOf, tuneSddmmShapes, tuneSpmmShapes } from "../src/sparse/index.ts";
 import { exit, flags, isBrowser, readText, runtimeGpu, writeText } from "./env.ts";
 import { QUICK_TIMING, type Timing, timeBatches } from "./timing.ts";
 
@@ -43,6 +43,8 @@ export interface TrainRow {
   lib: "webslope";
   /** --tune (SLoPe): the measured spmm choice per product shape of the step. */
   spmmTuned?: Record<string, string>;
+  /** --tune (SLoPe): the measured sddmm choice per weight-gradient shape of the step. */
+  sddmmTuned?: Record<string, string>;
   config: ConfigName;
   mode: Mode;
   precision: Precision;
@@ -81,7 +83,7 @@ const SPEC = {
   precision: { type: "string", default: "f32" },
   quick: { type: "boolean", default: false },
   profile: { type: "boolean", default: false },
-  /** SLoPe: after the first step, tuneSpmmShapes on every 2:4 product shape of the step (the measured kernel choice), then the timing. */
+  /** SLoPe: after the first step, tuneSpmmShapes and tuneSddmmShapes on every 2:4 product and weight-gradient shape of the step (the measured kernel choices), then the timing. */
   tune: { type: "boolean", default: false },
   "trace-dir": { type: "string", default: "." },
   json: { type: "string" },
@@ -134,14 +136,16 @@ async function run(name: ConfigName, mode: Mode, precision: Precision, data: { c
   });
   const losses: ws.Tensor[] = [];
   // First step: compiles the pipelines and allocates gradients and optimizer state.
-  const keys = spmmShapesOf(() => losses.push(trainer.step()));
+  let keys: string[] = [];
+  const sddmmKeys = sddmmShapesOf(() => { keys = spmmShapesOf(() => losses.push(trainer.step())); });
   await ctx.sync();
   const modelStateBytes = ws.memoryStats().liveBytes - base - losses.reduce((a, l) => a + bytesOf(l), 0);
   const ps = model.parameters();
   const weightBytes = ps.reduce((a, p) => a + bytesOf(p), 0);
   const gradBytes = ps.reduce((a, p) => a + (p.grad ? bytesOf(p.grad) : 0), 0);
   const tuned = o.tune && keys.length ? await tuneSpmmShapes(keys) : [];
-  for (const t of tuned) console.log(`${name} ${mode} ${precision}: tuned ${t.key} → ${t.choice} (${t.timings.map((x) => `${x.choice} ${x.ms.toFixed(3)}`).join(", ")} ms, ${t.clock} clock)`);
+  const tunedSddmm = o.tune && sddmmKeys.length ? await tuneSddmmShapes(sddmmKeys) : [];
+  for (const t of [...tuned, ...tunedSddmm]) console.log(`${name} ${mode} ${precision}: tuned ${tuned.includes(t as never) ? "spmm" : "sddmm"} ${t.key} → ${t.choice} (${t.timings.map((x) => `${x.choice} ${x.ms.toFixed(3)}`).join(", ")} ms, ${t.clock} clock)`);
   ws.resetPeakMemory();
   const timing = await timeBatches(async (n) => {
     for (let i = 0; i < n; i++) losses.push(trainer.step());
@@ -164,6 +168,7 @@ async function run(name: ConfigName, mode: Mode, precision: Precision, data: { c
     peakBytes, modelStateBytes, weightBytes, gradBytes, optimizerBytes: modelStateBytes - weightBytes - gradBytes,
     activationBytes: peakBytes - modelStateBytes, lossFirst, lossLast, steps: losses.length, timing,
     ...(tuned.length ? { spmmTuned: Object.fromEntries(tuned.map((t) => [t.key, t.choice])) } : {}),
+    ...(tunedSddmm.length ? { sddmmTuned: Object.fromEntries(tunedSddmm.map((t) => [t.key, t.choice])) } : {}),
   };
   console.log(`${name} ${mode} ${precision}${precision === "f32" ? "" : row.matrixUnits ? " (matrix units)" : " (f32 matmuls: no matrix units)"}: ${row.stepMs.toFixed(2)} ms/step, ${Math.round(row.tokensPerS)} tokens/s, peak ${mb(peakBytes)} MB ` +
     `(model state ${mb(modelStateBytes)}, activations ${mb(row.activationBytes)}), loss ${lossFirst.toFixed(3)} → ${lossLast.toFixed(3)} over ${row.steps} steps`);
@@ -177,7 +182,7 @@ async function run(name: ConfigName, mode: Mode, precision: Precision, data: { c
   }
   trainer.dispose();
   model.dispose();
-  clearSpmmTuning(); // each row tunes for itself
+  clearSpmmTuning(); clearSddmmTuning(); // each row tunes for itself
   ctx.pool.trim();
   return row;
 }

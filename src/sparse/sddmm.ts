@@ -25,7 +25,7 @@ import {
 import { SDDMM_LANES, SDDMM_LANES_DEFAULT, type SddmmLanesVariant, lanesExtent, sddmmLanesKernel } from "../../shaders/sddmm-lanes.wgsl.ts";
 import { gatherKeptKernel } from "../../shaders/sparse24.wgsl.ts";
 import { matmulRaw } from "../ops/matmul.ts";
-import { chooseMatrixUnitTile } from "../ops/raw/precision.ts";
+import { chooseMatrixUnitTile, getFloat32MatmulPrecision } from "../ops/raw/precision.ts";
 import { checkLive, grid1d, numel } from "../ops/util.ts";
 import { metaWords, type Sparse24, type SparseLike } from "./sparse24.ts";
 
@@ -182,9 +182,46 @@ export function sddmmUsesMatmul(rows: number, dOut: number, K: number, dtype: Sp
   return chooseMatrixUnitTile(dOut, K, rows, 1, dtype, gpu().matrixUnits.tiles) !== null;
 }
 
+/**
+ * Measured choices (src/sparse/sddmm-tune.ts: tuneSddmm) by product shape: what a 2:4 sddmm that
+ * names no kernel runs in place of its rule, while setSddmmMethod is at its default. Per adapter,
+ * filled by measurement only.
+ */
+const tuned = new Map<string, SddmmOptions>();
+/** While sddmmShapesOf() runs: the tuning keys of the sddmm calls the table would serve. */
+let shapeLog: Set<string> | null = null;
+
+/** The tuning key of an sddmm: rows, d_out, K, dtype and the f32 matmul precision then in force (it decides whether "matmul" takes the matrix units). */
+export function sddmmTuneKey(rows: number, dOut: number, K: number, dtype: string): string {
+  return `${rows}x${dOut}x${K}|${dtype}|${getFloat32MatmulPrecision()}`;
+}
+
+/** Internal (sddmm-tune.ts): sets or clears (null) the measured options for a key; the whole table with no key. */
+export function setSddmmTuned(key: string | null, opts: SddmmOptions | null): void {
+  if (key === null) { tuned.clear(); return; }
+  if (opts) tuned.set(key, opts);
+  else tuned.delete(key);
+}
+
+/** Internal (sddmm-tune.ts): starts (a set) or stops (null) logging the keys of tunable calls. */
+export function setSddmmShapeLog(log: Set<string> | null): void {
+  shapeLog = log;
+}
+
+/** Internal: the measured table's entries. */
+export function sddmmTunedEntries(): [string, SddmmOptions][] {
+  return [...tuned];
+}
+
 /** The product without validation, into `out` (new when omitted). dY [n, d_out], x [n, K]. */
 export function sddmmRaw(dY: Tensor, x: Tensor, s: SparseLike, rows: number, out: Tensor | null = null, accumulate = false,
   opts: SddmmOptions = {}, op = "sddmm"): Tensor {
+  if ((tuned.size || shapeLog) && s.n === 2 && s.m === 4 && defaultMethod === null && opts.method === undefined &&
+      opts.tile === undefined && opts.splitK === undefined && opts.lanes === undefined) {
+    const key = sddmmTuneKey(rows, s.rows, s.cols, dY.dtype);
+    shapeLog?.add(key);
+    opts = tuned.get(key) ?? opts;
+  }
   const ws = metaWords(s.cols), vpr = (s.cols * s.n) / s.m, dtype = dY.dtype as SpDType;
   const forced = opts.method ?? defaultMethod;
   if (forced === "matmul" || (forced === null && opts.splitK === undefined && opts.tile === undefined && sddmmUsesMatmul(rows, s.rows, s.cols, dtype))) {

@@ -10,7 +10,6 @@
 // never inside a step (spmmShapesOf + tuneSpmmShapes tune the products of a step).
 import { ShapeError, ValueError } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
-import { profile } from "../gpu/profiler.ts";
 import { noGrad, tidy } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import { LANES_VARIANTS, type LanesVariant, spmmLanesStorage } from "../../shaders/spmm-lanes.wgsl.ts";
@@ -19,6 +18,7 @@ import { compress24, type Sparse24 } from "./sparse24.ts";
 import { checkSpmm, setSpmmShapeLog, setSpmmTuned, spmmRaw, spmmTunedEntries, spmmTuneKey, type SpmmOptions } from "./spmm.ts";
 import { randn } from "../ops/creation.ts";
 import { getFloat32MatmulPrecision, type MatmulPrecision, setFloat32MatmulPrecision } from "../ops/raw/precision.ts";
+import { adapterOf, checkCandidates, checkReps, parseTable, resolveClock, timeCall, type TuneClock, type TuningTable } from "./tuning.ts";
 
 /** A candidate by name: "rule" (what "auto" runs untuned), "expand:64x64", "lanes:8x8", "gather:128", … */
 export type SpmmChoice = "rule" | `expand:${ExpandTile}` | `lanes:${LanesVariant}` | `gather:${64 | 128}`;
@@ -28,13 +28,8 @@ export interface SpmmTuneOptions {
   candidates?: readonly SpmmChoice[];
   /** Timed batches per candidate (default 5; the median is kept). */
   reps?: number;
-  /**
-   * "gpu": the timestamp span of a ~2 ms batch (needs timestamp-query); "wall": wall clock over a
-   * batch of ≥ 50 ms and one sync. "auto" (default): "gpu" where the adapter has timestamps, except
-   * under Deno's wgpu, where on the H200 the timestamp ranking disagreed with wall-clock batches
-   * (bench/results/2026-12-03/p4-spmm-tune-wgpu.txt).
-   */
-  clock?: "auto" | "gpu" | "wall";
+  /** How each candidate is timed (TuneClock, src/sparse/tuning.ts); default "auto". */
+  clock?: TuneClock;
 }
 
 export interface SpmmTuneResult {
@@ -49,10 +44,7 @@ export interface SpmmTuneResult {
 }
 
 /** A tuning table as JSON: the adapter it was measured on and the choice per product shape. */
-export interface SpmmTuning {
-  adapter: string;
-  entries: Record<string, SpmmChoice>;
-}
+export type SpmmTuning = TuningTable<SpmmChoice>;
 
 /** A table key: rows × d_out × K, dtype, bias, f32 matmul precision (spmmTuneKey). */
 const KEY = /^(\d+)x(\d+)x(\d+)\|(f32|f16)\|(bias|nobias)\|(highest|high|medium)$/;
@@ -90,9 +82,6 @@ export function spmmCandidates(): SpmmChoice[] {
   ];
 }
 
-/** Median of a non-empty list. */
-const median = (a: number[]): number => { const s = [...a].sort((x, y) => x - y); return s[s.length >> 1]!; };
-
 /**
  * Times every candidate kernel of y = x·sᵀ + bias on these operands and keeps the fastest for
  * their shape: from then on spmm (and sparseLinear, SparseLinear) with path "auto" runs it for
@@ -107,20 +96,10 @@ export async function tuneSpmm(x: Tensor, s: Sparse24, bias: Tensor | null = nul
     throw new ShapeError(op, `x has ${rows} rows; products of at most ${SPMM_SMALL_MAX_ROWS} rows take the decode kernel and are not tuned: pass the training or prefill batch`);
   }
   const reps = opts.reps ?? 5;
-  if (!Number.isInteger(reps) || reps < 1 || reps > 100) throw new ValueError(op, `reps must be an integer in [1, 100], got ${reps}`);
-  const all = spmmCandidates();
-  const candidates = opts.candidates ?? all;
-  if (candidates.length === 0) throw new ValueError(op, "candidates is empty; leave it out to time every kernel that fits");
-  const bad = candidates.find((c) => !all.includes(c));
-  if (bad !== undefined) {
-    optionsOf(op, bad); // an unknown name gets its own error first
-    throw new ValueError(op, `candidate "${bad}" does not fit this adapter's workgroup memory; the ones that do: ${all.join(", ")}`);
-  }
-  const ctx = gpu();
-  const wanted = opts.clock ?? "auto";
-  if (wanted !== "auto" && wanted !== "gpu" && wanted !== "wall") throw new ValueError(op, `clock must be "auto", "gpu" or "wall", got ${String(wanted)}`);
-  if (wanted === "gpu" && !ctx.features.has("timestamp-query")) throw new ValueError(op, `clock "gpu" needs timestamp-query, which this adapter lacks; use "wall" or "auto"`);
-  const clock = wanted !== "auto" ? wanted : ctx.features.has("timestamp-query") && ctx.info.runtime !== "Deno" ? "gpu" : "wall";
+  checkReps(op, reps);
+  // an unknown name gets optionsOf's error, one that does not fit the workgroup memory checkCandidates'
+  const candidates = checkCandidates(op, spmmCandidates(), opts.candidates, (c) => optionsOf(op, c));
+  const clock = resolveClock(op, opts.clock);
   // every check is above: a refused call leaves the table as it was
   const key = spmmTuneKey(rows, s.rows, s.cols, s.values.dtype, !!bias);
   const previous = spmmTunedEntries().find(([k]) => k === key)?.[1] ?? null;
@@ -130,34 +109,7 @@ export async function tuneSpmm(x: Tensor, s: Sparse24, bias: Tensor | null = nul
     for (const c of candidates) {
       const o = optionsOf(op, c);
       const call = () => tidy(() => noGrad(() => { spmmRaw(x, s, bias, rows, o, op); }));
-      call(); // compiles the pipeline, outside the timing
-      await ctx.sync();
-      const per: number[] = [];
-      if (clock === "gpu") {
-        // The span of a batch long enough (~2 ms) that quantized timestamps (Dawn's default, 2^16 ns steps) blur it by a few %.
-        const est = Math.max((await profile(call)).spanMs, 1e-3);
-        const n = Math.min(64, Math.max(1, Math.ceil(2 / est)));
-        const batch = () => { for (let i = 0; i < n; i++) call(); };
-        for (let r = 0; r < reps; r++) per.push((await profile(batch)).spanMs / n);
-      } else {
-        // Batches doubled until one takes ≥ 50 ms with its sync, so a late answer to the await
-        // (Deno: ~11 ms) is a small share of what is timed.
-        let n = 4;
-        for (;;) {
-          const t0 = performance.now();
-          for (let i = 0; i < n; i++) call();
-          await ctx.sync();
-          if (performance.now() - t0 >= 50 || n >= 512) break;
-          n *= 2;
-        }
-        for (let r = 0; r < reps; r++) {
-          const t1 = performance.now();
-          for (let i = 0; i < n; i++) call();
-          await ctx.sync();
-          per.push((performance.now() - t1) / n);
-        }
-      }
-      timings.push({ choice: c, ms: median(per) });
+      timings.push({ choice: c, ms: await timeCall(call, clock, reps) });
     }
   } catch (e) {
     setSpmmTuned(key, previous); // a failed tuning changes nothing
@@ -168,9 +120,6 @@ export async function tuneSpmm(x: Tensor, s: Sparse24, bias: Tensor | null = nul
   setSpmmTuned(key, optionsOf(op, choice));
   return { key, choice, timings, clock };
 }
-
-/** The adapter a table belongs to: engine and adapter (Dawn and wgpu choose differently on one GPU). */
-const adapterOf = (): string => `${gpu().info.runtime}: ${gpu().info.adapterName}`;
 
 /**
  * Runs fn (a training step, a prefill) and returns the tuning keys of the 2:4 products in it that
@@ -232,15 +181,8 @@ export function spmmTuning(): SpmmTuning {
  * another adapter (its choices would be guesses here); throws a ValueError on a malformed table.
  */
 export function loadSpmmTuning(t: SpmmTuning): boolean {
-  const op = "loadSpmmTuning";
-  if (typeof t !== "object" || t === null || typeof t.adapter !== "string" || typeof t.entries !== "object" || t.entries === null) {
-    throw new ValueError(op, "expected { adapter: string, entries: { [key]: choice } } as spmmTuning() returns");
-  }
-  const parsed = Object.entries(t.entries).map(([k, c]) => {
-    if (!KEY.test(k)) throw new ValueError(op, `malformed key "${k}"; keys look like "4096x768x768|f32|bias|highest"`);
-    return [k, optionsOf(op, String(c))] as const;
-  });
-  if (t.adapter !== adapterOf()) return false;
+  const parsed = parseTable("loadSpmmTuning", t, KEY, "4096x768x768|f32|bias|highest", optionsOf);
+  if (!parsed) return false;
   for (const [k, o] of parsed) setSpmmTuned(k, o);
   return true;
 }

@@ -22,6 +22,7 @@ import "./optim.ts";
 import "./mixed-precision.ts";
 import "./sparse.ts";
 import "./spmm-tune.ts";
+import "./sddmm-tune.ts";
 import "./slope.ts";
 import "./adapters.ts";
 import "./profiler.ts";
