@@ -59,6 +59,8 @@
 #   sparse-units-ab  bench/sparse.ts --units --spmm-only (2:4 and dense both on the matrix units), the old bundle (.bench-old) and today's alternated
 #   sddmm-ab    bench/sparse.ts at d = 768, 2048, M = 4096 (f32): the old bundle and today's alternated (the sddmm columns)
 #   deno-sddmm-ab, deno-train-f32-ab  the same two under Deno (wgpu), sddmm at d = 768
+#   sddmm-tune  bench/sparse.ts --tune at d = 768, 2048, M = 4096 (f32): tuneSpmm's and tuneSddmm's choices beside the rules, Dawn
+#   train-tune-f32  bench/train.ts --tune small + gpt2, dense and SLoPe, f32: the SLoPe step on its measured spmm and sddmm kernels, Dawn
 #   train-f32-ab  bench/train.ts small + gpt2 f32: SLoPe with the old bundle, then dense and SLoPe with today's
 #   train-mixed-ab   bench/train.ts small + gpt2, dense and SLoPe, mixed-f16: the old bundle, then today's
 #   profile-mixed-gpt2  one profiled gpt2 step in mixed-f16, dense and SLoPe
@@ -183,6 +185,8 @@ for s in "$@"; do
     deno-train-f32-ab) # the f32 step under Deno (wgpu), small and gpt2: SLoPe with the old bundle, dense and SLoPe with today's
       sec deno-train-f32-old 120 deno run -A .bench-old/train.mjs --configs small,gpt2 --modes slope --json "$out/train-wgpu-f32-old.json"
       sec deno-train-f32-new 150 deno run -A .bench-dist/train.mjs --configs small,gpt2 --modes dense,slope --json "$out/train-wgpu-f32-new.json" ;;
+    sddmm-tune) sec sddmm-tune 150 node .bench-dist/sparse.mjs --tune --d 768,2048 --m 4096 --sddmm-lanes none --warmup 200 --batch-ms 150 --json "$out/sparse-tune-dawn.json" ;;
+    train-tune-f32) sec train-tune-f32 150 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense,slope --tune --json "$out/train-dawn-tune-f32.json" ;;
     train-f32-ab) # the f32 step, small and gpt2, SLoPe (and dense once): .bench-old then today's bundle
       sec train-f32-old 120 node .bench-old/train.mjs --dawn-toggles --configs small,gpt2 --modes slope --json "$out/train-f32-old.json"
       sec train-f32-new 150 node .bench-dist/train.mjs --dawn-toggles --configs small,gpt2 --modes dense,slope --json "$out/train-f32-new.json" ;;
