@@ -15,6 +15,7 @@ import { CharTokenizer } from "../train/tokenizer.ts";
 import { type Precision, Trainer, type TrainerOptions } from "../train/trainer.ts";
 import { presetFrom } from "./configs.ts";
 import { type CliIO, num, parseFlags, UsageError } from "./io.ts";
+import { loadTuningFile, tuneAndSave } from "./tuning-file.ts";
 
 export const TRAIN_USAGE = `Usage: npm run train -- --mode dense|slope --config tiny|mid|small|FILE.json --steps N --data FILE --out DIR [options]
 
@@ -43,6 +44,9 @@ export const TRAIN_USAGE = `Usage: npm run train -- --mode dense|slope --config 
   --eval-every N            steps between validation losses                           [steps / 20]
   --eval-batches N          batches per validation loss                                        [20]
   --until N                 stop after step N with a checkpoint (a time-limited job; --resume later)
+  --tune                    SLoPe: after the first step, time every 2:4 kernel candidate at the
+                            step's shapes and keep the fastest (DIR/tuning.json; a run that finds
+                            one measured on this adapter, resumed or not, uses it and skips this)
   --help                    this text
 `;
 
@@ -51,7 +55,7 @@ const FLAGS = {
   out: { type: "string" }, resume: { type: "boolean" }, "adapter-rank": { type: "string" }, "mask-change-freq": { type: "string" },
   lr: { type: "string" }, "batch-size": { type: "string" }, seed: { type: "string" }, "checkpoint-every": { type: "string" },
   "eval-every": { type: "string" }, "eval-batches": { type: "string" }, until: { type: "string" }, help: { type: "boolean" },
-  precision: { type: "string" }, pattern: { type: "string" }, "vector-block": { type: "string" },
+  precision: { type: "string" }, pattern: { type: "string" }, "vector-block": { type: "string" }, tune: { type: "boolean" },
 } as const;
 
 /** "8" → rank 8; "0.0625" or "6.25%" → a fraction of nEmbd; "0" → none. */
@@ -161,6 +165,20 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     trainer = new Trainer(model, new Corpus(tok.encode(text)), { ...opts, onLoss });
     await writeFile(metricsPath, "");
   }
+  if (f.tune && mode !== "slope") {
+    trainer.dispose(); model.dispose();
+    throw new UsageError(`--tune measures the 2:4 kernels of a SLoPe run; ${f.resume ? `${ckpt} is a dense run` : "add --mode slope"}`);
+  }
+  // A table measured on this adapter (this run's, or the run this one resumes) is used as it is.
+  const tunePath = join(f.out, "tuning.json");
+  let tuneFirst = false;
+  if (mode === "slope") {
+    let got: Awaited<ReturnType<typeof loadTuningFile>>;
+    try { got = await loadTuningFile(tunePath); } catch (e) { trainer.dispose(); model.dispose(); throw new UsageError(`${tunePath} is not a tuning file (${(e as Error).message}); delete it to tune again`); }
+    if (got === "loaded") io.err(`kernel choices: ${tunePath}\n`);
+    if (got === "other-adapter") io.err(`note: ${tunePath} was measured on another adapter${f.tune ? "; tuning again" : "; not used (--tune measures here)"}\n`);
+    tuneFirst = !!f.tune && got !== "loaded";
+  }
   const o = trainer.options;
   if (trainer.precisionWarning) io.err(`note: ${trainer.precisionWarning}
 `);
@@ -205,7 +223,14 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   try {
     while (trainer.stepCount < until) {
       const s = trainer.stepCount;
-      trainer.step().dispose();
+      if (tuneFirst) {
+        // the first step runs the rules and names the shapes; the rest of the run (and a resume) the measured kernels
+        const t = await tuneAndSave(tunePath, () => trainer.step().dispose(), s + 1);
+        tuneFirst = false;
+        if (!bar) io.err(`tuned ${Object.keys(t.spmm.entries).length} spmm and ${Object.keys(t.sddmm.entries).length} sddmm shapes: ${tunePath}\n`);
+      } else {
+        trainer.step().dispose();
+      }
       await trainer.drain(4);
       const done = s + 1;
       if (done % evalEvery === 0 || done === total) {

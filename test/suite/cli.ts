@@ -116,3 +116,41 @@ test("CLI: train --precision mixed-f16 logs the loss scale, says once that the m
     await fs.rm(dir, { recursive: true, force: true });
   }
 }, { runtimes: ["deno"] });
+
+test("CLI: train --tune (SLoPe) measures the 2:4 kernels after the first step into DIR/tuning.json, trains to the untuned run's losses up to rounding, a resume reuses the file; dense refused, a bad file typed (Deno only: tuning compiles every candidate)", async () => {
+  const { train, fs, tmp, join } = await load();
+  const dir = await fs.mkdtemp(join(tmp, "webslope-cli-tune-"));
+  try {
+    const data = join(dir, "data.txt");
+    await fs.writeFile(data, "ROMEO: but soft, what light through yonder window breaks? it is the east. ".repeat(40));
+    const args = (out: string) => ["--mode", "slope", "--config", "tiny", "--steps", "4", "--data", data, "--out", out, "--checkpoint-every", "2", "--eval-every", "4", "--eval-batches", "1"];
+    const losses = async (out: string) => (await fs.readFile(join(dir, out, "metrics.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l).loss as number);
+    const plain = capture();
+    assertEquals(await train(args(join(dir, "plain")), plain.io), 0, plain.o.err);
+    const t = capture();
+    assertEquals(await train([...args(join(dir, "tuned")), "--tune", "--until", "2"], t.io), 0, t.o.err);
+    assert(/tuned \d+ spmm and \d+ sddmm shapes/.test(t.o.err), `says what it tuned: ${t.o.err}`);
+    const file = await fs.readFile(join(dir, "tuned", "tuning.json"), "utf8");
+    const tf = JSON.parse(file);
+    assertEquals(tf.fromStep, 1);
+    assert(Object.keys(tf.spmm.entries).length > 0 && Object.keys(tf.sddmm.entries).length > 0, `both tables filled: ${file}`);
+    assert(Object.keys(tf.sddmm.entries).every((k) => /^256x\d+x\d+\|f32\|highest$/.test(k)), `sddmm keys at the step's 8 × 32 rows: ${Object.keys(tf.sddmm.entries)}`);
+    const r = capture();
+    assertEquals(await train(["--resume", "--tune", "--data", data, "--out", join(dir, "tuned"), "--checkpoint-every", "2", "--eval-every", "4", "--eval-batches", "1"], r.io), 0, r.o.err);
+    assert(r.o.err.includes("kernel choices:") && !r.o.err.includes("tuned "), `the resume loads the table and does not tune again: ${r.o.err}`);
+    assertEquals(await fs.readFile(join(dir, "tuned", "tuning.json"), "utf8"), file, "the file is unchanged");
+    const [a, b] = [await losses("plain"), await losses("tuned")];
+    assertEquals(b.length, 4);
+    for (let i = 0; i < 4; i++) assert(Math.abs(a[i]! - b[i]!) <= 1e-4 * Math.abs(a[i]!), `step ${i}: tuned loss ${b[i]} against ${a[i]}`);
+    const d = capture();
+    assertEquals(await train(["--config", "tiny", "--steps", "2", "--data", data, "--out", join(dir, "dense"), "--tune"], d.io), 2);
+    assert(d.o.err.includes("--tune measures the 2:4 kernels"), d.o.err);
+    await fs.mkdir(join(dir, "bad"));
+    await fs.writeFile(join(dir, "bad", "tuning.json"), JSON.stringify({ fromStep: 1, spmm: { adapter: 1 }, sddmm: { adapter: 1 } }));
+    const e = capture();
+    assertEquals(await train(args(join(dir, "bad")), e.io), 2);
+    assert(e.o.err.includes("is not a tuning file"), e.o.err);
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}, { runtimes: ["deno"] });
