@@ -79,7 +79,7 @@ export interface OpAttrs {
   scaledDotProductAttention: AttentionAttrs;
   qkvAttention: AttentionAttrs;
   // sparse (src/sparse/ops.ts): N:M pattern, W is dOut×dIn
-  sparseLinear: { n: number; m: number; dOut: number; dIn: number; /** Rows per mask block of a vector-wise W (0: per-element). */ vectorBlock: number };
+  sparseLinear: { n: number; m: number; dOut: number; dIn: number; /** Rows per mask block of a vector-wise W (0: per-element). */ vectorBlock: number; /** Applied after the bias (its backward through the saved pre-activation). */ activation: Activation };
   // the masked-dense simulation (src/sparse/masked-linear.ts)
   maskedLinear: Record<never, never>;
 }

@@ -107,6 +107,9 @@ export class SparseLinear extends Module implements LinearLike {
     if (x.shape.at(-1) !== this.inFeatures) {
       throw new ShapeError("SparseLinear", `input ${fmtShape(x.shape)} must end in inFeatures=${this.inFeatures}`);
     }
+    // Without an adapter the activation is the sparse product's own (its epilogue on the matrix
+    // units, as the dense Linear's matmul); an adapter's sum comes before the activation.
+    if (this.compress && !this.adapter) return sparseLinear(x, this.w!, this.wT!, this.bias, this.vectorBlock, this.activation);
     let y = this.compress
       ? sparseLinear(x, this.w!, this.wT!, this.bias, this.vectorBlock)
       : maskedLinear(x, this.weight!, this.maskR!, this.maskRC!, this.bias);

@@ -11,20 +11,22 @@
 // The rule is registered with the tape when this module loads.
 import { record } from "../autograd/graph.ts";
 import { registerRules, type Rules } from "../autograd/rules.ts";
-import { ShapeError, fmtShape } from "../errors.ts";
+import { ShapeError, ValueError, fmtShape } from "../errors.ts";
 import { isGradEnabled } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import { reduceRaw } from "../ops/raw/reduce.ts";
 import { sddmmRaw } from "./sddmm.ts";
 import type { Sparse24, SparseLike } from "./sparse24.ts";
-import { checkSpmm, spmmRaw } from "./spmm.ts";
+import { activate, checkSpmm, spmmActRaw, spmmRaw } from "./spmm.ts";
+import { mapOp } from "../ops/raw/map.ts";
+import type { Activation } from "../autograd/ops.ts";
 import { checkVectorBlock, sddmmVectorRaw, spmmVectorRaw } from "./vector24.ts";
 import { DECODE_MAX_ROWS } from "../../shaders/spmm-decode.wgsl.ts";
 
 declare module "../autograd/ops.ts" {
   interface OpSaved {
     /** The input, W's metadata (for sddmm) and the double-pruned transpose (for dX). */
-    sparseLinear: { x: Tensor; meta: Tensor; valuesT: Tensor; metaT: Tensor };
+    sparseLinear: { x: Tensor; meta: Tensor; valuesT: Tensor; metaT: Tensor; z?: Tensor };
   }
 }
 
@@ -33,8 +35,12 @@ declare module "../autograd/ops.ts" {
  * [d_in, d_out]; returns [..., d_out]. Backward: dx through wT, w.values.grad by sddmm, bias.grad.
  * `vectorBlock`: w was built by compressVector with this block (its kernels then take over).
  */
-export function sparseLinear(x: Tensor, w: Sparse24, wT: Sparse24, bias: Tensor | null = null, vectorBlock: number | null = null): Tensor {
+export function sparseLinear(x: Tensor, w: Sparse24, wT: Sparse24, bias: Tensor | null = null, vectorBlock: number | null = null,
+  activation: Activation = "none"): Tensor {
   const op = "sparseLinear";
+  if (activation !== "none" && activation !== "relu" && activation !== "gelu") {
+    throw new ValueError(op, `activation must be "none", "relu" or "gelu", got ${JSON.stringify(activation)}`);
+  }
   const rows = checkSpmm(op, x, w, bias);
   if (vectorBlock !== null) {
     checkVectorBlock(op, vectorBlock);
@@ -45,20 +51,33 @@ export function sparseLinear(x: Tensor, w: Sparse24, wT: Sparse24, bias: Tensor 
       `${fmtShape(w.shape)} (${w.pattern}, ${w.dtype}); build it with doublePrune(w)`);
   }
   wT.values.buffer(op); wT.meta.buffer(op);
+  // the activation's backward needs the pre-activation z (the dense matmul keeps it the same way)
+  const wantZ = activation !== "none" && isGradEnabled() && (x.requiresGrad || w.values.requiresGrad || !!bias?.requiresGrad);
   // decoding (≤ 16 rows) stays on the decode kernel, which reads any 2:4 matrix at weight-byte speed
-  const y2 = vectorBlock !== null && rows > DECODE_MAX_ROWS ? spmmVectorRaw(x, w, bias, rows, vectorBlock, {}, op) : spmmRaw(x, w, bias, rows, {}, op);
+  const [y2, z] = vectorBlock !== null && rows > DECODE_MAX_ROWS
+    ? activate(spmmVectorRaw(x, w, bias, rows, vectorBlock, {}, op), activation, wantZ, op)
+    : spmmActRaw(x, w, bias, rows, activation, wantZ, {}, op);
   let y = y2;
   if (x.ndim !== 2) { y = y2.alias([...x.shape.slice(0, -1), w.rows]); y2.dispose(); }
   if (isGradEnabled()) {
-    record(op, [x, w.values, bias], y, { n: w.n, m: w.m, dOut: w.rows, dIn: w.cols, vectorBlock: vectorBlock ?? 0 }, { x, meta: w.meta, valuesT: wT.values, metaT: wT.meta });
+    record(op, [x, w.values, bias], y, { n: w.n, m: w.m, dOut: w.rows, dIn: w.cols, vectorBlock: vectorBlock ?? 0, activation },
+      { x, meta: w.meta, valuesT: wT.values, metaT: wT.meta, z: z ?? undefined });
   }
+  z?.dispose();
   return y;
 }
 
 export const sparseRules: Rules<"sparseLinear"> = {
   sparseLinear: (g, c) => {
-    const { n, m, dOut, dIn, vectorBlock } = c.attrs;
-    const { x, meta, valuesT: valsT, metaT } = c.saved;
+    const { n, m, dOut, dIn, vectorBlock, activation } = c.attrs;
+    const { x, meta, valuesT: valsT, metaT, z } = c.saved;
+    const g0 = g;
+    // through the activation first: dz = g · act'(z), then the product's backward with dz
+    if (activation !== "none") {
+      const zs = z!.alias(g.shape); // z is [rows, d_out]; g has the output's leading axes
+      g = mapOp("sparseLinear", activation === "relu" ? "select(0.0, a, b > 0.0)" : "a * gelu_tanh_grad(b)", [g, zs], g.dtype);
+      zs.dispose();
+    }
     const rows = g.size / dOut;
     let dx: Tensor | null = null, dv: Tensor | null = null, db: Tensor | null = null;
     if (c.needsGrad[0]) {
@@ -77,6 +96,7 @@ export const sparseRules: Rules<"sparseLinear"> = {
       db = r.alias([dOut]);
       flat.dispose(); r.dispose();
     }
+    if (g !== g0) g.dispose();
     return [dx, dv, db];
   },
 };

@@ -17,7 +17,8 @@ import { chooseMatrixUnitTile, getFloat32MatmulPrecision } from "../ops/raw/prec
 import { EXPAND_TILES, SPMM_SMALL_MAX_ROWS, SPMM_SMALL_WORKGROUP, SPMM_TILE, expandExtent, type ExpandTile, spmmExpandKernel, spmmExpandStorage, spmmSmallKernel, spmmGatherKernel, spmmGatherStorage } from "../../shaders/spmm.wgsl.ts";
 import { LANES_VARIANTS, type LanesVariant, lanesExtent, spmmLanesKernel, spmmLanesStorage } from "../../shaders/spmm-lanes.wgsl.ts";
 import { DECODE_MAX_ROWS, DECODE_ROWS, spmmDecodeKernel, spmmSplitSumKernel } from "../../shaders/spmm-decode.wgsl.ts";
-import { fill } from "../ops/raw/map.ts";
+import { fill, mapOp } from "../ops/raw/map.ts";
+import type { Activation } from "../autograd/ops.ts";
 import { stridedCopy } from "../ops/raw/copy.ts";
 import { checkLive, grid1d, numel } from "../ops/util.ts";
 import { metaWords, type Sparse24, type SparseLike } from "./sparse24.ts";
@@ -159,6 +160,19 @@ function invocationsPerRow(words: number): number {
 
 /** The product without validation or autograd, into a new [rows, d_out] tensor. */
 export function spmmRaw(x: Tensor, s: SparseLike, bias: Tensor | null, rows: number, opts: SpmmOptions = {}, op = "spmm"): Tensor {
+  return spmmActRaw(x, s, bias, rows, "none", false, opts, op)[0];
+}
+
+/** WGSL of each activation as a map over the product (where the kernel has no epilogue for it). */
+const ACT_EXPR: Record<Exclude<Activation, "none">, string> = { gelu: "gelu_tanh(a)", relu: "max(a, 0.0)" };
+
+/**
+ * act(x·sᵀ + bias) without validation or autograd, and with `aux` the pre-activation z (for the
+ * activation's backward). On the matrix units the activation is the kernel's epilogue, as in the
+ * dense matmul (one pass over the output); the other kernels have a bias epilogue only, so the
+ * activation is a map over their output.
+ */
+export function spmmActRaw(x: Tensor, s: SparseLike, bias: Tensor | null, rows: number, act: Activation, aux: boolean, opts: SpmmOptions = {}, op = "spmm"): [Tensor, Tensor | null] {
   const is24 = s.n === 2 && s.m === 4;
   if ((tuned.size || shapeLog) && is24 && rows > SPMM_SMALL_MAX_ROWS && kernelOverride === null && (opts.path ?? "auto") === "auto" && !opts.expandTile && !opts.lanesVariant && !opts.tileRows) {
     const key = spmmTuneKey(rows, s.rows, s.cols, s.values.dtype, !!bias);
@@ -178,14 +192,14 @@ export function spmmRaw(x: Tensor, s: SparseLike, bias: Tensor | null, rows: num
     throw new ResourceLimitError(op, `lanes variant ${variant} needs ${spmmLanesStorage(variant)} bytes of workgroup memory, over this adapter's maxComputeWorkgroupStorageSize (${maxShared}); use lanesVariant "4x4"`);
   }
   const out = Tensor.empty([rows, dOut], x.dtype, op);
-  if (rows === 0 || dOut === 0) return out;
+  if (rows === 0 || dOut === 0) return activate(out, act, aux, op);
   const bufs = [x.buffer(op), s.values.buffer(op), s.meta.buffer(op), out.buffer(op)];
   if (bias) bufs.push(bias.buffer(op));
   const params = [rows, K, dOut, ws, (K * s.n) / s.m];
   const decodable = s.n === 2 && s.m === 4 && K % 8 === 0;
   if (path === "decode" || (path === "auto" && rows <= DECODE_MAX_ROWS && decodable)) {
     decode(x, s, bias, rows, out, opts.splits, op);
-    return out;
+    return activate(out, act, aux, op);
   }
   const small = path === "small" || (path === "auto" && rows <= SPMM_SMALL_MAX_ROWS);
   const mu = gpu().matrixUnits;
@@ -196,12 +210,15 @@ export function spmmRaw(x: Tensor, s: SparseLike, bias: Tensor | null, rows: num
     gpu().launcher.dispatch(spmmLanesKernel(dtype, !!bias, variant), bufs, [Math.ceil(dOut / bn), Math.ceil(rows / bm)], params);
   } else if (sgName) {
     const t = SG_TILES[sgName] as SgTile;
-    const vec = K % 4 === 0 && dOut % 4 === 0, vec4 = K % 8 === 0;
-    const kernel = memo(`sg|${sgName}|${+!!bias}|${dtype}|${+vec}${+vec4}|${mu.subgroupSize}|${mu.sgSyntax}`, () => sgMatmulKernel({ ...t, transA: false, transB: true,
-      bias: !!bias, act: "none", aux: false, inType: dtype, outType: dtype, vec, subgroupSize: mu.subgroupSize, prefetch: t.prefetch ?? true, sgSyntax: mu.sgSyntax,
+    const vec = K % 4 === 0 && dOut % 4 === 0, vec4 = K % 8 === 0, withZ = aux && act !== "none";
+    const kernel = memo(`sg|${sgName}|${+!!bias}|${act}${+withZ}|${dtype}|${+vec}${+vec4}|${mu.subgroupSize}|${mu.sgSyntax}`, () => sgMatmulKernel({ ...t, transA: false, transB: true,
+      bias: !!bias, act, aux: withZ, inType: dtype, outType: dtype, vec, subgroupSize: mu.subgroupSize, prefetch: t.prefetch ?? true, sgSyntax: mu.sgSyntax,
       sparseB: true, sparseVec4: vec4 }));
     const { bm, bn } = sgTileExtent(t);
+    const z = withZ ? Tensor.empty([rows, dOut], x.dtype, op) : null;
+    if (z) bufs.push(z.buffer(op));
     gpu().launcher.dispatch(kernel, bufs, [Math.ceil(dOut / bn), Math.ceil(rows / bm), 1], [rows, dOut, K, 0, 0, 0, ws, (K * s.n) / s.m]);
+    return [out, z];
   } else if (path === "expand" || (path === "auto" && !small)) {
     // 128×128 measured faster under Dawn (Node, Chrome) on the H200 but 4× slower under Deno's
     // wgpu, which takes 64×64 (scratch numbers in the sparse-core report; bench/ measures both)
@@ -235,7 +252,16 @@ export function spmmRaw(x: Tensor, s: SparseLike, bias: Tensor | null, rows: num
     if (tileRows === 128 && !fits) throw new ResourceLimitError(op, `tileRows 128 needs ${spmmGatherStorage(s.n, s.m, 128)} bytes of workgroup memory, over this adapter's maxComputeWorkgroupStorageSize`);
     gpu().launcher.dispatch(spmmGatherKernel(s.n, s.m, dtype, !!bias, tileRows), bufs, [Math.ceil(dOut / SPMM_TILE), Math.ceil(rows / tileRows)], params);
   }
-  return out;
+  return activate(out, act, aux, op);
+}
+
+/** act(y) as a map (sparseLinear's vector-wise path too); with `aux` y is kept as the pre-activation, else disposed. */
+export function activate(y: Tensor, act: Activation, aux: boolean, op: string): [Tensor, Tensor | null] {
+  if (act === "none") return [y, null];
+  const a = mapOp(op, ACT_EXPR[act], [y], y.dtype);
+  if (aux) return [a, y];
+  y.dispose();
+  return [a, null];
 }
 
 /** Workgroups the decode kernel aims for before it stops splitting K (H200: 132 SMs). */

@@ -184,7 +184,7 @@ test("matrix-unit kernels, emulated (Deno only: compile time): the emulation its
 }, EMU);
 
 /** One 2:4 spmm (Y = X·Sᵀ + b, S compressed) through the emulated sparse-B kernel of `tile`, against the masked-dense float64 product. */
-async function emulatedSparse(name: SgTileName, c: { M: number; K: number; N: number; dtype: "f32" | "f16"; bias: boolean; seed: number; vec4?: boolean }): Promise<void> {
+async function emulatedSparse(name: SgTileName, c: { M: number; K: number; N: number; dtype: "f32" | "f16"; bias: boolean; seed: number; vec4?: boolean; gelu?: boolean }): Promise<void> {
   const { compress24 } = await import("../../src/sparse/index.ts");
   const { M, K, N, dtype } = c;
   const x = toF16(randArr([M, K], c.seed)), w = toF16(randArr([N, K], c.seed + 1)), b = c.bias ? toF16(randArr([N], c.seed + 2)) : null;
@@ -195,16 +195,25 @@ async function emulatedSparse(name: SgTileName, c: { M: number; K: number; N: nu
   const S = compress24(W);
   const vec = K % 4 === 0 && N % 4 === 0;
   const t = tileOf(name);
-  const k = sgMatmulKernel({ ...variant(name), transA: false, transB: true, bias: !!b, act: "none", aux: false, inType: dtype, outType: dtype, vec, sparseB: true, sparseVec4: c.vec4 });
+  const k = sgMatmulKernel({ ...variant(name), transA: false, transB: true, bias: !!b, act: c.gelu ? "gelu" : "none", aux: !!c.gelu, inType: dtype, outType: dtype, vec, sparseB: true, sparseVec4: c.vec4 });
   const kernel = { ...k, key: `emulated:${k.key}`, code: emulateSubgroupMatrices(k.code, 32) };
   const C = Tensor.empty([M, N], dtype, "matmul");
   const bufs = [X.buffer("matmul"), S.values.buffer("matmul"), S.meta.buffer("matmul"), C.buffer("matmul")];
   if (Bias) bufs.push(Bias.buffer("matmul"));
+  const Z = c.gelu ? Tensor.empty([M, N], dtype, "matmul") : null;
+  if (Z) bufs.push(Z.buffer("matmul"));
   const { bm, bn } = sgTileExtent(t);
   gpu().launcher.dispatch(kernel, bufs, [Math.ceil(N / bn), Math.ceil(M / bm), 1], emulatedParams([M, N, K, 0, 0, 0, Math.ceil(K / 32), K / 2], 32));
   const tol = dtype === "f16" ? 2e-3 : 1e-5;
-  assertClose(await C.toArray(), e.data, { rtol: Math.max(tol, 1e-4), atol: 1e-4 * Math.sqrt(K) + tol, msg: `${name} emulated 2:4${c.vec4 ? " vec4" : ""} ${dtype} ${M}x${K}x${N}${b ? " +bias" : ""}` });
-  for (const a of [X, W, Bias, C, S.values, S.meta]) a?.dispose();
+  const msg = `${name} emulated 2:4${c.vec4 ? " vec4" : ""} ${dtype} ${M}x${K}x${N}${b ? " +bias" : ""}${c.gelu ? " gelu" : ""}`;
+  const tolerance = { rtol: Math.max(tol, 1e-4), atol: 1e-4 * Math.sqrt(K) + tol };
+  if (Z) {
+    assertClose(await Z.toArray(), e.data, { ...tolerance, msg: `${msg}: the pre-activation` });
+    assertClose(await C.toArray(), e.data.map(geluTanh), { ...tolerance, msg });
+  } else {
+    assertClose(await C.toArray(), e.data, { ...tolerance, msg });
+  }
+  for (const a of [X, W, Bias, C, Z, S.values, S.meta]) a?.dispose();
 }
 
 test("matrix-unit kernels, emulated (Deno only: compile time): the 2:4 B staged through prefetch registers — a row per invocation (128x256s8), rows in two parts (256x128s8, f16, scalar), two rows per invocation without prefetch (64x64s1); partial K slices, rows past N", async () => {
@@ -214,9 +223,11 @@ test("matrix-unit kernels, emulated (Deno only: compile time): the 2:4 B staged 
   await emulatedSparse("64x64s1", { M: 67, K: 68, N: 65, dtype: "f32", bias: true, seed: 64 });
 }, EMU);
 
-test("matrix-unit kernels, emulated (Deno only: compile time): the 2:4 B read as vec4s, four invocations per row (K % 8 = 0) — 128x256s8, 256x128s8 and 128x128s4 (f16), 64x64s1 (eight rows per invocation); partial K slices, rows past N, no bias", async () => {
+test("matrix-unit kernels, emulated (Deno only: compile time): the 2:4 B read as vec4s, four invocations per row (K % 8 = 0) — 128x256s8, 256x128s8 and 128x128s4 (f16), 64x64s1 (eight rows per invocation); partial K slices, rows past N, no bias, GELU + pre-activation epilogue", async () => {
   await emulatedSparse("128x256s8", { M: 132, K: 72, N: 136, dtype: "f32", bias: true, seed: 71, vec4: true });
   await emulatedSparse("256x128s8", { M: 260, K: 264, N: 70, dtype: "f16", bias: true, seed: 72, vec4: true });
   await emulatedSparse("128x128s4", { M: 130, K: 40, N: 132, dtype: "f16", bias: false, seed: 73, vec4: true });
   await emulatedSparse("64x64s1", { M: 67, K: 104, N: 65, dtype: "f32", bias: true, seed: 74, vec4: true });
+  // sparseLinear's fused activation: GELU in the epilogue, the pre-activation written beside it
+  await emulatedSparse("128x128s4", { M: 70, K: 72, N: 68, dtype: "f16", bias: true, seed: 75, vec4: true, gelu: true });
 }, EMU);

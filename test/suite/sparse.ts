@@ -839,6 +839,44 @@ test("sparseLinear: forward X·W_Rᵀ + b; backward dX = dY·W_RC, w.values.grad
   s.values.grad!.dispose(); bias.grad!.dispose(); bias.dispose(); s.dispose(); t.dispose();
 });
 
+test("sparseLinear with a fused activation (gelu, relu): act(X·W_Rᵀ + b) and its backward through the pre-activation equal float64, at decode rows (≤ 16) and above; without gradients no pre-activation is kept; a bad activation is a ValueError", async () => {
+  const { geluTanh } = await import("../ref/cpu.ts");
+  const geluGrad = (v: number) => { const h = 1e-6; return (geluTanh(v + h) - geluTanh(v - h)) / (2 * h); };
+  const [dOut, dIn] = [36, 64];
+  const { w, s, mR } = sparseWeight(dOut, dIn, 260);
+  const t = doublePrune(s);
+  const mRC = slopeMasks(w, 2, 4).mRC;
+  const b = rand32([dOut], 261);
+  s.values.requiresGrad_();
+  const bias = fromArr(b, { requiresGrad: true });
+  for (const activation of ["gelu", "relu"] as const) {
+    const f = activation === "gelu" ? geluTanh : (v: number) => Math.max(v, 0);
+    const df = activation === "gelu" ? geluGrad : (v: number) => (v > 0 ? 1 : 0);
+    for (const rows of [8, 70]) {
+      const xa = rand32([rows, dIn], 262 + rows), proj = rand32([rows, dOut], 263 + rows);
+      const x = fromArr(xa, { requiresGrad: true });
+      const y = sparseLinear(x, s, t, bias, null, activation);
+      const pre = addBias(matmul(xa, applyMask(w, mR), false, true), b);
+      const msg = `${activation}, ${rows} rows`;
+      assertClose(await f32(y), pre.data.map(f), { rtol: 1e-4, atol: 1e-5, msg: `${msg}: forward` });
+      ws.tidy(() => y.mul(fromArr(proj)).sum().backward());
+      const dz = arr([rows, dOut], proj.data.map((p, i) => p * df(pre.data[i]!)));
+      assertClose(await f32(x.grad!), matmul(dz, applyMask(w, mRC)).data, { rtol: 1e-4, atol: 1e-4, msg: `${msg}: dX` });
+      assertClose(await f32(s.values.grad!), gather(matmul(dz, xa, true, false), mR, 2, 4), { rtol: 1e-4, atol: 1e-4, msg: `${msg}: w.values.grad` });
+      assertClose(await f32(bias.grad!), reduce(dz, [0], false, "sum").data, { rtol: 1e-4, atol: 1e-4, msg: `${msg}: bias.grad` });
+      for (const g of [x.grad!, s.values.grad!, bias.grad!]) g.dispose();
+      s.values.grad = null; bias.grad = null;
+      x.dispose(); y.dispose();
+    }
+  }
+  // no gradient wanted: the activation alone, no pre-activation kept
+  const y0 = ws.noGrad(() => sparseLinear(fromArr(rand32([20, dIn], 270)), s, t, bias, null, "gelu"));
+  assertEquals(y0.shape, [20, dOut]);
+  y0.dispose();
+  await assertThrows(() => sparseLinear(fromArr(rand32([4, dIn], 271)), s, t, bias, null, "tanh" as "gelu"), ws.ValueError, "activation must be");
+  bias.dispose(); s.dispose(); t.dispose();
+});
+
 test("sparseLinear: the gradient of w.values matches finite differences (it is exact; dX is not, by design)", async () => {
   const { w, s } = sparseWeight(8, 32, 190);
   const t = doublePrune(s);
