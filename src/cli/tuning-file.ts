@@ -3,8 +3,8 @@
 // same kernels as the run it continues (no re-measurement, the same rounding). Written atomically
 // (a temporary file renamed over it), as the checkpoint is.
 import { readFile, rename, writeFile } from "node:fs/promises";
-import { loadSddmmTuning, loadSpmmTuning, sddmmShapesOf, sddmmTuning, spmmShapesOf, spmmTuning, tuneSddmmShapes, tuneSpmmShapes } from "../sparse/index.ts";
-import type { SddmmTuning, SpmmTuning } from "../sparse/index.ts";
+import { loadSpmmTuning, spmmShapesOf, spmmTuning, type SpmmTuning, tuneSpmmShapes } from "../sparse/spmm-tune.ts";
+import { loadSddmmTuning, sddmmShapesOf, sddmmTuning, type SddmmTuning, tuneSddmmShapes } from "../sparse/sddmm-tune.ts";
 
 export interface TuningFile {
   /** The step from which the run used these choices (its first step ran the rules, to find the shapes). */
