@@ -3,7 +3,7 @@
 // same kernels as the run it continues (no re-measurement, the same rounding). Written atomically
 // (a temporary file renamed over it), as the checkpoint is.
 import { readFile, rename, writeFile } from "node:fs/promises";
-import { loadSpmmTuning, spmmShapesOf, spmmTuning, type SpmmTuning, tuneSpmmShapes } from "../sparse/spmm-tune.ts";
+import { clearSpmmTuning, loadSpmmTuning, spmmShapesOf, spmmTuning, type SpmmTuning, tuneSpmmShapes } from "../sparse/spmm-tune.ts";
 import { loadSddmmTuning, sddmmShapesOf, sddmmTuning, type SddmmTuning, tuneSddmmShapes } from "../sparse/sddmm-tune.ts";
 
 export interface TuningFile {
@@ -16,7 +16,7 @@ export interface TuningFile {
 /**
  * Loads DIR/tuning.json: "loaded" (both tables apply to this adapter), "absent" (no file), or
  * "other-adapter" (measured elsewhere: nothing loaded). A file that is not a tuning file throws
- * (the ValueError of the table loaders, or a SyntaxError for bad JSON) and loads nothing.
+ * (the ValueError of the table loaders, or a SyntaxError for bad JSON) and leaves both tables as they were.
  */
 export async function loadTuningFile(path: string): Promise<"loaded" | "absent" | "other-adapter"> {
   let text: string;
@@ -24,13 +24,13 @@ export async function loadTuningFile(path: string): Promise<"loaded" | "absent" 
   const t = JSON.parse(text) as TuningFile;
   // both are validated before either is applied: a half-loaded pair would mix two measurements
   if (t?.spmm?.adapter !== t?.sddmm?.adapter) return "other-adapter";
-  const saved = { spmm: spmmTuning(), sddmm: sddmmTuning() };
-  const ok = loadSpmmTuning(t.spmm);
-  if (!ok) return "other-adapter";
+  const saved = spmmTuning();
+  if (!loadSpmmTuning(t.spmm)) return "other-adapter";
   try {
     loadSddmmTuning(t.sddmm); // the same adapter as the spmm table, which matched
   } catch (e) {
-    loadSpmmTuning(saved.spmm);
+    clearSpmmTuning(); // back to the spmm table as it was before this file
+    loadSpmmTuning(saved);
     throw e;
   }
   return "loaded";

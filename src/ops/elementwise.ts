@@ -10,7 +10,7 @@ import { gpu } from "../gpu/context.ts";
 import { checkDType } from "../validate.ts";
 import { isGradEnabled, noGrad } from "../scope.ts";
 import { defineTensorMethods, Tensor, type TensorLike } from "../tensor.ts";
-import { addInPlace, fill, mapOp } from "./raw/map.ts";
+import { ACTIVATION_MAP, addInPlace, fill, mapOp } from "./raw/map.ts";
 import { sumToShape } from "./raw/reduce.ts";
 import { broadcastShapes, checkFloat, checkLive, sameShape } from "./util.ts";
 
@@ -96,8 +96,8 @@ const UNARY: Record<UnaryName, { expr: string; float: boolean }> = {
   sqrt: { expr: "sqrt(a)", float: true },
   rsqrt: { expr: "inverseSqrt(a)", float: true },
   tanh: { expr: "safe_tanh(a)", float: true },
-  relu: { expr: "max(a, 0.0)", float: true },
-  gelu: { expr: "gelu_tanh(a)", float: true },
+  relu: { expr: ACTIVATION_MAP.relu.forward, float: true },
+  gelu: { expr: ACTIVATION_MAP.gelu.forward, float: true },
 };
 
 declare module "../autograd/ops.ts" {
@@ -237,8 +237,8 @@ export const elementwiseRules: Rules<EwOp> = {
   sqrt: (g, c) => [mapOp("sqrt", "a * 0.5 / b", [g, c.saved.y], g.dtype)],
   rsqrt: (g, c) => [mapOp("rsqrt", "a * -0.5 * b * b * b", [g, c.saved.y], g.dtype)],
   tanh: (g, c) => [mapOp("tanh", "a * (1.0 - b * b)", [g, c.saved.y], g.dtype)],
-  relu: (g, c) => [mapOp("relu", "select(0.0, a, b > 0.0)", [g, c.saved.x], g.dtype)],
-  gelu: (g, c) => [mapOp("gelu", "a * gelu_tanh_grad(b)", [g, c.saved.x], g.dtype)],
+  relu: (g, c) => [mapOp("relu", ACTIVATION_MAP.relu.grad, [g, c.saved.x], g.dtype)],
+  gelu: (g, c) => [mapOp("gelu", ACTIVATION_MAP.gelu.grad, [g, c.saved.x], g.dtype)],
   where: (g, c) => {
     const { cond } = c.saved;
     const test = cond.dtype === "i32" ? "b != 0" : "b != 0.0";

@@ -17,7 +17,7 @@ import { SG_TILES, type SgTile, type SgTileName, sgMatmulKernel, sgSharedBytes, 
 import { expandRaw } from "./raw/copy.ts";
 import { chooseMatrixUnitTile } from "./raw/precision.ts";
 export { getFloat32MatmulPrecision, getMatrixUnitRule, type MatmulPrecision, type MatrixUnitRule, setFloat32MatmulPrecision, setMatrixUnitRule } from "./raw/precision.ts";
-import { mapOp } from "./raw/map.ts";
+import { ACTIVATION_MAP, mapOp } from "./raw/map.ts";
 import { reduceInto, reduceRaw, sumToShape } from "./raw/reduce.ts";
 import { broadcastShapes, checkLive, numel, sameShape } from "./util.ts";
 
@@ -263,7 +263,7 @@ export const matmulRules: Rules<"matmul"> = {
     const { transA, transB, activation } = c.attrs;
     const { a, b, z } = c.saved;
     const dz = activation === "none" ? g
-      : mapOp("matmul", activation === "relu" ? "select(0.0, a, b > 0.0)" : "a * gelu_tanh_grad(b)", [g, z!], g.dtype);
+      : mapOp("matmul", ACTIVATION_MAP[activation].grad, [g, z!], g.dtype);
     let da: Tensor | null = null, db: Tensor | null = null, dbias: Tensor | null = null;
     if (c.needsGrad[0]) {
       const [r] = transA ? matmulRaw(b, dz, transB, true) : matmulRaw(dz, b, false, !transB);

@@ -18,7 +18,7 @@ import { reduceRaw } from "../ops/raw/reduce.ts";
 import { sddmmRaw } from "./sddmm.ts";
 import type { Sparse24, SparseLike } from "./sparse24.ts";
 import { activate, checkSpmm, spmmActRaw, spmmRaw } from "./spmm.ts";
-import { mapOp } from "../ops/raw/map.ts";
+import { ACTIVATION_MAP, mapOp } from "../ops/raw/map.ts";
 import type { Activation } from "../autograd/ops.ts";
 import { checkVectorBlock, sddmmVectorRaw, spmmVectorRaw } from "./vector24.ts";
 import { DECODE_MAX_ROWS } from "../../shaders/spmm-decode.wgsl.ts";
@@ -75,7 +75,7 @@ export const sparseRules: Rules<"sparseLinear"> = {
     // through the activation first: dz = g · act'(z), then the product's backward with dz
     if (activation !== "none") {
       const zs = z!.alias(g.shape); // z is [rows, d_out]; g has the output's leading axes
-      g = mapOp("sparseLinear", activation === "relu" ? "select(0.0, a, b > 0.0)" : "a * gelu_tanh_grad(b)", [g, zs], g.dtype);
+      g = mapOp("sparseLinear", ACTIVATION_MAP[activation].grad, [g, zs], g.dtype);
       zs.dispose();
     }
     const rows = g.size / dOut;

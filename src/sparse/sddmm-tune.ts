@@ -7,17 +7,18 @@
 // product and keeps the fastest in sddmm's table; a 2:4 sddmm that names no kernel (the
 // sparseLinear backward's) then runs it for that shape and f32 matmul precision. Tuning awaits
 // the GPU: once before training, never inside a step (sddmmShapesOf + tuneSddmmShapes tune a step's).
-import { DTypeError, ShapeError, ValueError, fmtShape } from "../errors.ts";
-import { noGrad, tidy } from "../scope.ts";
+import { ShapeError, ValueError } from "../errors.ts";
+import { noGrad } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import { SDDMM_LANES, type SddmmLanesVariant } from "../../shaders/sddmm-lanes.wgsl.ts";
 import { SDDMM_TILES, type SddmmTile } from "../../shaders/sddmm.wgsl.ts";
 import { randn } from "../ops/creation.ts";
-import { getFloat32MatmulPrecision, type MatmulPrecision, setFloat32MatmulPrecision } from "../ops/raw/precision.ts";
-import { checkLive, numel } from "../ops/util.ts";
+import type { MatmulPrecision } from "../ops/raw/precision.ts";
 import { compress24, type Sparse24 } from "./sparse24.ts";
-import { checkSplitK, type SddmmOptions, sddmmRaw, sddmmTunedEntries, sddmmTuneKey, setSddmmShapeLog, setSddmmTuned } from "./sddmm.ts";
-import { adapterOf, checkCandidates, checkReps, parseTable, resolveClock, timeCall, type TuneClock, type TuningTable } from "./tuning.ts";
+import { checkSddmm, checkSplitK, type SddmmOptions, sddmmRaw, sddmmTunedEntries, sddmmTuneKey, setSddmmShapeLog, setSddmmTuned } from "./sddmm.ts";
+import {
+  adapterOf, checkCandidates, checkReps, measureCandidates, parseTable, resolveClock, shapesLogged, type TuneClock, type TuningTable, underPrecision,
+} from "./tuning.ts";
 
 /**
  * A candidate by name: "rule" (what an sddmm naming no kernel runs untuned), "matmul" (the dense
@@ -85,6 +86,9 @@ export function sddmmCandidates(): SddmmChoice[] {
   return ["rule", "matmul", "gather", ...TILES.flatMap((t) => [`dense-tile:${t}` as const, ...SPLITS.map((n) => `dense-tile:${t}:split${n}` as const)])];
 }
 
+/** sddmm's table, as the shared measuring loop sees it. */
+const TABLE = { entries: sddmmTunedEntries, set: setSddmmTuned };
+
 /** Every name a caller may pass: the defaults and the lanes variants. */
 const known = (): SddmmChoice[] => [...sddmmCandidates(), ...Object.keys(SDDMM_LANES).map((v) => `lanes:${v}` as SddmmChoice)];
 
@@ -96,38 +100,15 @@ const known = (): SddmmChoice[] => [...sddmmCandidates(), ...Object.keys(SDDMM_L
  */
 export async function tuneSddmm(dY: Tensor, x: Tensor, s: Sparse24, opts: SddmmTuneOptions = {}): Promise<SddmmTuneResult> {
   const op = "tuneSddmm";
-  checkLive(op, dY, x, s.values, s.meta);
+  const rows = checkSddmm(op, dY, x, s);
   if (s.n !== 2 || s.m !== 4) throw new ShapeError(op, `tuning covers 2:4 weights, got ${s.pattern}; other patterns keep the rule`);
-  if (dY.ndim < 1 || x.ndim < 1 || dY.shape.at(-1) !== s.rows || x.shape.at(-1) !== s.cols ||
-      dY.shape.slice(0, -1).join() !== x.shape.slice(0, -1).join()) {
-    throw new ShapeError(op, `dY ${fmtShape(dY.shape)} and x ${fmtShape(x.shape)} do not fit the sparse matrix ${fmtShape(s.shape)}: ` +
-      `they need shapes [..., ${s.rows}] and [..., ${s.cols}] with the same leading axes`);
-  }
-  if (dY.dtype !== s.dtype || x.dtype !== s.dtype) throw new DTypeError(op, `dY (${dY.dtype}), x (${x.dtype}) and the sparse values (${s.dtype}) must have one dtype`);
-  const rows = numel(x.shape.slice(0, -1));
   const reps = opts.reps ?? 5;
   checkReps(op, reps);
-  const all = known();
-  const candidates = checkCandidates(op, all, opts.candidates ?? sddmmCandidates(), (c) => optionsOf(op, c));
+  const candidates = checkCandidates(op, known(), opts.candidates ?? sddmmCandidates(), (c) => optionsOf(op, c));
   const clock = resolveClock(op, opts.clock);
   // every check is above: a refused call leaves the table as it was
   const key = sddmmTuneKey(rows, s.rows, s.cols, s.values.dtype);
-  const previous = sddmmTunedEntries().find(([k]) => k === key)?.[1] ?? null;
-  setSddmmTuned(key, null); // "rule" must time the untuned rule
-  const timings: { choice: SddmmChoice; ms: number }[] = [];
-  try {
-    for (const c of candidates) {
-      const o = optionsOf(op, c);
-      const call = () => tidy(() => noGrad(() => { sddmmRaw(dY, x, s, rows, null, false, o, op); }));
-      timings.push({ choice: c, ms: await timeCall(call, clock, reps) });
-    }
-  } catch (e) {
-    setSddmmTuned(key, previous); // a failed tuning changes nothing
-    throw e;
-  }
-  timings.sort((a, b) => a.ms - b.ms);
-  const choice = timings[0]!.choice;
-  setSddmmTuned(key, optionsOf(op, choice));
+  const { choice, timings } = await measureCandidates(key, candidates, (c) => optionsOf(op, c), (o) => { sddmmRaw(dY, x, s, rows, null, false, o, op); }, clock, reps, TABLE);
   return { key, choice, timings, clock };
 }
 
@@ -136,14 +117,7 @@ export async function tuneSddmm(dY: Tensor, x: Tensor, s: Sparse24, opts: SddmmT
  * name no kernel: every sparse layer's sddmm. Pass them to tuneSddmmShapes().
  */
 export function sddmmShapesOf(fn: () => unknown): string[] {
-  const log = new Set<string>();
-  setSddmmShapeLog(log);
-  try {
-    fn();
-  } finally {
-    setSddmmShapeLog(null);
-  }
-  return [...log];
+  return shapesLogged(setSddmmShapeLog, fn);
 }
 
 /**
@@ -166,12 +140,9 @@ export async function tuneSddmmShapes(keys: readonly string[], opts: SddmmTuneOp
       w.dispose();
       return { s, x: randn([p.rows, p.K], { dtype: p.dtype }), dY: randn([p.rows, p.dOut], { dtype: p.dtype }) };
     });
-    const was = getFloat32MatmulPrecision();
-    setFloat32MatmulPrecision(p.precision);
     try {
-      out.push(await tuneSddmm(made.dY, made.x, made.s, opts));
+      out.push(await underPrecision(p.precision, () => tuneSddmm(made.dY, made.x, made.s, opts)));
     } finally {
-      setFloat32MatmulPrecision(was);
       made.s.dispose(); made.x.dispose(); made.dY.dispose();
     }
   }

@@ -250,14 +250,9 @@ export function sddmmRaw(dY: Tensor, x: Tensor, s: SparseLike, rows: number, out
   return gW;
 }
 
-/**
- * dW at s's kept positions: dY [..., d_out], x [..., K] (same leading axes), s [d_out, K].
- * Returns a tensor shaped like s.values; with { out, accumulate: true } adds into out.
- */
-export function sddmm(dY: Tensor, x: Tensor, s: Sparse24, opts: SddmmOptions = {}): Tensor {
-  const op = "sddmm";
-  const out = opts.out ?? null;
-  checkLive(op, dY, x, s.values, s.meta, out);
+/** Validates dY [..., d_out] and x [..., K] (same leading axes, s's dtype) against s [d_out, K]; returns the folded row count. */
+export function checkSddmm(op: string, dY: Tensor, x: Tensor, s: Sparse24): number {
+  checkLive(op, dY, x, s.values, s.meta);
   if (dY.ndim < 1 || x.ndim < 1 || dY.shape.at(-1) !== s.rows || x.shape.at(-1) !== s.cols ||
       dY.shape.slice(0, -1).join() !== x.shape.slice(0, -1).join()) {
     throw new ShapeError(op, `dY ${fmtShape(dY.shape)} and x ${fmtShape(x.shape)} do not fit the sparse matrix ${fmtShape(s.shape)}: ` +
@@ -266,11 +261,22 @@ export function sddmm(dY: Tensor, x: Tensor, s: Sparse24, opts: SddmmOptions = {
   if (dY.dtype !== s.dtype || x.dtype !== s.dtype) {
     throw new DTypeError(op, `dY (${dY.dtype}), x (${x.dtype}) and the sparse values (${s.dtype}) must have one dtype`);
   }
+  return numel(x.shape.slice(0, -1));
+}
+
+/**
+ * dW at s's kept positions: dY [..., d_out], x [..., K] (same leading axes), s [d_out, K].
+ * Returns a tensor shaped like s.values; with { out, accumulate: true } adds into out.
+ */
+export function sddmm(dY: Tensor, x: Tensor, s: Sparse24, opts: SddmmOptions = {}): Tensor {
+  const op = "sddmm";
+  const out = opts.out ?? null;
+  checkLive(op, out);
+  const rows = checkSddmm(op, dY, x, s);
   if (out && (out.shape.join() !== s.values.shape.join() || out.dtype !== s.dtype)) {
     throw new ShapeError(op, `out ${fmtShape(out.shape)} (${out.dtype}) must match the sparse values ${fmtShape(s.values.shape)} (${s.dtype})`);
   }
   if (opts.accumulate && !out) throw new ShapeError(op, "accumulate needs an `out` tensor to add into");
-  const rows = numel(x.shape.slice(0, -1));
   sddmmPlan(rows, s.rows, s.cols, opts, op, [s.n, s.m]); // validates splitK, method and lanes before anything is allocated
   return sddmmRaw(dY, x, s, rows, out, !!opts.accumulate, opts);
 }

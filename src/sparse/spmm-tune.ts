@@ -10,15 +10,17 @@
 // never inside a step (spmmShapesOf + tuneSpmmShapes tune the products of a step).
 import { ShapeError, ValueError } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
-import { noGrad, tidy } from "../scope.ts";
+import { noGrad } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import { LANES_VARIANTS, type LanesVariant, spmmLanesStorage } from "../../shaders/spmm-lanes.wgsl.ts";
 import { EXPAND_TILES, type ExpandTile, SPMM_SMALL_MAX_ROWS, spmmExpandStorage, spmmGatherStorage } from "../../shaders/spmm.wgsl.ts";
 import { compress24, type Sparse24 } from "./sparse24.ts";
 import { checkSpmm, setSpmmShapeLog, setSpmmTuned, spmmRaw, spmmTunedEntries, spmmTuneKey, type SpmmOptions } from "./spmm.ts";
 import { randn } from "../ops/creation.ts";
-import { getFloat32MatmulPrecision, type MatmulPrecision, setFloat32MatmulPrecision } from "../ops/raw/precision.ts";
-import { adapterOf, checkCandidates, checkReps, parseTable, resolveClock, timeCall, type TuneClock, type TuningTable } from "./tuning.ts";
+import type { MatmulPrecision } from "../ops/raw/precision.ts";
+import {
+  adapterOf, checkCandidates, checkReps, measureCandidates, parseTable, resolveClock, shapesLogged, type TuneClock, type TuningTable, underPrecision,
+} from "./tuning.ts";
 
 /** A candidate by name: "rule" (what "auto" runs untuned), "expand:64x64", "lanes:8x8", "gather:128", … */
 export type SpmmChoice = "rule" | `expand:${ExpandTile}` | `lanes:${LanesVariant}` | `gather:${64 | 128}`;
@@ -71,6 +73,9 @@ function choiceOf(o: SpmmOptions): SpmmChoice {
   return "rule";
 }
 
+/** spmm's table, as the shared measuring loop sees it. */
+const TABLE = { entries: spmmTunedEntries, set: setSpmmTuned };
+
 /** Every candidate that fits this adapter's workgroup memory. */
 export function spmmCandidates(): SpmmChoice[] {
   const max = gpu().limits.maxComputeWorkgroupStorageSize;
@@ -102,22 +107,7 @@ export async function tuneSpmm(x: Tensor, s: Sparse24, bias: Tensor | null = nul
   const clock = resolveClock(op, opts.clock);
   // every check is above: a refused call leaves the table as it was
   const key = spmmTuneKey(rows, s.rows, s.cols, s.values.dtype, !!bias);
-  const previous = spmmTunedEntries().find(([k]) => k === key)?.[1] ?? null;
-  setSpmmTuned(key, null); // "rule" must time the untuned rule
-  const timings: { choice: SpmmChoice; ms: number }[] = [];
-  try {
-    for (const c of candidates) {
-      const o = optionsOf(op, c);
-      const call = () => tidy(() => noGrad(() => { spmmRaw(x, s, bias, rows, o, op); }));
-      timings.push({ choice: c, ms: await timeCall(call, clock, reps) });
-    }
-  } catch (e) {
-    setSpmmTuned(key, previous); // a failed tuning changes nothing
-    throw e;
-  }
-  timings.sort((a, b) => a.ms - b.ms);
-  const choice = timings[0]!.choice;
-  setSpmmTuned(key, optionsOf(op, choice));
+  const { choice, timings } = await measureCandidates(key, candidates, (c) => optionsOf(op, c), (o) => { spmmRaw(x, s, bias, rows, o, op); }, clock, reps, TABLE);
   return { key, choice, timings, clock };
 }
 
@@ -127,14 +117,7 @@ export async function tuneSpmm(x: Tensor, s: Sparse24, bias: Tensor | null = nul
  * sparse layer. Pass them to tuneSpmmShapes().
  */
 export function spmmShapesOf(fn: () => unknown): string[] {
-  const log = new Set<string>();
-  setSpmmShapeLog(log);
-  try {
-    fn();
-  } finally {
-    setSpmmShapeLog(null);
-  }
-  return [...log];
+  return shapesLogged(setSpmmShapeLog, fn);
 }
 
 /**
@@ -157,12 +140,9 @@ export async function tuneSpmmShapes(keys: readonly string[], opts: SpmmTuneOpti
       w.dispose();
       return { s, x: randn([p.rows, p.K], { dtype: p.dtype }), b: p.bias ? randn([p.dOut], { dtype: p.dtype }) : null };
     });
-    const was = getFloat32MatmulPrecision();
-    setFloat32MatmulPrecision(p.precision); // the precision the product ran under
     try {
-      out.push(await tuneSpmm(made.x, made.s, made.b, opts));
+      out.push(await underPrecision(p.precision, () => tuneSpmm(made.x, made.s, made.b, opts))); // the precision the product ran under
     } finally {
-      setFloat32MatmulPrecision(was);
       made.s.dispose(); made.x.dispose(); made.b?.dispose();
     }
   }

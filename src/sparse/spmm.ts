@@ -17,7 +17,7 @@ import { chooseMatrixUnitTile, getFloat32MatmulPrecision } from "../ops/raw/prec
 import { EXPAND_TILES, SPMM_SMALL_MAX_ROWS, SPMM_SMALL_WORKGROUP, SPMM_TILE, expandExtent, type ExpandTile, spmmExpandKernel, spmmExpandStorage, spmmSmallKernel, spmmGatherKernel, spmmGatherStorage } from "../../shaders/spmm.wgsl.ts";
 import { LANES_VARIANTS, type LanesVariant, lanesExtent, spmmLanesKernel, spmmLanesStorage } from "../../shaders/spmm-lanes.wgsl.ts";
 import { DECODE_MAX_ROWS, DECODE_ROWS, spmmDecodeKernel, spmmSplitSumKernel } from "../../shaders/spmm-decode.wgsl.ts";
-import { fill, mapOp } from "../ops/raw/map.ts";
+import { ACTIVATION_MAP, fill, mapOp } from "../ops/raw/map.ts";
 import type { Activation } from "../autograd/ops.ts";
 import { stridedCopy } from "../ops/raw/copy.ts";
 import { checkLive, grid1d, numel } from "../ops/util.ts";
@@ -163,9 +163,6 @@ export function spmmRaw(x: Tensor, s: SparseLike, bias: Tensor | null, rows: num
   return spmmActRaw(x, s, bias, rows, "none", false, opts, op)[0];
 }
 
-/** WGSL of each activation as a map over the product (where the kernel has no epilogue for it). */
-const ACT_EXPR: Record<Exclude<Activation, "none">, string> = { gelu: "gelu_tanh(a)", relu: "max(a, 0.0)" };
-
 /**
  * act(x·sᵀ + bias) without validation or autograd, and with `aux` the pre-activation z (for the
  * activation's backward). On the matrix units the activation is the kernel's epilogue, as in the
@@ -258,7 +255,7 @@ export function spmmActRaw(x: Tensor, s: SparseLike, bias: Tensor | null, rows: 
 /** act(y) as a map (sparseLinear's vector-wise path too); with `aux` y is kept as the pre-activation, else disposed. */
 export function activate(y: Tensor, act: Activation, aux: boolean, op: string): [Tensor, Tensor | null] {
   if (act === "none") return [y, null];
-  const a = mapOp(op, ACT_EXPR[act], [y], y.dtype);
+  const a = mapOp(op, ACTIVATION_MAP[act].forward, [y], y.dtype);
   if (aux) return [a, y];
   y.dispose();
   return [a, null];

@@ -4,6 +4,8 @@
 import { ValueError } from "../errors.ts";
 import { gpu } from "../gpu/context.ts";
 import { profile } from "../gpu/profiler.ts";
+import { noGrad, tidy } from "../scope.ts";
+import { getFloat32MatmulPrecision, type MatmulPrecision, setFloat32MatmulPrecision } from "../ops/raw/precision.ts";
 
 /**
  * "gpu": the timestamp span of a ~2 ms batch (needs timestamp-query); "wall": wall clock over a
@@ -76,6 +78,60 @@ export async function timeCall(call: () => void, clock: "gpu" | "wall", reps: nu
     }
   }
   return median(per);
+}
+
+/** A tuner's table as the shared loop sees it: its entries, and setting (null: clearing) one key. */
+export interface TunedTable<O> {
+  entries(): [string, O][];
+  set(key: string, opts: O | null): void;
+}
+
+/**
+ * Times `run(optionsOf(c))` for each candidate c (one call each, inside tidy and noGrad) and keeps
+ * the fastest under `key`. The key's entry is cleared while timing, so "rule" times the rule, and
+ * put back as it was if a timing throws (a failed tuning changes nothing). Fastest first.
+ */
+export async function measureCandidates<C extends string, O>(key: string, candidates: readonly C[], optionsOf: (c: C) => O, run: (o: O) => void,
+  clock: "gpu" | "wall", reps: number, table: TunedTable<O>): Promise<{ choice: C; timings: { choice: C; ms: number }[] }> {
+  const previous = table.entries().find(([k]) => k === key)?.[1] ?? null;
+  table.set(key, null);
+  const timings: { choice: C; ms: number }[] = [];
+  try {
+    for (const c of candidates) {
+      const o = optionsOf(c);
+      timings.push({ choice: c, ms: await timeCall(() => tidy(() => noGrad(() => run(o))), clock, reps) });
+    }
+  } catch (e) {
+    table.set(key, previous);
+    throw e;
+  }
+  timings.sort((a, b) => a.ms - b.ms);
+  const choice = timings[0]!.choice;
+  table.set(key, optionsOf(choice));
+  return { choice, timings };
+}
+
+/** Runs fn with a shape log installed by `setLog` and returns the keys it logged. */
+export function shapesLogged(setLog: (log: Set<string> | null) => void, fn: () => unknown): string[] {
+  const log = new Set<string>();
+  setLog(log);
+  try {
+    fn();
+  } finally {
+    setLog(null);
+  }
+  return [...log];
+}
+
+/** Awaits fn under f32 matmul precision p (the one a tuning key names), then restores the previous one. */
+export async function underPrecision<R>(p: MatmulPrecision, fn: () => Promise<R>): Promise<R> {
+  const was = getFloat32MatmulPrecision();
+  setFloat32MatmulPrecision(p);
+  try {
+    return await fn();
+  } finally {
+    setFloat32MatmulPrecision(was);
+  }
 }
 
 /** The adapter a table belongs to: engine and adapter (Dawn and wgpu choose differently on one GPU). */

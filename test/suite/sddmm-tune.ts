@@ -11,18 +11,13 @@ import {
 } from "../../src/sparse/index.ts";
 import { maskedLinear } from "../../src/sparse/masked-linear.ts";
 import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
+import { familiesOf } from "../lib/families.ts";
 import { test } from "../lib/harness.ts";
 import { arr, map, matmul, randArr } from "../ref/cpu.ts";
 import { fromArr } from "../ref/convert.ts";
 import { gather, nmMask, slopeMasks } from "../ref/sparse.ts";
 
 const rand32 = (shape: number[], seed: number) => map(Math.fround, randArr(shape, seed, -1, 1));
-
-/** The kernel families fn dispatched. */
-async function familiesOf(fn: () => void): Promise<string[]> {
-  const p = await ws.profile(fn, { timing: false });
-  return [...new Set(p.events.map((e) => e.family))];
-}
 
 test("tuneSddmm: times each candidate, keeps the fastest for the shape, and an sddmm naming no kernel then runs it (float64 reference, odd shape)", async () => {
   clearSddmmTuning();

@@ -8,6 +8,7 @@ import * as ws from "../../src/index.ts";
 import { clearSpmmTuning, compress24, doublePrune, loadSpmmTuning, sparseLinear, spmm, spmmCandidates, type SpmmChoice, spmmShapesOf, spmmTuning, tuneSpmm, tuneSpmmShapes } from "../../src/sparse/index.ts";
 import { maskedLinear } from "../../src/sparse/masked-linear.ts";
 import { assert, assertClose, assertEquals, assertThrows } from "../lib/assert.ts";
+import { familiesOf } from "../lib/families.ts";
 import { test } from "../lib/harness.ts";
 import { arr, map, matmul, randArr } from "../ref/cpu.ts";
 import { fromArr } from "../ref/convert.ts";
@@ -15,12 +16,6 @@ import { applyMask, nmMask, slopeMasks } from "../ref/sparse.ts";
 
 const rand32 = (shape: number[], seed: number) => map(Math.fround, randArr(shape, seed, -1, 1));
 const cheap = (): SpmmChoice[] => ws.gpu().info.runtime === "Deno" ? spmmCandidates() : ["rule", "expand:64x64", "gather:64"];
-
-/** The kernel families one spmm call dispatched. */
-async function familiesOf(fn: () => void): Promise<string[]> {
-  const p = await ws.profile(fn, { timing: false });
-  return [...new Set(p.events.map((e) => e.family))];
-}
 
 test("tuneSpmm: times each candidate, keeps the fastest for the shape, and auto then runs it (float64 reference, odd shape)", async () => {
   clearSpmmTuning();

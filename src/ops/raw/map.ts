@@ -10,6 +10,16 @@ import { EW_MAX_RANK, EW_SHAPE, EW_STRIDES, EW_WORKGROUP, mapKernel } from "../.
 import { fillKernel, FILL_WORKGROUP } from "../../../shaders/fill.wgsl.ts";
 import { broadcastShapes, broadcastStrides, grid1d, sameShape } from "../util.ts";
 
+/**
+ * The epilogue activations as map expressions, for every op that applies one or takes its
+ * gradient (relu, gelu, matmul's and sparseLinear's fused activation): `forward` of a, and `grad`
+ * = a·act'(b) with a the upstream gradient and b the pre-activation.
+ */
+export const ACTIVATION_MAP = {
+  relu: { forward: "max(a, 0.0)", grad: "select(0.0, a, b > 0.0)" },
+  gelu: { forward: "gelu_tanh(a)", grad: "a * gelu_tanh_grad(b)" },
+} as const;
+
 export function scalarBits(x: number, dtype: DType): number {
   return dtype === "i32" ? (Math.trunc(x) | 0) >>> 0 : f32bits(x);
 }
